@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "accounts"
+    verbose_name = "Departments and staff"
+
+    def ready(self) -> None:
+        # Authentication events (not model signals) are the only hook Django and axes offer.
+        from accounts import auth_events  # noqa: F401

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from accounts.models import Membership
+
+
+def staff_context(request: HttpRequest) -> dict[str, object]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not user.is_verified():  # type: ignore[union-attr]
+        return {"staff_memberships": []}
+    memberships = list(Membership.objects.filter(user=user).select_related("department"))
+    return {"staff_memberships": memberships}

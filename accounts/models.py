@@ -1,0 +1,145 @@
+"""Departments, staff roles and second-factor devices."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django_otp.models import Device, ThrottlingMixin
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+
+class Edition(models.TextChoices):
+    STANDARD = "standard", _("Standard (5,000 metered calls a month)")
+    PROFESSIONAL = "professional", _("Professional (200,000 metered calls a month)")
+
+
+class Department(models.Model):
+    code = models.CharField(
+        max_length=12,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Z][A-Z0-9]{1,11}$", _("Use 2-12 capital letters or digits."))],
+        help_text=_("Short code such as HKO or WSD."),
+    )
+    name_en = models.CharField(_("name (English)"), max_length=200)
+    name_zh = models.CharField(_("name (Traditional Chinese)"), max_length=100)
+    dingtalk_agent_id = models.BigIntegerField(_("DingTalk agent id"), null=True, blank=True)
+    dingtalk_app_key = models.CharField(_("DingTalk app key"), max_length=64, blank=True)
+    dingtalk_secret_ref = models.CharField(
+        _("DingTalk app secret reference"),
+        max_length=255,
+        blank=True,
+        help_text=_("Where the secret is kept: env:VARIABLE or file:/path. The secret itself is never stored."),
+        validators=[RegexValidator(r"^(env:[A-Z_][A-Z0-9_]*|file:\S+)?$", _("Use env:NAME or file:/path."))],
+    )
+    dingtalk_edition = models.CharField(max_length=16, choices=Edition.choices, default=Edition.STANDARD)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        permissions = [
+            ("view_department_space", "Can see the department's workspace"),
+            ("compose_notice", "Can write and submit notices"),
+            ("approve_notice", "Can approve or reject notices"),
+            ("recall_notice", "Can recall sent notices"),
+            ("view_notices", "Can see notices and their delivery"),
+            ("manage_audience", "Can manage recipients, imports, segments and venues"),
+            ("view_audience", "Can see segments and audience counts"),
+            ("view_contact_details", "Can see recipients' full phone numbers"),
+            ("view_audit", "Can read the audit trail"),
+            ("export_audit", "Can export the audit trail and receipt reports"),
+            ("administer_department", "Can manage staff, roles and department settings"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} · {self.name_en}"
+
+
+class DepartmentUserObjectPermission(UserObjectPermissionBase):
+    """Guardian's direct foreign-key table: indexed joins instead of generic text keys."""
+
+    content_object = models.ForeignKey(Department, on_delete=models.CASCADE)
+
+
+class DepartmentGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Department, on_delete=models.CASCADE)
+
+
+class Role(models.TextChoices):
+    PR_OFFICER = "pr_officer", _("PR officer")
+    SUPERVISOR = "supervisor", _("Supervisor")
+    DEPARTMENT_ADMIN = "department_admin", _("Department admin")
+    AUDITOR = "auditor", _("Auditor")
+    SYSTEM_ADMIN = "system_admin", _("System administrator")
+
+
+class Membership(models.Model):
+    """A staff user holding one role in one department."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=32, choices=Role.choices)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["department__code", "role"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "department", "role"], name="membership_unique_role")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.department.code} · {self.get_role_display()}"
+
+
+def _hash_backup_code(salt: str, code: str) -> str:
+    # Codes carry 50 random bits, so a salted SHA-256 resists offline guessing; a slow KDF
+    # would only make each login try ten slow hashes.
+    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
+
+
+class BackupCodeDevice(ThrottlingMixin, Device):
+    """One-time backup codes, stored only as salted hashes (django-otp's static device keeps plain text)."""
+
+    CODE_COUNT: ClassVar[int] = 10
+    CODE_ALPHABET: ClassVar[str] = "abcdefghjkmnpqrstuvwxyz23456789"
+
+    def get_throttle_factor(self) -> int:
+        return 1
+
+    def issue_codes(self) -> list[str]:
+        """Replace every code with a fresh set and return the plain codes (shown once)."""
+        self.codes.all().delete()
+        plain = ["".join(secrets.choice(self.CODE_ALPHABET) for _ in range(10)) for _ in range(self.CODE_COUNT)]
+        BackupCode.objects.bulk_create(
+            [BackupCode(device=self, salt=(salt := secrets.token_hex(8)), code_hash=_hash_backup_code(salt, c)) for c in plain]
+        )
+        return plain
+
+    def verify_token(self, token: str) -> bool:
+        allowed, _ = self.verify_is_allowed()
+        if not allowed:
+            return False
+        normalised = token.strip().lower().replace("-", "").replace(" ", "")
+        for code in self.codes.all():
+            if hmac.compare_digest(code.code_hash, _hash_backup_code(code.salt, normalised)):
+                code.delete()
+                self.throttle_reset()
+                return True
+        self.throttle_increment()
+        return False
+
+
+class BackupCode(models.Model):
+    device = models.ForeignKey(BackupCodeDevice, on_delete=models.CASCADE, related_name="codes")
+    salt = models.CharField(max_length=32)
+    code_hash = models.CharField(max_length=64)

@@ -1,0 +1,35 @@
+"""Request context for audit events, carried in a contextvar (wagtail's LogContext idea).
+
+Middleware fills it for web requests; tasks set it from the request id they were given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    request_id: uuid.UUID | None = None
+    ip: str | None = None
+    otp_verified: bool = False
+
+
+_current: ContextVar[AuditContext] = ContextVar("audit_context", default=AuditContext())
+
+
+def current_context() -> AuditContext:
+    return _current.get()
+
+
+@contextlib.contextmanager
+def audit_context(context: AuditContext) -> Iterator[AuditContext]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

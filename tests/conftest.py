@@ -1,0 +1,75 @@
+"""Fixtures: the named cast in two departments, OTP-verified clients, headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from common.testing.cast import Cast, make_cast, verified_client_for
+
+
+@pytest.fixture
+def cast_a(db: None) -> Cast:
+    """Water Supplies Department staff."""
+    return make_cast("WSD", "Water Supplies Department", "水務署", 3003)
+
+
+@pytest.fixture
+def cast_b(db: None) -> Cast:
+    """Food and Environmental Hygiene Department staff: the 'other department'."""
+    return make_cast("FEHD", "Food and Environmental Hygiene Department", "食物環境衞生署", 3002)
+
+
+@pytest.fixture
+def verified_client() -> Callable[[User], Client]:
+    return verified_client_for
+
+
+@pytest.fixture
+def otp_client(cast_a: Cast) -> Client:
+    """The cast's supervisor, logged in and OTP-verified."""
+    return verified_client_for(cast_a.supervisor)
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    return None
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium through Selenium; skipped with a reason where it is absent."""
+    paths = chromium_paths()
+    if paths is None:
+        pytest.skip("Debian chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths[0]
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        "--window-size=1366,900",
+        "--lang=en-GB",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=paths[1]), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
