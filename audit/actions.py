@@ -1,11 +1,38 @@
-"""The registered set of audit action codes: `<app>.<past participle>`."""
+"""Audit action codes: `<app>.<past participle>`, registered per app.
+
+Each app declares a TextChoices of its own actions and registers it in AppConfig.ready(), so
+audit imports no other app while audit_record still refuses an unregistered code.
+"""
 
 from __future__ import annotations
 
 from django.db import models
 
+_REGISTRY: dict[str, str] = {}
+
+
+def register(actions: type[models.TextChoices]) -> None:
+    for value, label in actions.choices:
+        if not value.startswith(value.split(".")[0] + ".") or value.count(".") != 1:
+            raise ValueError(f"Audit action {value!r} must look like '<app>.<past_participle>'.")
+        _REGISTRY[value] = str(label)
+
+
+def is_registered(action: str) -> bool:
+    return action in _REGISTRY
+
+
+def action_label(action: str) -> str:
+    return _REGISTRY.get(action, action)
+
+
+def registered_actions() -> dict[str, str]:
+    return dict(sorted(_REGISTRY.items()))
+
 
 class AuditAction(models.TextChoices):
+    """Account and department events (the foundation's own actions)."""
+
     LOGGED_IN = "accounts.logged_in", "Logged in"
     LOGGED_OUT = "accounts.logged_out", "Logged out"
     LOGIN_FAILED = "accounts.login_failed", "Login failed"
@@ -21,3 +48,6 @@ class AuditAction(models.TextChoices):
     ROLE_REVOKED = "accounts.role_revoked", "Role revoked"
     DEPARTMENT_CREATED = "accounts.department_created", "Department created"
     DEPARTMENT_UPDATED = "accounts.department_updated", "Department settings changed"
+
+
+register(AuditAction)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from audit.actions import AuditAction
 
 
 class AuditEvent(models.Model):
@@ -19,7 +18,7 @@ class AuditEvent(models.Model):
     department = models.ForeignKey(
         "accounts.Department", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    action = models.CharField(max_length=64, choices=AuditAction.choices, db_index=True)
+    action = models.CharField(max_length=64, db_index=True)  # a code registered in audit.actions
     target_type = models.CharField(max_length=100, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     target_label = models.CharField(max_length=300, blank=True)

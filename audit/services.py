@@ -12,7 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models
 from django.utils import timezone
 
-from audit.actions import AuditAction
+from audit.actions import is_registered
 from audit.context import current_context
 from audit.models import AuditEvent
 
@@ -25,7 +25,7 @@ def _actor_department(actor: AbstractBaseUser) -> str:
 def audit_record(
     *,
     actor: AbstractBaseUser | AnonymousUser | None,
-    action: AuditAction,
+    action: str,
     target: models.Model | None = None,
     target_label: str | None = None,
     department: Any = None,
@@ -33,6 +33,8 @@ def audit_record(
     actor_label: str | None = None,
 ) -> AuditEvent:
     """Append one event. `actor=None` means the system (tasks, commands, integrations)."""
+    if not is_registered(action):
+        raise ValueError(f"Unregistered audit action {action!r}: register it in the app's ready().")
     context = current_context()
     real_actor = actor if actor is not None and actor.is_authenticated else None
     if real_actor is not None:

@@ -17,5 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/setlang/", public_view(set_language), name="set_language"),
     path("health/", health, name="health"),
+    path("audit/", include("audit.urls")),
+    path("audiences/", include("audiences.urls")),
     path("", include("accounts.urls")),
 ]

@@ -212,3 +212,7 @@ DINGTALK_SECRETS_DIR = Path(env_str("DINGTALK_SECRETS_DIR", str(VAR_DIR / "secre
 PORTAL_DEMO_MODE = env_bool("PORTAL_DEMO_MODE", False)
 
 from config.settings.celery import *  # noqa: E402
+from config.settings.audit import *  # noqa: E402
+from config.settings.audiences import *  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = {**AUDIT_BEAT_SCHEDULE, **AUDIENCES_BEAT_SCHEDULE}
