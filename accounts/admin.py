@@ -13,6 +13,7 @@ from django.http import HttpRequest
 
 from accounts import permissions as perms
 from accounts import selectors, services
+from accounts.admin_filters import AdministeredDepartmentFilter
 from accounts.models import Department, Membership
 from common.errors import ApplicationError
 
@@ -46,7 +47,7 @@ class DepartmentAdmin(admin.ModelAdmin[Department]):
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin[Membership]):
     list_display = ["user", "department", "role", "granted_by", "granted_at"]
-    list_filter = ["role", "department"]
+    list_filter = ["role", AdministeredDepartmentFilter]
     list_select_related = ["user", "department", "granted_by"]
     search_fields = ["user__username", "user__first_name", "user__last_name"]
     autocomplete_fields = ["user"]

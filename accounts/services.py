@@ -28,6 +28,8 @@ ROLE_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "accounts.view_membership",
         "accounts.add_membership",
         "accounts.delete_membership",
+        "auth.view_user",
+        "auth.change_user",
         "audit.view_auditevent",
     ),
 }
@@ -100,7 +102,7 @@ def membership_grant(
     held = set(Membership.objects.filter(user=user).values_list("role", flat=True))
     clash = held & CONFLICTING_ROLES[role]
     if clash:
-        names = ", ".join(sorted(Role(r).label for r in clash))
+        names = ", ".join(sorted(str(Role(r).label) for r in clash))
         raise ApplicationError(
             f"{user.get_username()} already holds {names}; {Role(role).label} cannot be combined with it.",
             field="role",

@@ -1,0 +1,37 @@
+"""Every declared queue has a worker, and every task names a declared queue."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from config.celery import app
+from config.settings.celery import Queues
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_queues() -> set[str]:
+    script = (ROOT / "bin" / "run-dev").read_text()
+    match = re.search(r"celery -A config worker .*-Q (\S+)", script)
+    assert match, "bin/run-dev starts no worker"
+    return set(match.group(1).split(","))
+
+
+def test_every_queue_has_a_worker() -> None:
+    assert set(Queues.ALL) == worker_queues()
+
+
+def test_every_project_task_is_named_and_queued() -> None:
+    app.loader.import_default_modules()
+    ours = {name: task for name, task in app.tasks.items() if not name.startswith("celery.")}
+    for name, task in ours.items():
+        assert "." in name and not name.startswith(("accounts.tasks", "audit.tasks")), name
+        assert task.queue in Queues.ALL, f"{name} has no declared queue"
+
+
+def test_worker_settings_are_safe_for_idempotent_tasks(settings) -> None:
+    assert settings.CELERY_TASK_ACKS_LATE is True
+    assert settings.CELERY_TASK_REJECT_ON_WORKER_LOST is True
+    assert settings.CELERY_ACCEPT_CONTENT == ["json"]
+    assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
