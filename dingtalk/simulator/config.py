@@ -106,7 +106,8 @@ class Limits:
     ip_ban_s: float = 300.0
     # "html" answers a banned IP with an HTML page, "json" with {"status":1111,...}.
     ip_ban_style: str = "html"
-    monthly_quota: bool = True
+    # Metered calls per month by edition (§9); directory calls and gettoken are exempt.
+    monthly_quotas: dict[str, int] | None = field(default_factory=lambda: dict(EDITION_QUOTAS))
     recipients_per_minute: int | None = 5_000
     same_content_once_per_day: bool = True
     per_user_daily_cap: int | None = 500

@@ -512,7 +512,7 @@ class Simulator:
                     key: {
                         "edition": s.config.edition,
                         "used": s.month_calls if s.month == month_key(now) else 0,
-                        "limit": EDITION_QUOTAS[s.config.edition],
+                        "limit": (self.limits.get("monthly_quotas") or {}).get(s.config.edition),
                     }
                     for key, s in self.apps.items()
                 },
@@ -850,13 +850,16 @@ class Simulator:
             raise ApiError(90018, f"当前应用调用该api超过限流,qps={limit}")
 
     def _meter(self, state: AppState, now: float) -> None:
-        if not self.limits.get("monthly_quota"):
+        quotas = self.limits.get("monthly_quotas")
+        if quotas is None:
             return
         month = month_key(now)
         if month != state.month:
             state.month = month
             state.month_calls = 0
-        if state.month_calls >= EDITION_QUOTAS[state.config.edition]:
+        if state.month_calls >= quotas.get(
+            state.config.edition, EDITION_QUOTAS[state.config.edition]
+        ):
             raise ApiError(90020, "当前企业调用量已超过月度限额 (monthly API quota exhausted)")
         state.month_calls += 1
 
