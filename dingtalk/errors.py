@@ -46,17 +46,17 @@ class DingTalkError(Exception):
         return " ".join(parts)
 
 
-class InvalidCredentials(DingTalkError):
+class InvalidCredentials(DingTalkError):  # noqa: N818 - names follow the issue's vocabulary
     """gettoken refused the app key / secret (40089, 40001 on gettoken, 40002...)."""
 
 
-class TokenExpired(DingTalkError):
+class TokenExpired(DingTalkError):  # noqa: N818 - names follow the issue's vocabulary
     """The token stayed invalid even after one refresh; a later attempt may succeed."""
 
     is_transient = True
 
 
-class Throttled(DingTalkError):
+class Throttled(DingTalkError):  # noqa: N818 - names follow the issue's vocabulary
     """DingTalk asked us to slow down (90018, 90002, -1, IP ban page, status 1111).
 
     ``retry_after`` is the number of seconds to wait before the next call from this app
@@ -89,11 +89,11 @@ class Throttled(DingTalkError):
         self.scope = scope
 
 
-class QuotaExhausted(DingTalkError):
+class QuotaExhausted(DingTalkError):  # noqa: N818 - names follow the issue's vocabulary
     """Monthly metered-call quota used up (90020); retrying this month is pointless."""
 
 
-class PermissionDenied(DingTalkError):
+class PermissionDenied(DingTalkError):  # noqa: N818 - names follow the issue's vocabulary
     """The app lacks an API permission (60011, 88/60011)."""
 
 
@@ -101,7 +101,7 @@ class IpNotWhitelisted(PermissionDenied):
     """The calling server's IP is not on the app's whitelist (60020)."""
 
 
-class InvalidRequest(DingTalkError):
+class InvalidRequest(DingTalkError):  # noqa: N818 - names follow the issue's vocabulary
     """DingTalk rejected the parameters (40035, 400002, 40056, 60003...)."""
 
 
@@ -153,7 +153,7 @@ class CallbackCryptoError(DingTalkError):
     """An event-push payload failed signature check, decryption or owner-key check."""
 
 
-class MessageInvalid(ValueError):
+class MessageInvalid(ValueError):  # noqa: N818 - names follow the issue's vocabulary
     """A message violates DingTalk's documented limits; raised before any HTTP call."""
 
     def __init__(self, field: str, problem: str) -> None:

@@ -60,7 +60,7 @@ class AppConfig:
     edition: str = "standard"
     corp_id: str = ""
     callback_url: str | None = None
-    callback_token: str = "demo-token"
+    callback_token: str = "demo-token"  # noqa: S105 - demo credential, documented
     callback_aes_key: str = field(default_factory=lambda: demo_aes_key("app"))
     # None = every IP allowed; otherwise calls from other IPs get 60020.
     ip_whitelist: list[str] | None = None

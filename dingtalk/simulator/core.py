@@ -49,7 +49,7 @@ LAZY_RECIPIENT_THRESHOLD = 20_000
 
 IP_BAN_HTML = (
     "<!DOCTYPE html><html><head><meta charset='utf-8'><title>访问被拒绝</title></head>"
-    "<body><h1>访问被拒绝 Access denied</h1><p>您的IP访问频率过高，请5分钟后再试。</p>"
+    "<body><h1>访问被拒绝 Access denied</h1><p>您的IP访问频率过高, 请5分钟后再试。</p>"
     "<p>Too many requests from your IP address; retry in 5 minutes.</p></body></html>"
 ).encode()
 
@@ -363,7 +363,7 @@ class Simulator:
         self._revoked: dict[str, int] = {}
         self._task_ids = itertools.count(256_271_667_526)
         self._request_ids = itertools.count(1)
-        self._random = random.Random(self.config.seed)
+        self._random = random.Random(self.config.seed)  # noqa: S311 - reproducible faults, not crypto
         self._ip_window: dict[str, tuple[int, int]] = {}
         self._ip_banned_until: dict[str, float] = {}
         self._injected: list[Injected] = []
@@ -579,6 +579,28 @@ class Simulator:
                     }
                 )
             return entries
+
+    def directory_event(
+        self,
+        app_key: str,
+        event_type: str,
+        userid: str | None = None,
+        dept_id: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Change the directory and push the event to the app's callback URL (blocking).
+
+        Must not be called from the server thread: the receiver may call back into it.
+        """
+        from dingtalk.simulator.events import directory_event
+
+        return directory_event(self, app_key, event_type, userid, dept_id, **fields)
+
+    def check_url(self, app_key: str) -> dict[str, Any]:
+        """Push the check_url handshake and verify the encrypted ``success`` reply."""
+        from dingtalk.simulator.events import check_url
+
+        return check_url(self, app_key)
 
     def recipients_with_messages(self, app_key: str | None = None, limit: int = 50) -> list[str]:
         with self.lock:
@@ -827,7 +849,7 @@ class Simulator:
             raise ApiError(
                 code,
                 {
-                    40001: "获取access_token时Secret错误，或者access_token无效",
+                    40001: "获取access_token时Secret错误, 或者access_token无效",
                     42001: "access_token超时",
                 }.get(code, "不合法的access_token"),
             )
@@ -1108,10 +1130,10 @@ class Simulator:
         max_recipients = self.limits.get("result_max_recipients")
         if max_recipients is not None and task.total_recipients > max_recipients:
             raise ApiError(
-                41052, f"接收人数过多，不再返回结果 (more than {max_recipients} recipients)"
+                41052, f"接收人数过多, 不再返回结果 (more than {max_recipients} recipients)"
             )
         if self._progress_of(task, now)[1] != 2:
-            raise ApiError(41052, "消息发送中，暂无结果 (task still in progress)")
+            raise ApiError(41052, "消息发送中, 暂无结果 (task still in progress)")
         read: list[str] = []
         unread: list[str] = []
         for userid in self._delivered_users(state, task):
@@ -1170,7 +1192,7 @@ class Simulator:
         media = params.get("media")
         if not isinstance(media, dict):
             raise ApiError(
-                43008, "需要multipart请求，文件字段名为media (multipart field media required)"
+                43008, "需要multipart请求, 文件字段名为media (multipart field media required)"
             )
         media_type = str(params.get("type", ""))
         if media_type not in MEDIA_TYPES:

@@ -124,7 +124,8 @@ def test_send_progress_and_result_lists_fill_as_people_read(dt, client):
     late = client.get_send_result(sent.task_id)
     assert 25 <= len(late.read) < 40  # a configurable share never reads
     assert set(late.read) | set(late.unread) == set(users(40))
-    assert late.forbidden == [] and late.failed == []
+    assert late.forbidden == []
+    assert late.failed == []
 
 
 def test_mark_read_shows_up_in_results(dt, client):
@@ -196,7 +197,8 @@ def test_status_bar_update_on_oa_message(dt, client):
 
 def test_media_upload_then_image_message(dt, client):
     upload = client.upload_media("image", "typhoon.png", b"\x89PNG" + b"0" * 100)
-    assert upload.media_id.startswith("@") and upload.type == "image"
+    assert upload.media_id.startswith("@")
+    assert upload.type == "image"
     client.send(messages.image(upload.media_id), userids=users(1))
     with pytest.raises(InvalidRequest) as info:
         client.send(messages.image("@unknownmedia"), userids=users(1))
@@ -242,7 +244,8 @@ def test_recipients_over_5000_per_minute_are_forbidden_143103_while_send_succeed
         assert over.task_id  # errcode 0: the drop is silent
         dt.sim.advance(1)
         result = client.get_send_result(over.task_id)
-        assert result.read == [] and result.unread == []
+        assert result.read == []
+        assert result.unread == []
         assert len(result.forbidden) == 100
         assert {(e.code, e.count) for e in result.forbidden} == {(143103, 5000)}
         assert set(result.forbidden_userids) == set(users(100, 5000))
@@ -295,7 +298,8 @@ def test_monthly_quota_90020_with_exempt_calls_exempt(dt, client):
         client.send(messages.text(f"m{i}"), userids=users(1))
     with pytest.raises(QuotaExhausted) as info:
         client.send(messages.text("m3"), userids=users(1))
-    assert info.value.errcode == 90020 and not info.value.is_transient
+    assert info.value.errcode == 90020
+    assert not info.value.is_transient
     # Token and directory calls are exempt.
     client.get_access_token(force_refresh=True)
     assert client.list_user_ids(100)
@@ -384,7 +388,8 @@ def test_timeout_after_accept_is_ambiguous_and_the_task_exists():
         dt.sim.inject(SEND, "timeout")
         with pytest.raises(TransportError) as info:
             client.send(messages.text("x"), userids=users(1))
-        assert info.value.ambiguous and info.value.is_transient
+        assert info.value.ambiguous
+        assert info.value.is_transient
         assert dt.sim.counters()["tasks"] == 1
 
 
@@ -410,7 +415,8 @@ def test_ip_whitelist_and_missing_permission(dt, client):
     dt.sim.app().config.ip_whitelist = ["10.0.0.1"]
     with pytest.raises(IpNotWhitelisted) as info:
         client.send(messages.text("x"), userids=users(1))
-    assert info.value.errcode == 60020 and not info.value.is_transient
+    assert info.value.errcode == 60020
+    assert not info.value.is_transient
     dt.sim.app().config.ip_whitelist = None
     dt.sim.app().config.permissions = ["qyapi_base"]
     with pytest.raises(PermissionDenied) as denied:
@@ -432,11 +438,13 @@ def test_directory_walk_and_user_paging(dt, client):
     ids = client.list_user_ids(100)
     assert ids[:2] == ["hko0000000", "hko0000036"]
     page = client.list_users(100, cursor=0, size=3)
-    assert page.has_more and page.next_cursor == 3
+    assert page.has_more
+    assert page.next_cursor == 3
     everyone = list(client.iter_users(100, size=3))
     assert [u.userid for u in everyone] == ids
     user = client.get_user("hko0000036")
-    assert user.e164_mobile is not None and user.e164_mobile[:5] in ("+8525", "+8526", "+8529")
+    assert user.e164_mobile is not None
+    assert user.e164_mobile[:5] in ("+8525", "+8526", "+8529")
     assert len(user.e164_mobile) == 12
     with pytest.raises(InvalidRequest) as info:
         client.list_user_ids(424242)
@@ -452,7 +460,8 @@ def test_multiple_apps_have_separate_credentials_and_quotas(dt):
     )
     sent = client.send(messages.text("Fire danger red 紅色火災危險"), userids=["fsd0000001"])
     assert dt.sim.task(sent.task_id).app_key == "ding-demo-fsd"
-    assert fsd.edition == "standard" and dt.app("ding-demo-hko").edition == "professional"
+    assert fsd.edition == "standard"
+    assert dt.app("ding-demo-hko").edition == "professional"
     wrong_agent = DingTalkClient(fsd.app_key, fsd.app_secret, dt.agent_id, base_url=dt.base_url)
     with pytest.raises(InvalidRequest) as info:
         wrong_agent.send(messages.text("x"), userids=["fsd0000001"])
