@@ -364,7 +364,7 @@ class Simulator:
         self._task_ids = itertools.count(256_271_667_526)
         self._request_ids = itertools.count(1)
         self._random = random.Random(self.config.seed)  # noqa: S311 - reproducible faults, not crypto
-        self._ip_window: dict[str, tuple[int, int]] = {}
+        self._ip_window: dict[str, tuple[deque[list[int]], int]] = {}
         self._ip_banned_until: dict[str, float] = {}
         self._injected: list[Injected] = []
         self.recorded: deque[RecordedRequest] = deque(maxlen=self.config.request_log_size)
@@ -754,10 +754,18 @@ class Simulator:
         threshold = self.limits.get("ip_calls_per_window")
         if threshold is None:
             return None
-        window = int(now // self.limits.ip_window_s)
-        current, count = self._ip_window.get(ip, (window, 0))
-        count = count + 1 if current == window else 1
-        self._ip_window[ip] = (window, count)
+        # Sliding window of one-second buckets: [second, calls] plus a running total.
+        second = int(now)
+        buckets, total = self._ip_window.get(ip) or (deque(), 0)
+        horizon = second - self.limits.ip_window_s
+        while buckets and buckets[0][0] <= horizon:
+            total -= buckets.popleft()[1]
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += 1
+        else:
+            buckets.append([second, 1])
+        count = total + 1
+        self._ip_window[ip] = (buckets, count)
         if count > threshold:
             self._ip_banned_until[ip] = now + self.limits.ip_ban_s
             self.ip_bans += 1
