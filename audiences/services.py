@@ -1,0 +1,627 @@
+"""Writes for audiences: segments, erasure, recipient edits, venues, check-ins and settings.
+
+Each service authorises (manage_audience in the owning department), validates, writes and
+audits in one transaction. actor=None means the system (tasks, commands).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, User
+from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from accounts import permissions as perms
+from accounts.models import Department
+from audiences.audit_actions import AudienceAuditAction
+from audiences.models import (
+    CheckIn,
+    DirectorySettings,
+    District,
+    DistrictMapping,
+    Language,
+    Recipient,
+    RecipientTag,
+    RiskLevel,
+    Segment,
+    SegmentKind,
+    SegmentMember,
+    SubscriptionFilter,
+    SubscriptionSource,
+    SubscriptionState,
+    Tag,
+    Venue,
+)
+from audiences.validation import (
+    ImportFileError,
+    RowError,
+    check_header,
+    looks_like_formula,
+    normalise_hk_mobile,
+    read_csv,
+)
+from audit.services import audit_record
+from common.errors import ApplicationError
+
+# Hong Kong's extent with a margin: a venue outside it is a typo (swapped lat/long, missing minus).
+HK_LATITUDE = (22.1, 22.6)
+HK_LONGITUDE = (113.8, 114.5)
+
+
+def require_manage(actor: AbstractBaseUser | None, department: Department) -> None:
+    if actor is not None:
+        perms.require_department_perm(actor, perms.MANAGE_AUDIENCE, department)
+
+
+# --- segments ------------------------------------------------------------------------------
+
+
+@dataclass
+class SegmentInput:
+    name: str
+    description: str = ""
+    kind: str = SegmentKind.FILTER
+    subscription: str = SubscriptionFilter.SUBSCRIBED
+    districts: Sequence[District] = ()
+    function_tags: Sequence[str] = ()
+    risk_levels: Sequence[str] = ()
+    tags: Sequence[Tag] = ()
+    member_user_ids: Sequence[str] = ()
+    venue_rule: bool = False
+    venues: Sequence[Venue] = ()
+    centre_latitude: float | None = None
+    centre_longitude: float | None = None
+    radius_m: int | None = None
+    checked_in_from: datetime | None = None
+    checked_in_to: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _segment_snapshot(segment: Segment) -> dict[str, Any]:
+    return {
+        "name": segment.name,
+        "kind": segment.kind,
+        "subscription": segment.subscription,
+        "districts": sorted(d.code for d in segment.districts.all()),
+        "function_tags": sorted(segment.function_tags or []),
+        "risk_levels": sorted(segment.risk_levels or []),
+        "tags": sorted(t.name for t in segment.tags.all()),
+        "members": SegmentMember.objects.filter(segment=segment).count(),
+        "venue_rule": segment.venue_rule,
+        "venues": sorted(v.code for v in segment.venues.all()),
+        "centre": [segment.centre_latitude, segment.centre_longitude],
+        "radius_m": segment.radius_m,
+        "from": segment.checked_in_from.isoformat() if segment.checked_in_from else None,
+        "to": segment.checked_in_to.isoformat() if segment.checked_in_to else None,
+    }
+
+
+def _check_segment_input(department: Department, data: SegmentInput) -> list[int]:
+    if not data.name.strip():
+        raise ApplicationError(_("Give the segment a name."), field="name")
+    for objs, label in ((data.tags, "tags"), (data.venues, "venues")):
+        if any(o.department_id != department.pk for o in objs):
+            raise ApplicationError(
+                _("Only this department's %(what)s can be used.") % {"what": label}, field=label
+            )
+    bad_risk = set(data.risk_levels) - set(RiskLevel.values)
+    if bad_risk:
+        raise ApplicationError(_("Unknown risk level."), field="risk_levels")
+    if data.kind == SegmentKind.FILTER and data.venue_rule:
+        has_point = (
+            data.centre_latitude is not None and data.centre_longitude is not None and data.radius_m
+        )
+        if not data.venues and not has_point:
+            raise ApplicationError(
+                _("A venue rule needs venues, or a centre point and a radius."), field="venues"
+            )
+        if (data.centre_latitude is None) != (data.centre_longitude is None):
+            raise ApplicationError(
+                _("Give both latitude and longitude of the centre."), field="centre_latitude"
+            )
+        if (
+            data.checked_in_from
+            and data.checked_in_to
+            and data.checked_in_from > data.checked_in_to
+        ):
+            raise ApplicationError(
+                _("The start time is after the end time."), field="checked_in_to"
+            )
+    member_ids: list[int] = []
+    if data.kind == SegmentKind.LIST:
+        wanted = list(dict.fromkeys(u.strip() for u in data.member_user_ids if u.strip()))
+        found = dict(
+            Recipient.objects.filter(
+                department=department, dingtalk_user_id__in=wanted, erased_at__isnull=True
+            ).values_list("dingtalk_user_id", "pk")
+        )
+        missing = [u for u in wanted if u not in found]
+        if missing:
+            raise ApplicationError(
+                _("No recipient with these DingTalk user ids: %(ids)s")
+                % {"ids": ", ".join(missing[:20])},
+                field="members",
+            )
+        member_ids = [found[u] for u in wanted]
+    return member_ids
+
+
+def _apply_segment(segment: Segment, data: SegmentInput, member_ids: list[int]) -> None:
+    segment.name = data.name.strip()
+    segment.description = data.description.strip()
+    segment.kind = data.kind
+    segment.subscription = data.subscription
+    segment.function_tags = sorted(set(data.function_tags))
+    segment.risk_levels = sorted(set(data.risk_levels))
+    segment.venue_rule = data.venue_rule and data.kind == SegmentKind.FILTER
+    segment.centre_latitude = data.centre_latitude
+    segment.centre_longitude = data.centre_longitude
+    segment.radius_m = data.radius_m
+    segment.checked_in_from = data.checked_in_from
+    segment.checked_in_to = data.checked_in_to
+    segment.full_clean(exclude=["department", "created_by"])
+    segment.save()
+    segment.districts.set(data.districts)
+    segment.tags.set(data.tags)
+    segment.venues.set(data.venues)
+    SegmentMember.objects.filter(segment=segment).exclude(recipient_id__in=member_ids).delete()
+    SegmentMember.objects.bulk_create(
+        [SegmentMember(segment=segment, recipient_id=rid) for rid in member_ids],
+        ignore_conflicts=True,
+    )
+
+
+@transaction.atomic
+def segment_create(
+    *, actor: AbstractBaseUser | None, department: Department, data: SegmentInput
+) -> Segment:
+    """Save a new segment. Permission: manage_audience. Audit: audiences.segment_created."""
+    require_manage(actor, department)
+    member_ids = _check_segment_input(department, data)
+    if Segment.objects.filter(department=department, name=data.name.strip()).exists():
+        raise ApplicationError(_("A segment with this name already exists."), field="name")
+    segment = Segment(department=department, created_by=actor if isinstance(actor, User) else None)
+    _apply_segment(segment, data, member_ids)
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.SEGMENT_CREATED,
+        target=segment,
+        data={"after": _segment_snapshot(segment)},
+    )
+    return segment
+
+
+@transaction.atomic
+def segment_update(
+    *, actor: AbstractBaseUser | None, segment: Segment, data: SegmentInput
+) -> Segment:
+    """Change a segment. Permission: manage_audience. Audit: audiences.segment_changed (before/after)."""
+    require_manage(actor, segment.department)
+    member_ids = _check_segment_input(segment.department, data)
+    locked = Segment.objects.select_for_update(no_key=True).get(pk=segment.pk)
+    if (
+        Segment.objects.filter(department=locked.department, name=data.name.strip())
+        .exclude(pk=locked.pk)
+        .exists()
+    ):
+        raise ApplicationError(_("A segment with this name already exists."), field="name")
+    before = _segment_snapshot(locked)
+    _apply_segment(locked, data, member_ids)
+    after = _segment_snapshot(locked)
+    if before != after:
+        audit_record(
+            actor=actor,
+            action=AudienceAuditAction.SEGMENT_CHANGED,
+            target=locked,
+            data={"before": before, "after": after},
+        )
+    return locked
+
+
+@transaction.atomic
+def segment_delete(*, actor: AbstractBaseUser | None, segment: Segment) -> None:
+    """Delete a segment. Permission: manage_audience. Audit: audiences.segment_deleted (before the delete)."""
+    require_manage(actor, segment.department)
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.SEGMENT_DELETED,
+        target=segment,
+        data={"before": _segment_snapshot(segment)},
+    )
+    segment.delete()
+
+
+# --- recipients ----------------------------------------------------------------------------
+
+RECIPIENT_EDITABLE_FIELDS = (
+    "name",
+    "mobile",
+    "language",
+    "district",
+    "function_tag",
+    "risk_level",
+    "subscription_state",
+)
+
+
+@transaction.atomic
+def recipient_update(
+    *, actor: AbstractBaseUser | None, recipient: Recipient, changes: dict[str, Any]
+) -> Recipient:
+    """Edit one recipient by hand. Permission: manage_audience. Audit: audiences.recipient_changed."""
+    require_manage(actor, recipient.department)
+    unknown = set(changes) - set(RECIPIENT_EDITABLE_FIELDS)
+    if unknown:
+        raise ApplicationError(
+            _("These fields cannot be changed here: %(f)s") % {"f": ", ".join(sorted(unknown))}
+        )
+    locked = Recipient.objects.select_for_update(no_key=True).get(pk=recipient.pk)
+    if locked.erased_at is not None:
+        raise ApplicationError(_("This recipient's data was erased; import them again instead."))
+    if "mobile" in changes:
+        normalised = normalise_hk_mobile(str(changes["mobile"] or ""))
+        if normalised is None:
+            raise ApplicationError(_("Enter a Hong Kong mobile number."), field="mobile")
+        changes["mobile"] = normalised
+    before = {k: str(getattr(locked, k)) for k in changes}
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    if (
+        "subscription_state" in changes
+        and before["subscription_state"] != locked.subscription_state
+    ):
+        locked.subscription_changed_at = timezone.now()
+    locked.full_clean()
+    locked.save()
+    after = {k: str(getattr(locked, k)) for k in changes}
+    if before != after:
+        mask = {"mobile"}  # the trail records that a number changed, never the number
+        audit_record(
+            actor=actor,
+            action=AudienceAuditAction.RECIPIENT_CHANGED,
+            target=locked,
+            data={
+                "before": {
+                    k: ("…" if k in mask else v) for k, v in before.items() if v != after[k]
+                },
+                "after": {k: ("…" if k in mask else v) for k, v in after.items() if v != before[k]},
+            },
+        )
+    return locked
+
+
+@transaction.atomic
+def recipient_erase(
+    *, actor: AbstractBaseUser | None, recipient: Recipient, reason: str = ""
+) -> Recipient:
+    """Erase a person's personal data on request (PDPO DPP2(2), s.26).
+
+    Permission: manage_audience. The row stays, blanked and unsubscribed, so delivery history
+    that points at it remains countable but no longer identifies anyone. Check-ins, tags and list
+    memberships are deleted. Audit: audiences.erased (no personal data in the event).
+    """
+    require_manage(actor, recipient.department)
+    locked = Recipient.objects.select_for_update().get(pk=recipient.pk)
+    if locked.erased_at is not None:
+        return locked
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.ERASED,
+        target=locked,
+        target_label=f"recipient #{locked.pk}",
+        data={"reason": reason[:200]},
+    )
+    now = timezone.now()
+    CheckIn.objects.filter(recipient=locked).delete()
+    RecipientTag.objects.filter(recipient=locked).delete()
+    SegmentMember.objects.filter(recipient=locked).delete()
+    locked.dingtalk_user_id = f"erased-{uuid.uuid4().hex}"
+    locked.name = ""
+    locked.mobile = ""
+    locked.district = None
+    locked.function_tag = ""
+    locked.risk_level = ""
+    locked.language = Language.BOTH
+    locked.dingtalk_dept_ids = []
+    locked.subscription_state = SubscriptionState.UNSUBSCRIBED
+    locked.subscription_source = SubscriptionSource.ERASURE
+    locked.subscription_changed_at = now
+    locked.erased_at = now
+    locked.save()
+    return locked
+
+
+# --- department-owned settings (tags, venues, mappings, directory settings) ----------------
+
+OWNED_MODELS: tuple[type[models.Model], ...] = (Tag, Venue, DistrictMapping, DirectorySettings)
+
+
+@transaction.atomic
+def owned_save(
+    *, actor: AbstractBaseUser | None, obj: models.Model, changed: Sequence[str] = ()
+) -> models.Model:
+    """Save a tag, venue, district mapping or directory settings row of a department.
+
+    Permission: manage_audience in the object's department (and, on a change, its old one).
+    Audit: audiences.settings_changed.
+    """
+    if not isinstance(obj, OWNED_MODELS):
+        raise TypeError(f"{type(obj).__name__} is not a department-owned audience setting.")
+    department: Department = obj.department  # type: ignore[attr-defined]
+    require_manage(actor, department)
+    if obj.pk is not None:
+        old = (
+            type(obj)
+            ._default_manager.filter(pk=obj.pk)
+            .values_list("department_id", flat=True)
+            .first()
+        )
+        if old is not None and old != department.pk:
+            raise PermissionDenied("An audience setting cannot move between departments.")
+    obj.full_clean()
+    obj.save()
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.SETTINGS_CHANGED,
+        target=obj,
+        department=department,
+        data={"model": obj._meta.model_name, "changed": sorted(changed)},
+    )
+    return obj
+
+
+@transaction.atomic
+def owned_delete(*, actor: AbstractBaseUser | None, obj: models.Model) -> None:
+    if not isinstance(obj, OWNED_MODELS):
+        raise TypeError(f"{type(obj).__name__} is not a department-owned audience setting.")
+    department: Department = obj.department  # type: ignore[attr-defined]
+    require_manage(actor, department)
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.SETTINGS_CHANGED,
+        target=obj,
+        department=department,
+        data={"model": obj._meta.model_name, "deleted": True},
+    )
+    obj.delete()
+
+
+# --- venues and check-ins (CSV) -------------------------------------------------------------
+
+VENUE_COLUMNS = ("code", "name", "district", "latitude", "longitude")
+CHECKIN_COLUMNS = ("dingtalk_user_id", "venue_code", "checked_in_at")
+
+
+@dataclass
+class CsvResult:
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    file_error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.file_error and not self.errors
+
+
+def _read_small_csv(
+    data: bytes, columns: Sequence[str], result: CsvResult
+) -> list[tuple[int, dict[str, str]]]:
+    try:
+        parsed = read_csv(data) if data.strip() else None
+        if parsed is None:
+            raise ImportFileError(_("The file is empty."))
+        header = check_header(parsed.header, required=columns, allowed=columns)
+    except ImportFileError as exc:
+        result.file_error = exc.message
+        return []
+    if not parsed.rows:
+        result.file_error = _("The file has a header row but no data.")
+        return []
+    if len(parsed.rows) > settings.AUDIENCES_CHECKIN_MAX_ROWS:
+        result.file_error = _("The file has %(rows)s rows; the limit is %(limit)s.") % {
+            "rows": len(parsed.rows),
+            "limit": settings.AUDIENCES_CHECKIN_MAX_ROWS,
+        }
+        return []
+    rows: list[tuple[int, dict[str, str]]] = []
+    for line, cells in parsed.rows:
+        if len(cells) != len(header):
+            result.errors.append(
+                RowError(
+                    line,
+                    _("has %(got)s cells but the header has %(want)s columns")
+                    % {"got": len(cells), "want": len(header)},
+                )
+            )
+            continue
+        values = {k: v.strip() for k, v in zip(header, cells, strict=True)}
+        formula = [
+            k
+            for k, v in values.items()
+            if looks_like_formula(v) and k not in ("latitude", "longitude")
+        ]
+        if formula:
+            result.errors.append(
+                RowError(
+                    line,
+                    _("%(column)s could run as a spreadsheet formula") % {"column": formula[0]},
+                )
+            )
+            continue
+        rows.append((line, values))
+    result.total = len(parsed.rows)
+    return rows
+
+
+def _district_lookup() -> dict[str, District]:
+    lookup: dict[str, District] = {}
+    for d in District.objects.all():
+        for key in (d.code, d.name_en, d.name_zh, d.name_zh.removesuffix("區")):
+            lookup[key.lower()] = d
+    return lookup
+
+
+@transaction.atomic
+def venues_import_csv(
+    *, actor: AbstractBaseUser | None, department: Department, data: bytes, file_name: str
+) -> CsvResult:
+    """Upsert venues (code, name, district, latitude, longitude) on (department, code); all or nothing.
+
+    Permission: manage_audience. Audit: audiences.venues_imported.
+    """
+    require_manage(actor, department)
+    result = CsvResult()
+    rows = _read_small_csv(data, VENUE_COLUMNS, result)
+    districts = _district_lookup()
+    existing = {v.code: v for v in Venue.objects.filter(department=department)}
+    seen: dict[str, int] = {}
+    staged: list[Venue] = []
+    for line, values in rows:
+        problems = []
+        code = values["code"]
+        if not code or len(code) > 40:
+            problems.append(_("code is empty or too long"))
+        elif code in seen:
+            problems.append(
+                _("code %(code)s also appears on line %(line)s")
+                % {"code": code, "line": seen[code]}
+            )
+        seen.setdefault(code, line)
+        district = districts.get(values["district"].lower()) if values["district"] else None
+        if values["district"] and district is None:
+            problems.append(
+                _("district %(value)r is not one of the 18 districts")
+                % {"value": values["district"]}
+            )
+        try:
+            lat, lon = float(values["latitude"]), float(values["longitude"])
+        except ValueError:
+            problems.append(_("latitude and longitude must be decimal degrees"))
+            lat = lon = 0.0
+        else:
+            if not (
+                HK_LATITUDE[0] <= lat <= HK_LATITUDE[1]
+                and HK_LONGITUDE[0] <= lon <= HK_LONGITUDE[1]
+            ):
+                problems.append(
+                    _("position %(lat)s, %(lon)s is outside Hong Kong") % {"lat": lat, "lon": lon}
+                )
+        if not values["name"]:
+            problems.append(_("name is empty"))
+        if problems:
+            result.errors.append(RowError(line, "; ".join(problems)))
+            continue
+        venue = existing.get(code) or Venue(department=department, code=code)
+        new_values = {
+            "name": values["name"][:200],
+            "district": district,
+            "latitude": lat,
+            "longitude": lon,
+        }
+        if venue.pk is not None and all(getattr(venue, k) == v for k, v in new_values.items()):
+            result.unchanged += 1
+            continue
+        if venue.pk is None:
+            result.created += 1
+        else:
+            result.updated += 1
+        for k, v in new_values.items():
+            setattr(venue, k, v)
+        staged.append(venue)
+    if not result.ok:
+        return result
+    for venue in staged:
+        venue.save()
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.VENUES_IMPORTED,
+        department=department,
+        target_label=file_name,
+        data={
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+        },
+    )
+    return result
+
+
+@transaction.atomic
+def checkins_import_csv(
+    *, actor: AbstractBaseUser | None, department: Department, data: bytes, file_name: str
+) -> CsvResult:
+    """Add check-ins (dingtalk_user_id, venue_code, checked_in_at ISO 8601); all or nothing, idempotent.
+
+    Permission: manage_audience. Audit: audiences.checkins_imported.
+    """
+    require_manage(actor, department)
+    result = CsvResult()
+    rows = _read_small_csv(data, CHECKIN_COLUMNS, result)
+    venues = dict(Venue.objects.filter(department=department).values_list("code", "pk"))
+    wanted = {values["dingtalk_user_id"] for _line, values in rows}
+    people = dict(
+        Recipient.objects.filter(
+            department=department, dingtalk_user_id__in=wanted, erased_at__isnull=True
+        ).values_list("dingtalk_user_id", "pk")
+    )
+    staged: list[CheckIn] = []
+    for line, values in rows:
+        problems = []
+        recipient_id = people.get(values["dingtalk_user_id"])
+        if recipient_id is None:
+            problems.append(
+                _("no recipient with DingTalk user id %(value)r")
+                % {"value": values["dingtalk_user_id"]}
+            )
+        venue_id = venues.get(values["venue_code"])
+        if venue_id is None:
+            problems.append(
+                _("no venue with code %(value)r (import venues first)")
+                % {"value": values["venue_code"]}
+            )
+        when = parse_datetime(values["checked_in_at"])
+        if when is None:
+            problems.append(
+                _("checked_in_at %(value)r is not a date and time such as 2026-03-01T14:30+08:00")
+                % {"value": values["checked_in_at"]}
+            )
+        elif timezone.is_naive(when):
+            when = timezone.make_aware(when)  # a local Hong Kong time, as staff write it
+        if problems:
+            result.errors.append(RowError(line, "; ".join(problems)))
+            continue
+        if recipient_id is None or venue_id is None or when is None:
+            continue  # unreachable: each None above added a problem
+        staged.append(CheckIn(recipient_id=recipient_id, venue_id=venue_id, checked_in_at=when))
+    if not result.ok:
+        return result
+    before = CheckIn.objects.filter(venue__department=department).count()
+    CheckIn.objects.bulk_create(staged, batch_size=1000, ignore_conflicts=True)
+    result.created = CheckIn.objects.filter(venue__department=department).count() - before
+    result.unchanged = len(staged) - result.created
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.CHECKINS_IMPORTED,
+        department=department,
+        target_label=file_name,
+        data={
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "created": result.created,
+            "unchanged": result.unchanged,
+        },
+    )
+    return result

@@ -1,0 +1,363 @@
+"""Reading and checking recipient files: one set of rules for the admin import, the bulk command and sync.
+
+Everything here is pure (no writes). A file is read into header + rows with their line numbers;
+each row is checked into a `CleanRecipient` or a `RowError` naming the line and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import phonenumbers
+from django.utils.translation import gettext as _
+from phonenumbers import PhoneMetadata, PhoneNumberType
+
+from audiences.models import District, Language, RiskLevel, SubscriptionState, Tag
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("dingtalk_user_id", "name", "mobile", "language", "district")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("function_tag", "risk_level", "tags", "subscription")
+ALL_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+TAG_SEPARATOR = ";"
+
+_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_HK = PhoneMetadata.metadata_for_region("HK")
+# The library's own HK mobile pattern, so the fast path below agrees with phonenumbers exactly.
+_HK_MOBILE = re.compile(_HK.mobile.national_number_pattern or "$^") if _HK and _HK.mobile else None
+_PLAIN_NUMBER = re.compile(r"(?:\+?852)?(\d{8})")
+_SEPARATORS = str.maketrans("", "", " -().")
+
+_LANGUAGES = {
+    "en": Language.ENGLISH,
+    "english": Language.ENGLISH,
+    "zh-hant": Language.TRADITIONAL_CHINESE,
+    "zh": Language.TRADITIONAL_CHINESE,
+    "tc": Language.TRADITIONAL_CHINESE,
+    "繁體中文": Language.TRADITIONAL_CHINESE,
+    "中文": Language.TRADITIONAL_CHINESE,
+    "both": Language.BOTH,
+    "": Language.BOTH,
+}
+_RISKS = {"high": RiskLevel.HIGH, "medium": RiskLevel.MEDIUM, "low": RiskLevel.LOW, "": ""}
+_SUBSCRIPTIONS = {
+    "": SubscriptionState.SUBSCRIBED,
+    "subscribed": SubscriptionState.SUBSCRIBED,
+    "yes": SubscriptionState.SUBSCRIBED,
+    "unsubscribed": SubscriptionState.UNSUBSCRIBED,
+    "no": SubscriptionState.UNSUBSCRIBED,
+}
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read (encoding, columns, size, emptiness)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return _("Line %(line)s: %(reason)s") % {"line": self.line, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class CleanRecipient:
+    line: int
+    dingtalk_user_id: str
+    name: str
+    mobile: str
+    language: str
+    district_id: int
+    function_tag: str
+    risk_level: str
+    tag_ids: tuple[int, ...]
+    subscription_state: str
+
+
+@dataclass
+class RecipientFile:
+    header: list[str]
+    rows: list[tuple[int, list[str]]]  # (line number in the file, cells)
+
+
+def looks_like_formula(value: str) -> bool:
+    return value.startswith(FORMULA_PREFIXES)
+
+
+def normalise_hk_mobile(raw: str) -> str | None:
+    """E.164 for a Hong Kong mobile number, else None. Uses libphonenumber's HK metadata."""
+    compact = raw.strip().translate(_SEPARATORS)
+    match = _PLAIN_NUMBER.fullmatch(compact)
+    if match is not None and _HK_MOBILE is not None:
+        national = match.group(1)
+        return f"+852{national}" if _HK_MOBILE.fullmatch(national) else None
+    try:
+        number = phonenumbers.parse(raw, "HK")
+    except phonenumbers.NumberParseException:
+        return None
+    if number.country_code != 852 or not phonenumbers.is_valid_number(number):
+        return None
+    if phonenumbers.number_type(number) not in (
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _mobile_reason(raw: str) -> str:
+    try:
+        number = phonenumbers.parse(raw, "HK")
+    except phonenumbers.NumberParseException:
+        return _("mobile %(value)r is not a phone number") % {"value": raw}
+    if not phonenumbers.is_valid_number(number):
+        return _("mobile %(value)r is not a valid Hong Kong number") % {"value": raw}
+    kind = phonenumbers.number_type(number)
+    return _("mobile %(value)r is a %(kind)s number, not a mobile") % {
+        "value": raw,
+        "kind": str(PhoneNumberType.to_string(kind)).lower().replace("_", " "),
+    }
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ImportFileError(
+            _("Line %(line)s is not UTF-8 text. Save the file as 'CSV UTF-8' and upload it again.")
+            % {"line": line}
+        ) from None
+
+
+def read_csv(data: bytes) -> RecipientFile:
+    text = _decode(data)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportFileError(_("The file is empty.")) from None
+    except csv.Error as exc:
+        raise ImportFileError(
+            _("Line 1 cannot be read as CSV: %(error)s") % {"error": exc}
+        ) from None
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for cells in reader:
+            if cells and any(cells):
+                rows.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise ImportFileError(
+            _("Line %(line)s cannot be read as CSV: %(error)s")
+            % {"line": reader.line_num, "error": exc}
+        ) from None
+    return RecipientFile(header=header, rows=rows)
+
+
+def read_xlsx(data: bytes) -> RecipientFile:
+    # openpyxl parses with defusedxml when it is installed (it is), which stops entity-expansion bombs.
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many unrelated types for a bad file
+        raise ImportFileError(
+            _("The file is not a readable XLSX workbook (%(error)s).")
+            % {"error": type(exc).__name__}
+        ) from None
+    sheet = book.worksheets[0] if book.worksheets else None
+    if sheet is None:
+        raise ImportFileError(_("The file is empty."))
+    rows: list[tuple[int, list[str]]] = []
+    header: list[str] | None = None
+    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        cells = ["" if v is None else str(v) for v in values]
+        if header is None:
+            header = cells
+        elif any(c.strip() for c in cells):
+            rows.append((number, cells))
+    book.close()
+    if header is None:
+        raise ImportFileError(_("The file is empty."))
+    return RecipientFile(header=header, rows=rows)
+
+
+def read_file(data: bytes, file_format: str) -> RecipientFile:
+    if not data.strip():
+        raise ImportFileError(_("The file is empty."))
+    if file_format == "xlsx":
+        return read_xlsx(data)
+    return read_csv(data)
+
+
+def check_header(
+    header: Sequence[str],
+    *,
+    required: Sequence[str] = REQUIRED_COLUMNS,
+    allowed: Sequence[str] = ALL_COLUMNS,
+) -> list[str]:
+    columns = [h.strip().lower() for h in header]
+    missing = [c for c in required if c not in columns]
+    extra = [c for c in columns if c not in allowed]
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    problems = []
+    if missing:
+        problems.append(_("missing column(s): %(names)s") % {"names": ", ".join(missing)})
+    if extra:
+        problems.append(
+            _("unknown column(s): %(names)s") % {"names": ", ".join(repr(c) for c in extra)}
+        )
+    if duplicated:
+        problems.append(_("repeated column(s): %(names)s") % {"names": ", ".join(duplicated)})
+    if problems:
+        raise ImportFileError(
+            _("The header row is wrong (%(problems)s). Expected columns: %(expected)s.")
+            % {"problems": "; ".join(problems), "expected": ", ".join(allowed)}
+        )
+    return columns
+
+
+class RecipientValidator:
+    """Checks rows for one department. Build once per file: it loads districts and the tag vocabulary."""
+
+    def __init__(self, department_id: int) -> None:
+        self.districts: dict[str, int] = {}
+        for district in District.objects.all():
+            for key in (
+                district.code,
+                district.name_en,
+                district.name_zh,
+                district.name_zh.removesuffix("區"),
+            ):
+                self.districts[key.lower()] = district.pk
+        self.tags: dict[str, int] = dict(
+            Tag.objects.filter(department_id=department_id).values_list("name", "id")
+        )
+        self.seen: dict[str, int] = {}
+
+    def check(self, line: int, values: Mapping[str, str]) -> CleanRecipient | RowError:
+        problems: list[str] = []
+        for column, value in values.items():
+            # "+852 9123 4567" is a normal way to write a number; the mobile check below is strict anyway.
+            if value and column != "mobile" and looks_like_formula(value):
+                problems.append(
+                    _(
+                        "%(column)s %(value)r starts with %(char)r and could run as a spreadsheet formula"
+                    )
+                    % {"column": column, "value": value[:40], "char": value[0]}
+                )
+        if problems:
+            return RowError(line, "; ".join(problems))
+        user_id = values.get("dingtalk_user_id", "").strip()
+        if not _USER_ID.fullmatch(user_id):
+            problems.append(
+                _(
+                    "dingtalk_user_id %(value)r is missing or has characters other than letters, digits, _ . @ -"
+                )
+                % {"value": user_id}
+            )
+        elif user_id in self.seen:
+            problems.append(
+                _("dingtalk_user_id %(value)s also appears on line %(first)s")
+                % {"value": user_id, "first": self.seen[user_id]}
+            )
+        else:
+            self.seen[user_id] = line
+        name = " ".join(values.get("name", "").split())
+        if not name:
+            problems.append(_("name is empty"))
+        elif len(name) > 100:
+            problems.append(_("name is longer than 100 characters"))
+        raw_mobile = values.get("mobile", "").strip()
+        mobile = normalise_hk_mobile(raw_mobile) if raw_mobile else None
+        if mobile is None:
+            problems.append(_mobile_reason(raw_mobile) if raw_mobile else _("mobile is empty"))
+        language = _LANGUAGES.get(values.get("language", "").strip().lower())
+        if language is None:
+            problems.append(
+                _("language %(value)r is not en, zh-hant or both")
+                % {"value": values.get("language", "")}
+            )
+        district_id = self.districts.get(values.get("district", "").strip().lower())
+        if district_id is None:
+            problems.append(
+                _("district %(value)r is not one of the 18 districts (use a code such as SS or KC)")
+                % {"value": values.get("district", "")}
+            )
+        function_tag = values.get("function_tag", "").strip().lower()
+        if function_tag and not _SLUG.fullmatch(function_tag):
+            problems.append(
+                _("function_tag %(value)r must be a short lower-case word")
+                % {"value": function_tag}
+            )
+        risk = _RISKS.get(values.get("risk_level", "").strip().lower())
+        if risk is None:
+            problems.append(
+                _("risk_level %(value)r is not high, medium or low")
+                % {"value": values.get("risk_level", "")}
+            )
+        tag_ids: list[int] = []
+        for word in (w.strip().lower() for w in values.get("tags", "").split(TAG_SEPARATOR)):
+            if not word:
+                continue
+            tag_id = self.tags.get(word)
+            if tag_id is None:
+                problems.append(
+                    _("tag %(value)r is not in the department's tag vocabulary") % {"value": word}
+                )
+            else:
+                tag_ids.append(tag_id)
+        subscription = _SUBSCRIPTIONS.get(values.get("subscription", "").strip().lower())
+        if subscription is None:
+            problems.append(
+                _("subscription %(value)r is not subscribed or unsubscribed")
+                % {"value": values.get("subscription", "")}
+            )
+        if problems:
+            return RowError(line, "; ".join(problems))
+        if (
+            mobile is None
+            or language is None
+            or district_id is None
+            or risk is None
+            or subscription is None
+        ):
+            return RowError(line, _("invalid row"))  # unreachable: each None above added a problem
+        return CleanRecipient(
+            line=line,
+            dingtalk_user_id=user_id,
+            name=name,
+            mobile=mobile,
+            language=str(language),
+            district_id=district_id,
+            function_tag=function_tag,
+            risk_level=str(risk),
+            tag_ids=tuple(sorted(set(tag_ids))),
+            subscription_state=str(subscription),
+        )
+
+
+def check_rows(
+    validator: RecipientValidator, columns: list[str], rows: Iterable[tuple[int, list[str]]]
+) -> Iterator[CleanRecipient | RowError]:
+    width = len(columns)
+    for line, cells in rows:
+        if len(cells) != width:
+            yield RowError(
+                line,
+                _("has %(got)s cells but the header has %(want)s columns")
+                % {"got": len(cells), "want": width},
+            )
+            continue
+        yield validator.check(line, dict(zip(columns, cells, strict=True)))
