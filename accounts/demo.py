@@ -10,29 +10,11 @@ from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
-from accounts.models import Department, Edition, Role
+from accounts.models import Department, Role
+from dingtalk.simulator.config import demo_apps
 
 DEMO_PASSWORD = "Demo-Portal-2026"  # noqa: S105 - printed for demos; demo mode only
 
-
-@dataclass(frozen=True)
-class DemoDepartment:
-    code: str
-    name_en: str
-    name_zh: str
-    agent_id: int
-
-
-DEMO_DEPARTMENTS: tuple[DemoDepartment, ...] = (
-    DemoDepartment("HKO", "Hong Kong Observatory", "香港天文台", 3001),
-    DemoDepartment("FEHD", "Food and Environmental Hygiene Department", "食物環境衞生署", 3002),
-    DemoDepartment("WSD", "Water Supplies Department", "水務署", 3003),
-    DemoDepartment("CHP", "Centre for Health Protection", "衞生防護中心", 3004),
-    DemoDepartment("FSD", "Fire Services Department", "消防處", 3005),
-    DemoDepartment("DSD", "Drainage Services Department", "渠務署", 3006),
-    DemoDepartment("TD", "Transport Department", "運輸署", 3007),
-    DemoDepartment("HAD", "Home Affairs Department", "民政事務總署", 3008),
-)
 
 # Departments that get a full cast of demo staff.
 STAFFED = ("HKO", "WSD", "CHP")
@@ -65,28 +47,31 @@ def seed_demo() -> SeedReport:
     secrets_dir = settings.DINGTALK_SECRETS_DIR
     secrets_dir.mkdir(parents=True, exist_ok=True)
     departments_created = 0
-    for spec in DEMO_DEPARTMENTS:
-        secret_path = secrets_dir / demo_secret_file(spec.code)
+    # The simulator's demo apps are the one source of departments, agent ids and secrets.
+    for app in demo_apps():
+        secret_path = secrets_dir / demo_secret_file(app.code)
         if not secret_path.exists():
-            secret_path.write_text(f"demo-secret-{spec.code.lower()}\n", encoding="utf-8")
+            secret_path.write_text(f"{app.app_secret}\n", encoding="utf-8")
             secret_path.chmod(0o600)
-        if not Department.objects.filter(code=spec.code).exists():
+        if not Department.objects.filter(code=app.code).exists():
             services.department_create(
                 actor=None,
-                code=spec.code,
-                name_en=spec.name_en,
-                name_zh=spec.name_zh,
-                dingtalk_agent_id=spec.agent_id,
-                dingtalk_app_key=f"ding-demo-{spec.code.lower()}",
+                code=app.code,
+                name_en=app.name,
+                name_zh=app.name_tc,
+                dingtalk_agent_id=app.agent_id,
+                dingtalk_app_key=app.app_key,
                 dingtalk_secret_ref=f"file:{secret_path}",
-                dingtalk_edition=Edition.PROFESSIONAL,
+                dingtalk_edition=app.edition,
             )
             departments_created += 1
     users_created = 0
     logins: list[tuple[str, str, str]] = []
     for code in STAFFED:
         department = Department.objects.get(code=code)
-        for suffix, title, role in DEMO_ROLES:
+        for number, (suffix, title, role) in enumerate(DEMO_ROLES, start=1):
+            # Demo staff are members of the simulated directory, so approver alerts reach an inbox.
+            dingtalk_user_id = f"{code.lower()}{number:07d}"
             username = f"{code.lower()}.{suffix}"
             user = User.objects.filter(username=username).first()
             if user is None:
@@ -98,10 +83,13 @@ def seed_demo() -> SeedReport:
                     department=department,
                     role=role,
                     password=DEMO_PASSWORD,
+                    dingtalk_user_id=dingtalk_user_id,
                 )
                 users_created += 1
             else:
-                services.membership_grant(actor=None, user=user, department=department, role=role)
+                services.membership_grant(
+                    actor=None, user=user, department=department, role=role, dingtalk_user_id=dingtalk_user_id
+                )
             if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
                 TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
             logins.append((username, code, Role(role).label))

@@ -87,7 +87,12 @@ def _sync_user(user: AbstractBaseUser, department: Department) -> None:
 
 @transaction.atomic
 def membership_grant(
-    *, actor: AbstractBaseUser | None, user: AbstractBaseUser, department: Department, role: str
+    *,
+    actor: AbstractBaseUser | None,
+    user: AbstractBaseUser,
+    department: Department,
+    role: str,
+    dingtalk_user_id: str = "",
 ) -> Membership:
     """Give `user` a role in `department`.
 
@@ -111,7 +116,7 @@ def membership_grant(
     if not Group.objects.filter(name=role_group_name(role)).exists():
         role_groups_sync()
     membership, created = Membership.objects.get_or_create(
-        user=user, department=department, role=role, defaults={"granted_by": actor}
+        user=user, department=department, role=role, defaults={"granted_by": actor, "dingtalk_user_id": dingtalk_user_id}
     )
     if created:
         _sync_user(user, department)
@@ -155,6 +160,7 @@ def staff_create(
     department: Department,
     role: str,
     password: str | None = None,
+    dingtalk_user_id: str = "",
 ) -> User:
     """Create a staff account with its first role. Audit: accounts.staff_created + role_granted."""
     _require_admin(actor, department)
@@ -178,7 +184,7 @@ def staff_create(
         department=department,
         data={"username": username, "department": department.code, "role": role},
     )
-    membership_grant(actor=actor, user=user, department=department, role=role)
+    membership_grant(actor=actor, user=user, department=department, role=role, dingtalk_user_id=dingtalk_user_id)
     return user
 
 

@@ -19,5 +19,8 @@ urlpatterns = [
     path("health/", health, name="health"),
     path("audit/", include("audit.urls")),
     path("audiences/", include("audiences.urls")),
+    path("notices/", include("notices.urls")),
+    path("delivery/", include("delivery.urls")),
+    path("integrations/", include("integrations.urls")),
     path("", include("accounts.urls")),
 ]

@@ -46,6 +46,8 @@ def make_cast(code: str, name_en: str, name_zh: str, agent_id: int) -> Cast:
     )
     prefix = code.lower()
 
+    numbers = {"officer": 1, "supervisor": 2, "supervisor2": 3, "admin": 4, "auditor": 5, "sysadmin": 6}
+
     def staff(suffix: str, role: str) -> User:
         return services.staff_create(
             actor=None,
@@ -55,6 +57,8 @@ def make_cast(code: str, name_en: str, name_zh: str, agent_id: int) -> Cast:
             department=department,
             role=role,
             password=TEST_PASSWORD,
+            # Members of the simulator's generated directory for this department's app.
+            dingtalk_user_id=f"{prefix}{numbers[suffix]:07d}",
         )
 
     return Cast(

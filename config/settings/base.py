@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "audit",
     "audiences",
     "notices",
+    "delivery",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -214,5 +216,14 @@ PORTAL_DEMO_MODE = env_bool("PORTAL_DEMO_MODE", False)
 from config.settings.celery import *  # noqa: E402
 from config.settings.audit import *  # noqa: E402
 from config.settings.audiences import *  # noqa: E402
+from config.settings.notices import *  # noqa: E402
+from config.settings.delivery import *  # noqa: E402
+from config.settings.integrations import *  # noqa: E402
 
-CELERY_BEAT_SCHEDULE = {**AUDIT_BEAT_SCHEDULE, **AUDIENCES_BEAT_SCHEDULE}
+CELERY_BEAT_SCHEDULE = {
+    **AUDIT_BEAT_SCHEDULE,
+    **AUDIENCES_BEAT_SCHEDULE,
+    **NOTICES_BEAT_SCHEDULE,
+    **DELIVERY_BEAT_SCHEDULE,
+    **INTEGRATIONS_BEAT_SCHEDULE,
+}
