@@ -26,10 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--callback-url",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="[APP_KEY=]URL",
-        help="event-push URL for every app, or for one app with APP_KEY=URL (repeatable)",
+        help="event-push URL for every app, or for one app with APP_KEY=URL",
     )
     parser.add_argument("--no-record", action="store_true", help="do not keep recorded requests")
     parser.add_argument("--never-read-share", type=float, default=None)

@@ -969,6 +969,8 @@ class Simulator:
             dept_id_list=[],
             to_all_user=to_all,
         )
+        if msg["msgtype"] == "oa" and isinstance(msg["oa"].get("status_bar"), dict):
+            task.status_bar = {str(k): str(v) for k, v in msg["oa"]["status_bar"].items()}
         directory = state.directory
         depts: list[int] = []
         for raw in dept_raw:
