@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import random
 import secrets
 import threading
@@ -31,6 +32,8 @@ from dingtalk.simulator.config import (
 )
 from dingtalk.simulator.directory import ROOT_DEPT_ID, Directory
 from dingtalk.simulator.readers import fails, read_delay
+
+logger = logging.getLogger("dingtalk.simulator")
 
 JSON_HEADERS = [("Content-Type", "application/json;charset=utf-8")]
 HTML_HEADERS = [("Content-Type", "text/html;charset=utf-8")]
@@ -631,7 +634,9 @@ class Simulator:
                 return self._serve(route, method, path, query, headers, body, remote_ip)
             except ApiError as exc:
                 return self._error_response(route, exc)
-            except Exception as exc:  # noqa: BLE001 - a fake must answer like DingTalk, never with a traceback
+            except Exception as exc:
+                # A fake must answer like DingTalk, never with a traceback; the log shows the bug.
+                logger.exception("simulator error serving %s", route.api)
                 return self._error_response(
                     route, ApiError(-1, f"系统繁忙 (simulator error: {type(exc).__name__})")
                 )

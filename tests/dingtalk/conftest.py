@@ -26,7 +26,3 @@ def client(dt: RunningSimulator) -> Iterator[DingTalkClient]:
         timeout=(1.0, 2.0),
     ) as c:
         yield c
-
-
-def users(n: int, start: int = 0, prefix: str = "hko") -> list[str]:
-    return [f"{prefix}{i:07d}" for i in range(start, start + n)]

@@ -22,7 +22,11 @@ from dingtalk.errors import (
 from dingtalk.simulator import Limits
 from dingtalk.simulator.testing import running_simulator
 
-from .conftest import users
+
+def users(n, start=0):
+    """Generated userids of the first demo app (hko0000000, hko0000001, ...)."""
+    return [f"hko{i:07d}" for i in range(start, start + n)]
+
 
 SEND = "asyncsend_v2"
 

@@ -21,7 +21,10 @@ from dingtalk.errors import (
     TransportError,
 )
 
-from .conftest import users
+
+def users(n, start=0):
+    """Generated userids of the first demo app (hko0000000, hko0000001, ...)."""
+    return [f"hko{i:07d}" for i in range(start, start + n)]
 
 
 def test_no_token_or_secret_in_logs_or_exceptions(dt, client, caplog):

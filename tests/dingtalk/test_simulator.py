@@ -23,7 +23,11 @@ from dingtalk.simulator import Limits, Simulator, SimulatorConfig, per_call_reac
 from dingtalk.simulator.directory import Directory
 from dingtalk.simulator.testing import running_simulator
 
-from .conftest import users
+
+def users(n, start=0):
+    """Generated userids of the first demo app (hko0000000, hko0000001, ...)."""
+    return [f"hko{i:07d}" for i in range(start, start + n)]
+
 
 ROOT = Path(__file__).resolve().parents[2]
 

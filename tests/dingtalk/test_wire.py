@@ -7,7 +7,10 @@ from urllib.parse import parse_qs
 
 from dingtalk import messages
 
-from .conftest import users
+
+def users(n, start=0):
+    """Generated userids of the first demo app (hko0000000, hko0000001, ...)."""
+    return [f"hko{i:07d}" for i in range(start, start + n)]
 
 
 def form(recorded):
