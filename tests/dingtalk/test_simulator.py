@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from dingtalk import messages
+from dingtalk.client import DingTalkClient
 from dingtalk.crypto import CallbackCrypto
 from dingtalk.simulator import Limits, Simulator, SimulatorConfig, per_call_reach, wsgi_app
 from dingtalk.simulator.directory import Directory
@@ -394,7 +395,7 @@ def test_command_line_server_starts_and_answers():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -431,3 +432,46 @@ def test_command_line_server_starts_and_answers():
     finally:
         process.terminate()
         process.wait(5)
+
+
+def raw_send(dt, client, **fields):
+    token = client.get_access_token()
+    data = {"agent_id": str(dt.agent_id), **fields}
+    return requests.post(
+        f"{dt.base_url}/topapi/message/corpconversation/asyncsend_v2",
+        params={"access_token": token},
+        data=data,
+        timeout=5,
+    ).json()
+
+
+BIG_MSG = json.dumps({"msgtype": "text", "text": {"content": "x" * 2100}})
+SMALL_MSG = json.dumps({"msgtype": "text", "text": {"content": "x"}})
+
+
+@pytest.mark.parametrize(
+    ("fields", "errmsg_part"),
+    [
+        ({"userid_list": ",".join(users(101)), "msg": SMALL_MSG}, "more than 100 userids"),
+        (
+            {"dept_id_list": ",".join(str(100 + i) for i in range(21)), "msg": SMALL_MSG},
+            "more than 20",
+        ),
+        ({"userid_list": "hko0000001", "msg": BIG_MSG}, "limit 2048"),
+        ({"msg": SMALL_MSG}, "不能同时为空"),
+    ],
+)
+def test_simulator_enforces_call_limits_the_client_checks_too(dt, client, fields, errmsg_part):
+    reply = raw_send(dt, client, **fields)
+    assert reply["errcode"] == 40035
+    assert errmsg_part in reply["errmsg"]
+
+
+def test_limits_off_accepts_what_limits_on_refuses():
+    with running_simulator(directory_size=300, time_scale=0, limits="off") as dt:
+        client = DingTalkClient(dt.app_key, dt.app_secret, dt.agent_id, base_url=dt.base_url)
+        assert raw_send(dt, client, userid_list=",".join(users(150)), msg=SMALL_MSG)["errcode"] == 0
+        assert raw_send(dt, client, userid_list="hko0000001", msg=BIG_MSG)["errcode"] == 0
+        for _ in range(30):
+            assert raw_send(dt, client, userid_list="hko0000001", msg=SMALL_MSG)["errcode"] == 0
+        assert dt.sim.counters()["forbidden_total"] == 0
