@@ -16,17 +16,37 @@ from accounts import selectors, services
 from accounts.admin_filters import AdministeredDepartmentFilter
 from accounts.models import Department, Membership
 from common.errors import ApplicationError
+from common.types import staff_user
 
 
 @admin.register(Department)
 class DepartmentAdmin(admin.ModelAdmin[Department]):
-    list_display = ["code", "name_en", "name_zh", "dingtalk_agent_id", "dingtalk_edition", "is_active"]
+    list_display = [
+        "code",
+        "name_en",
+        "name_zh",
+        "dingtalk_agent_id",
+        "dingtalk_edition",
+        "is_active",
+    ]
     search_fields = ["code", "name_en", "name_zh"]
     readonly_fields = ["code", "created_at", "is_active"]
-    fields = ["code", "name_en", "name_zh", "dingtalk_agent_id", "dingtalk_app_key", "dingtalk_secret_ref", "dingtalk_edition", "is_active", "created_at"]
+    fields = [
+        "code",
+        "name_en",
+        "name_zh",
+        "dingtalk_agent_id",
+        "dingtalk_app_key",
+        "dingtalk_secret_ref",
+        "dingtalk_edition",
+        "is_active",
+        "created_at",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Department]:
-        return selectors.department_list_for_user(user=request.user, perm=perms.ADMINISTER_DEPARTMENT)
+        return selectors.department_list_for_user(
+            user=request.user, perm=perms.ADMINISTER_DEPARTMENT
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -41,7 +61,7 @@ class DepartmentAdmin(admin.ModelAdmin[Department]):
 
     def save_model(self, request: HttpRequest, obj: Department, form: Any, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        services.department_update(actor=request.user, department=obj, changes=changes)  # type: ignore[arg-type]
+        services.department_update(actor=staff_user(request), department=obj, changes=changes)
 
 
 @admin.register(Membership)
@@ -62,29 +82,33 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "department":
-            kwargs["queryset"] = selectors.department_list_for_user(user=request.user, perm=perms.ADMINISTER_DEPARTMENT)
+            kwargs["queryset"] = selectors.department_list_for_user(
+                user=request.user, perm=perms.ADMINISTER_DEPARTMENT
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
         try:
-            saved = services.membership_grant(actor=request.user, user=obj.user, department=obj.department, role=obj.role)  # type: ignore[arg-type]
+            saved = services.membership_grant(
+                actor=staff_user(request), user=obj.user, department=obj.department, role=obj.role
+            )
         except ApplicationError as exc:
             raise PermissionDenied(exc.message) from None
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
-        services.membership_revoke(actor=request.user, membership=obj)  # type: ignore[arg-type]
+        services.membership_revoke(actor=staff_user(request), membership=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
         for membership in queryset.order_by("pk"):
-            services.membership_revoke(actor=request.user, membership=membership)  # type: ignore[arg-type]
+            services.membership_revoke(actor=staff_user(request), membership=membership)
 
 
 admin.site.unregister(User)
 
 
 @admin.register(User)
-class StaffAdmin(UserAdmin):
+class StaffAdmin(UserAdmin[User]):
     list_display = ["username", "first_name", "last_name", "email", "is_active", "last_login"]
     list_filter = ["is_active"]
     actions = ["reset_authenticator"]
@@ -94,7 +118,14 @@ class StaffAdmin(UserAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> list[str]:
         # Privilege flags are not edited here: roles come only from memberships, through the service.
-        return ["is_superuser", "is_staff", "groups", "user_permissions", "last_login", "date_joined"]
+        return [
+            "is_superuser",
+            "is_staff",
+            "groups",
+            "user_permissions",
+            "last_login",
+            "date_joined",
+        ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -104,14 +135,22 @@ class StaffAdmin(UserAdmin):
 
     @admin.action(description="Reset authenticator (the person enrols again at next login)")
     def reset_authenticator(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        administered = selectors.department_list_for_user(user=request.user, perm=perms.ADMINISTER_DEPARTMENT)
+        administered = selectors.department_list_for_user(
+            user=request.user, perm=perms.ADMINISTER_DEPARTMENT
+        )
         done = 0
         for user in queryset.order_by("pk"):
-            membership = Membership.objects.filter(user=user, department__in=administered).select_related("department").first()
+            membership = (
+                Membership.objects.filter(user=user, department__in=administered)
+                .select_related("department")
+                .first()
+            )
             if membership is None:
                 continue
             try:
-                services.totp_reset(actor=request.user, user=user, department=membership.department)  # type: ignore[arg-type]
+                services.totp_reset(
+                    actor=staff_user(request), user=user, department=membership.department
+                )
             except PermissionDenied as exc:
                 self.message_user(request, f"{user.username}: {exc}", messages.ERROR)
             else:

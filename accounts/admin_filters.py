@@ -26,7 +26,9 @@ class DepartmentScopeFilter(admin.SimpleListFilter):
     field_path = "department"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(d.code, str(d)) for d in department_list_for_user(user=request.user, perm=self.perm)]
+        return [
+            (d.code, str(d)) for d in department_list_for_user(user=request.user, perm=self.perm)
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value():

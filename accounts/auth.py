@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import authenticate
 from django.contrib.auth import login as auth_login
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.utils import timezone
 from django_otp import login as otp_login
@@ -36,7 +36,7 @@ def password_login(request: HttpRequest, *, username: str, password: str) -> Use
     auth_login(request, user)
     request.session[LOGIN_AT_SESSION_KEY] = timezone.now().timestamp()
     audit_record(actor=user, action=AuditAction.LOGGED_IN, target=user, data={"step": "password"})
-    return user  # type: ignore[return-value]
+    return user if isinstance(user, User) else None
 
 
 class OtpOutcome(enum.Enum):
@@ -51,8 +51,8 @@ class OtpResult:
     wait_seconds: int = 0
 
 
-def has_authenticator(user: AbstractBaseUser) -> bool:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+def has_authenticator(user: User) -> bool:
+    return bool(TOTPDevice.objects.filter(user=user, confirmed=True).exists())
 
 
 def _wait_seconds(device: TOTPDevice | BackupCodeDevice) -> int:
@@ -62,7 +62,7 @@ def _wait_seconds(device: TOTPDevice | BackupCodeDevice) -> int:
     return max(1, int((details["locked_until"] - timezone.now()).total_seconds()) + 1)
 
 
-def otp_verify(request: HttpRequest, *, user: AbstractBaseUser, token: str, backup: bool) -> OtpResult:
+def otp_verify(request: HttpRequest, *, user: User, token: str, backup: bool) -> OtpResult:
     """Verify against exactly one device the user chose: TOTP codes never wear down backup codes."""
     device: TOTPDevice | BackupCodeDevice | None
     if backup:

@@ -12,7 +12,13 @@ from audit.services import audit_record
 
 
 @receiver(user_locked_out, dispatch_uid="accounts.audit_lockout")
-def audit_lockout(sender: Any, request: Any = None, username: str | None = None, ip_address: str | None = None, **kwargs: Any) -> None:
+def audit_lockout(
+    sender: Any,
+    request: Any = None,
+    username: str | None = None,
+    ip_address: str | None = None,
+    **kwargs: Any,
+) -> None:
     audit_record(
         actor=None,
         action=AuditAction.LOCKED_OUT,

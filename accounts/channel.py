@@ -44,11 +44,19 @@ def client_for_department(department: Department, *, base_url: str | None = None
     Raises ApplicationError (safe to show) when the department has no usable DingTalk app.
     """
     if not department.dingtalk_app_key or department.dingtalk_agent_id is None:
-        raise ApplicationError(f"{department.code} has no DingTalk app key or agent id configured.", code="channel_unconfigured")
+        raise ApplicationError(
+            f"{department.code} has no DingTalk app key or agent id configured.",
+            code="channel_unconfigured",
+        )
     secret = resolve_secret_ref(department.dingtalk_secret_ref)
     url = base_url or settings.DINGTALK_BASE_URL
     # The key holds a digest of the secret, so a rotated secret gets a fresh client.
-    key = (department.dingtalk_app_key, hashlib.sha256(secret.encode()).hexdigest(), url, department.dingtalk_agent_id)
+    key = (
+        department.dingtalk_app_key,
+        hashlib.sha256(secret.encode()).hexdigest(),
+        url,
+        department.dingtalk_agent_id,
+    )
     with _lock:
         client = _clients.get(key)
         if client is None:

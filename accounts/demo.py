@@ -88,9 +88,13 @@ def seed_demo() -> SeedReport:
                 users_created += 1
             else:
                 services.membership_grant(
-                    actor=None, user=user, department=department, role=role, dingtalk_user_id=dingtalk_user_id
+                    actor=None,
+                    user=user,
+                    department=department,
+                    role=role,
+                    dingtalk_user_id=dingtalk_user_id,
                 )
             if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
                 TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
-            logins.append((username, code, Role(role).label))
+            logins.append((username, code, str(Role(role).label)))
     return SeedReport(departments_created, users_created, logins)

@@ -7,15 +7,25 @@ from accounts.models import Department
 
 
 class LoginForm(forms.Form):
-    username = forms.CharField(label=_("Username"), max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}))
-    password = forms.CharField(label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    username = forms.CharField(
+        label=_("Username"),
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
+    )
+    password = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
 
 
 class OtpForm(forms.Form):
     token = forms.CharField(
         label=_("Code"),
         max_length=16,
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
     )
     backup = forms.BooleanField(label=_("This is a backup code"), required=False)
 
@@ -25,11 +35,20 @@ class EnrolForm(forms.Form):
         label=_("Six-digit code from your authenticator app"),
         regex=r"^\s*\d{6}\s*$",
         error_messages={"invalid": _("Enter the six digits your app shows.")},
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
     )
 
 
 class DepartmentSettingsForm(forms.ModelForm[Department]):
     class Meta:
         model = Department
-        fields = ["name_en", "name_zh", "dingtalk_agent_id", "dingtalk_app_key", "dingtalk_secret_ref", "dingtalk_edition"]
+        fields = [
+            "name_en",
+            "name_zh",
+            "dingtalk_agent_id",
+            "dingtalk_app_key",
+            "dingtalk_secret_ref",
+            "dingtalk_edition",
+        ]

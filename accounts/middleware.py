@@ -15,6 +15,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from accounts.auth import LOGIN_AT_SESSION_KEY
+from common.types import is_verified
 
 
 class SessionLifetimeMiddleware:
@@ -52,9 +53,13 @@ class RequireVerifiedStaffMiddleware:
             return None
         user = request.user
         if not user.is_authenticated:
-            return HttpResponseRedirect(f"{reverse('accounts:login')}?{urlencode({'next': request.get_full_path()})}")
+            return HttpResponseRedirect(
+                f"{reverse('accounts:login')}?{urlencode({'next': request.get_full_path()})}"
+            )
         if getattr(view_func, "otp_pre_verification", False):
             return None
-        if not user.is_verified():  # type: ignore[union-attr]
-            return HttpResponseRedirect(f"{reverse('accounts:verify')}?{urlencode({'next': request.get_full_path()})}")
+        if not is_verified(user):
+            return HttpResponseRedirect(
+                f"{reverse('accounts:verify')}?{urlencode({'next': request.get_full_path()})}"
+            )
         return None

@@ -24,7 +24,9 @@ class Department(models.Model):
     code = models.CharField(
         max_length=12,
         unique=True,
-        validators=[RegexValidator(r"^[A-Z][A-Z0-9]{1,11}$", _("Use 2-12 capital letters or digits."))],
+        validators=[
+            RegexValidator(r"^[A-Z][A-Z0-9]{1,11}$", _("Use 2-12 capital letters or digits."))
+        ],
         help_text=_("Short code such as HKO or WSD."),
     )
     name_en = models.CharField(_("name (English)"), max_length=200)
@@ -35,10 +37,16 @@ class Department(models.Model):
         _("DingTalk app secret reference"),
         max_length=255,
         blank=True,
-        help_text=_("Where the secret is kept: env:VARIABLE or file:/path. The secret itself is never stored."),
-        validators=[RegexValidator(r"^(env:[A-Z_][A-Z0-9_]*|file:\S+)?$", _("Use env:NAME or file:/path."))],
+        help_text=_(
+            "Where the secret is kept: env:VARIABLE or file:/path. The secret itself is never stored."
+        ),
+        validators=[
+            RegexValidator(r"^(env:[A-Z_][A-Z0-9_]*|file:\S+)?$", _("Use env:NAME or file:/path."))
+        ],
     )
-    dingtalk_edition = models.CharField(max_length=16, choices=Edition.choices, default=Edition.STANDARD)
+    dingtalk_edition = models.CharField(
+        max_length=16, choices=Edition.choices, default=Edition.STANDARD
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -83,7 +91,9 @@ class Role(models.TextChoices):
 class Membership(models.Model):
     """A staff user holding one role in one department."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
     department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=32, choices=Role.choices)
     # The person's user id in this department's DingTalk organisation: approvers are alerted there.
@@ -96,7 +106,9 @@ class Membership(models.Model):
     class Meta:
         ordering = ["department__code", "role"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "department", "role"], name="membership_unique_role")
+            models.UniqueConstraint(
+                fields=["user", "department", "role"], name="membership_unique_role"
+            )
         ]
 
     def __str__(self) -> str:
@@ -109,7 +121,7 @@ def _hash_backup_code(salt: str, code: str) -> str:
     return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
 
 
-class BackupCodeDevice(ThrottlingMixin, Device):
+class BackupCodeDevice(ThrottlingMixin, Device):  # type: ignore[misc]  # django-otp ships no type hints
     """One-time backup codes, stored only as salted hashes (django-otp's static device keeps plain text)."""
 
     CODE_COUNT: ClassVar[int] = 10
@@ -121,9 +133,19 @@ class BackupCodeDevice(ThrottlingMixin, Device):
     def issue_codes(self) -> list[str]:
         """Replace every code with a fresh set and return the plain codes (shown once)."""
         self.codes.all().delete()
-        plain = ["".join(secrets.choice(self.CODE_ALPHABET) for _ in range(10)) for _ in range(self.CODE_COUNT)]
+        plain = [
+            "".join(secrets.choice(self.CODE_ALPHABET) for _ in range(10))
+            for _ in range(self.CODE_COUNT)
+        ]
         BackupCode.objects.bulk_create(
-            [BackupCode(device=self, salt=(salt := secrets.token_hex(8)), code_hash=_hash_backup_code(salt, c)) for c in plain]
+            [
+                BackupCode(
+                    device=self,
+                    salt=(salt := secrets.token_hex(8)),
+                    code_hash=_hash_backup_code(salt, c),
+                )
+                for c in plain
+            ]
         )
         return plain
 
@@ -145,3 +167,6 @@ class BackupCode(models.Model):
     device = models.ForeignKey(BackupCodeDevice, on_delete=models.CASCADE, related_name="codes")
     salt = models.CharField(max_length=32)
     code_hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"backup code #{self.pk} of {self.device}"

@@ -30,8 +30,12 @@ ADMINISTER_DEPARTMENT = "administer_department"
 # Least privilege, straight from the product brief's role table.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PR_OFFICER: frozenset({VIEW_SPACE, COMPOSE_NOTICE, VIEW_NOTICES, VIEW_AUDIENCE}),
-    Role.SUPERVISOR: frozenset({VIEW_SPACE, APPROVE_NOTICE, RECALL_NOTICE, VIEW_NOTICES, VIEW_AUDIENCE}),
-    Role.DEPARTMENT_ADMIN: frozenset({VIEW_SPACE, MANAGE_AUDIENCE, VIEW_AUDIENCE, VIEW_CONTACT_DETAILS}),
+    Role.SUPERVISOR: frozenset(
+        {VIEW_SPACE, APPROVE_NOTICE, RECALL_NOTICE, VIEW_NOTICES, VIEW_AUDIENCE}
+    ),
+    Role.DEPARTMENT_ADMIN: frozenset(
+        {VIEW_SPACE, MANAGE_AUDIENCE, VIEW_AUDIENCE, VIEW_CONTACT_DETAILS}
+    ),
     Role.AUDITOR: frozenset({VIEW_SPACE, VIEW_NOTICES, VIEW_AUDIENCE, VIEW_AUDIT, EXPORT_AUDIT}),
     # A system administrator reads their own department's trail but never composes or approves.
     Role.SYSTEM_ADMIN: frozenset({VIEW_SPACE, ADMINISTER_DEPARTMENT, VIEW_AUDIT}),
@@ -54,7 +58,7 @@ def departments_with_perm(user: User, codename: str) -> QuerySet[Department]:
     """
     if not user.is_authenticated or not user.is_active:
         return Department.objects.none()
-    return get_objects_for_user(  # type: ignore[no-any-return]
+    return get_objects_for_user(
         user,
         _qualified(codename),
         klass=Department.objects.filter(is_active=True),

@@ -15,7 +15,9 @@ def resolve_secret_ref(ref: str) -> str:
     if ref.startswith("env:"):
         value = os.environ.get(ref[4:], "")
         if not value:
-            raise ApplicationError(f"The environment variable {ref[4:]} is not set.", code="secret_missing")
+            raise ApplicationError(
+                f"The environment variable {ref[4:]} is not set.", code="secret_missing"
+            )
         return value
     if ref.startswith("file:"):
         path = Path(ref[5:])
@@ -24,8 +26,12 @@ def resolve_secret_ref(ref: str) -> str:
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError:
-            raise ApplicationError(f"The secret file {path} cannot be read.", code="secret_missing") from None
+            raise ApplicationError(
+                f"The secret file {path} cannot be read.", code="secret_missing"
+            ) from None
         if not value:
             raise ApplicationError(f"The secret file {path} is empty.", code="secret_missing")
         return value
-    raise ApplicationError("No DingTalk app secret is configured for this department.", code="secret_missing")
+    raise ApplicationError(
+        "No DingTalk app secret is configured for this department.", code="secret_missing"
+    )

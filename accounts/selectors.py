@@ -10,7 +10,9 @@ from accounts import permissions as perms
 from accounts.models import Department, Membership
 
 
-def department_list_for_user(*, user: AbstractBaseUser | AnonymousUser, perm: str = perms.VIEW_SPACE) -> QuerySet[Department]:
+def department_list_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, perm: str = perms.VIEW_SPACE
+) -> QuerySet[Department]:
     return perms.departments_with_perm(user, perm).order_by("code")
 
 
@@ -27,13 +29,21 @@ def department_get_for_user(
 def membership_list_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Membership]:
     """Staff memberships in departments the user administers, plus the user's own."""
     administered = perms.departments_with_perm(user, perms.ADMINISTER_DEPARTMENT)
-    return Membership.objects.filter(department__in=administered).select_related("user", "department", "granted_by")
+    return Membership.objects.filter(department__in=administered).select_related(
+        "user", "department", "granted_by"
+    )
 
 
-def staff_for_department(*, user: AbstractBaseUser | AnonymousUser, department: Department) -> QuerySet[Membership]:
+def staff_for_department(
+    *, user: AbstractBaseUser | AnonymousUser, department: Department
+) -> QuerySet[Membership]:
     """Who holds which role in a department the user can see."""
     department_get_for_user(user=user, code=department.code)
-    return Membership.objects.filter(department=department).select_related("user").order_by("role", "user__username")
+    return (
+        Membership.objects.filter(department=department)
+        .select_related("user")
+        .order_by("role", "user__username")
+    )
 
 
 def user_list_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[User]:

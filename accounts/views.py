@@ -18,18 +18,26 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import permissions as perms
 from accounts import selectors, services
-from accounts.auth import OtpOutcome, has_authenticator, mark_enrolled_session, otp_verify, password_login
+from accounts.auth import (
+    OtpOutcome,
+    has_authenticator,
+    mark_enrolled_session,
+    otp_verify,
+    password_login,
+)
 from accounts.forms import DepartmentSettingsForm, EnrolForm, LoginForm, OtpForm
 from audit.actions import AuditAction
 from audit.services import audit_record
 from common.errors import ApplicationError
-from common.types import AuthenticatedRequest
+from common.types import AuthenticatedRequest, is_verified
 from common.views import pre_otp_view, public_view
 
 
 def _next_url(request: HttpRequest) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+    if target and url_has_allowed_host_and_scheme(
+        target, {request.get_host()}, require_https=request.is_secure()
+    ):
         return target
     return reverse("accounts:home")
 
@@ -37,19 +45,32 @@ def _next_url(request: HttpRequest) -> str:
 @public_view
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated and request.user.is_verified():  # type: ignore[union-attr]
+    if is_verified(request.user):
         return HttpResponseRedirect(_next_url(request))
     form = LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = password_login(request, username=form.cleaned_data["username"], password=form.cleaned_data["password"])
+        user = password_login(
+            request, username=form.cleaned_data["username"], password=form.cleaned_data["password"]
+        )
         if user is not None:
-            target = reverse("accounts:verify") if has_authenticator(user) else reverse("accounts:enrol")
+            target = (
+                reverse("accounts:verify") if has_authenticator(user) else reverse("accounts:enrol")
+            )
             return HttpResponseRedirect(f"{target}?next={_next_url(request)}")
-        form.add_error(None, _("That username and password do not match. Repeated failures lock the account for a while."))
-    return render(request, "accounts/login.html", {"form": form, "next": request.GET.get("next", "")})
+        form.add_error(
+            None,
+            _(
+                "That username and password do not match. Repeated failures lock the account for a while."
+            ),
+        )
+    return render(
+        request, "accounts/login.html", {"form": form, "next": request.GET.get("next", "")}
+    )
 
 
-def lockout(request: HttpRequest, credentials: Any = None, *args: Any, **kwargs: Any) -> HttpResponse:
+def lockout(
+    request: HttpRequest, credentials: Any = None, *args: Any, **kwargs: Any
+) -> HttpResponse:
     """django-axes calls this for a locked username+IP pair (AXES_LOCKOUT_CALLABLE)."""
     return render(request, "accounts/lockout.html", status=429)
 
@@ -57,20 +78,34 @@ def lockout(request: HttpRequest, credentials: Any = None, *args: Any, **kwargs:
 @pre_otp_view
 @require_http_methods(["GET", "POST"])
 def verify(request: AuthenticatedRequest) -> HttpResponse:
-    if request.user.is_verified():  # type: ignore[attr-defined]
+    if is_verified(request.user):
         return HttpResponseRedirect(_next_url(request))
     if not has_authenticator(request.user):
         return HttpResponseRedirect(f"{reverse('accounts:enrol')}?next={_next_url(request)}")
     form = OtpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        result = otp_verify(request, user=request.user, token=form.cleaned_data["token"], backup=form.cleaned_data["backup"])
+        result = otp_verify(
+            request,
+            user=request.user,
+            token=form.cleaned_data["token"],
+            backup=form.cleaned_data["backup"],
+        )
         if result.outcome is OtpOutcome.VERIFIED:
             return HttpResponseRedirect(_next_url(request))
         if result.outcome is OtpOutcome.THROTTLED:
-            form.add_error("token", _("Too many wrong codes. Wait %(seconds)s seconds and try again.") % {"seconds": result.wait_seconds})
+            form.add_error(
+                "token",
+                _("Too many wrong codes. Wait %(seconds)s seconds and try again.")
+                % {"seconds": result.wait_seconds},
+            )
         else:
-            form.add_error("token", _("That code is not valid. Check your authenticator app's clock and try again."))
-    return render(request, "accounts/verify.html", {"form": form, "next": request.GET.get("next", "")})
+            form.add_error(
+                "token",
+                _("That code is not valid. Check your authenticator app's clock and try again."),
+            )
+    return render(
+        request, "accounts/verify.html", {"form": form, "next": request.GET.get("next", "")}
+    )
 
 
 @pre_otp_view
@@ -82,11 +117,18 @@ def enrol(request: AuthenticatedRequest) -> HttpResponse:
     device = services.totp_device_for_enrolment(user=request.user)
     form = EnrolForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        codes = services.totp_enrol_confirm(user=request.user, device=device, token=form.cleaned_data["token"].strip())
+        codes = services.totp_enrol_confirm(
+            user=request.user, device=device, token=form.cleaned_data["token"].strip()
+        )
         if codes is not None:
             mark_enrolled_session(request, device)
-            return render(request, "accounts/backup_codes.html", {"codes": codes, "next": _next_url(request)})
-        form.add_error("token", _("That code does not match. Make sure you scanned the code shown on this page."))
+            return render(
+                request, "accounts/backup_codes.html", {"codes": codes, "next": _next_url(request)}
+            )
+        form.add_error(
+            "token",
+            _("That code does not match. Make sure you scanned the code shown on this page."),
+        )
     qr = segno.make(device.config_url, error="m")
     return render(
         request,
@@ -108,7 +150,9 @@ def _base32(key: bytes) -> str:
 @require_POST
 def backup_codes(request: AuthenticatedRequest) -> HttpResponse:
     codes = services.backup_codes_issue(user=request.user)
-    return render(request, "accounts/backup_codes.html", {"codes": codes, "next": reverse("accounts:home")})
+    return render(
+        request, "accounts/backup_codes.html", {"codes": codes, "next": reverse("accounts:home")}
+    )
 
 
 @pre_otp_view
@@ -129,7 +173,9 @@ def home(request: AuthenticatedRequest) -> HttpResponse:
 def department_detail(request: AuthenticatedRequest, code: str) -> HttpResponse:
     department = selectors.department_get_for_user(user=request.user, code=code)
     staff = selectors.staff_for_department(user=request.user, department=department)
-    can_administer = perms.has_department_perm(request.user, perms.ADMINISTER_DEPARTMENT, department)
+    can_administer = perms.has_department_perm(
+        request.user, perms.ADMINISTER_DEPARTMENT, department
+    )
     return render(
         request,
         "accounts/department_detail.html",
@@ -152,4 +198,6 @@ def department_settings(request: AuthenticatedRequest, code: str) -> HttpRespons
         else:
             messages.success(request, _("Department settings saved."))
             return redirect("accounts:department-detail", code=department.code)
-    return render(request, "accounts/department_settings.html", {"department": department, "form": form})
+    return render(
+        request, "accounts/department_settings.html", {"department": department, "form": form}
+    )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from audit.context import AuditContext, audit_context
+from common.types import is_verified
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -21,8 +22,10 @@ class AuditContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
-        verified = bool(user is not None and user.is_authenticated and user.is_verified())  # type: ignore[union-attr]
-        context = AuditContext(request_id=uuid.uuid4(), ip=client_ip(request), otp_verified=verified)
+        verified = is_verified(user)
+        context = AuditContext(
+            request_id=uuid.uuid4(), ip=client_ip(request), otp_verified=verified
+        )
         request.audit_request_id = context.request_id  # type: ignore[attr-defined]
         with audit_context(context):
             response = self.get_response(request)

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from django_otp.admin import OTPAdminSite
 
 
-class PortalAdminSite(OTPAdminSite):
+class PortalAdminSite(OTPAdminSite):  # type: ignore[misc]  # django-otp ships no type hints
     site_header = _("Notice portal back office")
     site_title = _("Notice portal")
     index_title = _("Back office")
@@ -18,7 +18,9 @@ class PortalAdminSite(OTPAdminSite):
         # OTPAdminSite defaults to the name "otpadmin"; keep Django's so admin:… URLs work.
         super().__init__(name)
 
-    def login(self, request: HttpRequest, extra_context: dict[str, object] | None = None) -> HttpResponse:
+    def login(
+        self, request: HttpRequest, extra_context: dict[str, object] | None = None
+    ) -> HttpResponse:
         # One login flow for the whole portal: password, then TOTP (or enrolment).
         target = request.GET.get("next", reverse("admin:index"))
         return HttpResponseRedirect(f"{reverse('accounts:login')}?{urlencode({'next': target})}")

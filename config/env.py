@@ -60,7 +60,9 @@ def env_secret(name: str, default: str | None = None) -> str:
         try:
             value = Path(file_name).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE points at an unreadable file: {exc.strerror}.") from None
+            raise ImproperlyConfigured(
+                f"{name}_FILE points at an unreadable file: {exc.strerror}."
+            ) from None
         if not value:
             raise ImproperlyConfigured(f"{name}_FILE points at an empty file.")
         return value

@@ -19,10 +19,17 @@ GOOD_ENV = {
 
 
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in GOOD_ENV and not k.startswith("DJANGO_")}
+    base = {
+        k: v for k, v in os.environ.items() if k not in GOOD_ENV and not k.startswith("DJANGO_")
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args, "--settings=config.settings.production"],
-        cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

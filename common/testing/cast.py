@@ -17,7 +17,7 @@ from accounts import services
 from accounts.auth import LOGIN_AT_SESSION_KEY
 from accounts.models import Department, Role
 
-TEST_PASSWORD = "correct horse battery staple 2026"
+TEST_PASSWORD = "correct horse battery staple 2026"  # noqa: S105 - test fixtures only
 
 
 @dataclass
@@ -31,13 +31,14 @@ class Cast:
     system_admin: User
 
     def by_role(self, role: str) -> User:
-        return {
+        users: dict[str, User] = {
             Role.PR_OFFICER: self.pr_officer,
             Role.SUPERVISOR: self.supervisor,
             Role.DEPARTMENT_ADMIN: self.department_admin,
             Role.AUDITOR: self.auditor,
             Role.SYSTEM_ADMIN: self.system_admin,
-        }[role]
+        }
+        return users[role]
 
 
 def make_cast(code: str, name_en: str, name_zh: str, agent_id: int) -> Cast:
@@ -46,7 +47,14 @@ def make_cast(code: str, name_en: str, name_zh: str, agent_id: int) -> Cast:
     )
     prefix = code.lower()
 
-    numbers = {"officer": 1, "supervisor": 2, "supervisor2": 3, "admin": 4, "auditor": 5, "sysadmin": 6}
+    numbers = {
+        "officer": 1,
+        "supervisor": 2,
+        "supervisor2": 3,
+        "admin": 4,
+        "auditor": 5,
+        "sysadmin": 6,
+    }
 
     def staff(suffix: str, role: str) -> User:
         return services.staff_create(

@@ -112,7 +112,9 @@ def sqlite_database(path: Path) -> dict[str, object]:
 
 DATABASE_URL = env_str("DATABASE_URL", "")
 DATABASES = {
-    "default": database_from_url(DATABASE_URL) if DATABASE_URL else sqlite_database(VAR_DIR / "db.sqlite3")
+    "default": database_from_url(DATABASE_URL)
+    if DATABASE_URL
+    else sqlite_database(VAR_DIR / "db.sqlite3")
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -128,7 +130,10 @@ PASSWORD_HASHERS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -213,12 +218,12 @@ DINGTALK_SECRETS_DIR = Path(env_str("DINGTALK_SECRETS_DIR", str(VAR_DIR / "secre
 
 PORTAL_DEMO_MODE = env_bool("PORTAL_DEMO_MODE", False)
 
-from config.settings.celery import *  # noqa: E402
-from config.settings.audit import *  # noqa: E402
 from config.settings.audiences import *  # noqa: E402
-from config.settings.notices import *  # noqa: E402
+from config.settings.audit import *  # noqa: E402
+from config.settings.celery import *  # noqa: E402
 from config.settings.delivery import *  # noqa: E402
 from config.settings.integrations import *  # noqa: E402
+from config.settings.notices import *  # noqa: E402
 
 CELERY_BEAT_SCHEDULE = {
     **AUDIT_BEAT_SCHEDULE,

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from config.env import env_bool, env_secret
 from config.settings.base import *
+from config.settings.base import CELERY_BROKER_URL
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "insecure-local-development-key-never-used-in-production")
+SECRET_KEY = env_secret(
+    "DJANGO_SECRET_KEY", "insecure-local-development-key-never-used-in-production"
+)
 PORTAL_DEMO_MODE = env_bool("PORTAL_DEMO_MODE", True)
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 

@@ -18,11 +18,15 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Set ALLOWED_HOSTS to the portal's host names (comma-separated).")
 if not DATABASE_URL:
-    raise ImproperlyConfigured("Set DATABASE_URL to the PostgreSQL database, e.g. postgres://user@host/db.")
+    raise ImproperlyConfigured(
+        "Set DATABASE_URL to the PostgreSQL database, e.g. postgres://user@host/db."
+    )
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
 if not CELERY_BROKER_URL:
-    raise ImproperlyConfigured("Set CELERY_BROKER_URL to the Redis broker, e.g. redis://host:6379/0.")
+    raise ImproperlyConfigured(
+        "Set CELERY_BROKER_URL to the Redis broker, e.g. redis://host:6379/0."
+    )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
@@ -40,7 +44,12 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "notices@localhost")
 DINGTALK_BASE_URL = env_str("DINGTALK_BASE_URL", "https://oapi.dingtalk.com")
 
 REDIS_CACHE_URL = env_str("REDIS_CACHE_URL", CELERY_BROKER_URL)
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL}}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_CACHE_URL,
+    }
+}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

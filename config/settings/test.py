@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from config.settings.base import *
+from config.settings.base import CELERY_BROKER_URL, DATABASES
 
 SECRET_KEY = "test-only-secret-key-with-enough-length-0123456789abcdef"  # noqa: S105
 DEBUG = False

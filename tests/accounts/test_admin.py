@@ -46,7 +46,14 @@ def test_department_change_in_admin_goes_through_the_service(cast_a) -> None:
     client = verified_client_for(cast_a.system_admin)
     response = client.post(
         reverse("admin:accounts_department_change", args=[cast_a.department.pk]),
-        {"name_en": "Water Supplies Dept", "name_zh": "水務署", "dingtalk_agent_id": "3003", "dingtalk_app_key": "", "dingtalk_secret_ref": "", "dingtalk_edition": "standard"},
+        {
+            "name_en": "Water Supplies Dept",
+            "name_zh": "水務署",
+            "dingtalk_agent_id": "3003",
+            "dingtalk_app_key": "",
+            "dingtalk_secret_ref": "",
+            "dingtalk_edition": "standard",
+        },
     )
     assert response.status_code == 302
     event = AuditEvent.objects.get(action=AuditAction.DEPARTMENT_UPDATED)
@@ -65,14 +72,18 @@ def test_granting_a_role_in_admin_goes_through_the_service(cast_a) -> None:
     )
     assert response.status_code == 302
     assert Membership.objects.filter(user=newcomer, role=Role.PR_OFFICER).exists()
-    assert AuditEvent.objects.filter(action=AuditAction.ROLE_GRANTED, actor=cast_a.system_admin).exists()
+    assert AuditEvent.objects.filter(
+        action=AuditAction.ROLE_GRANTED, actor=cast_a.system_admin
+    ).exists()
 
 
 @pytest.mark.django_db
 def test_revoking_a_role_in_admin_goes_through_the_service(cast_a) -> None:
     membership = Membership.objects.get(user=cast_a.pr_officer)
     client = verified_client_for(cast_a.system_admin)
-    response = client.post(reverse("admin:accounts_membership_delete", args=[membership.pk]), {"post": "yes"})
+    response = client.post(
+        reverse("admin:accounts_membership_delete", args=[membership.pk]), {"post": "yes"}
+    )
     assert response.status_code == 302
     assert not Membership.objects.filter(pk=membership.pk).exists()
     assert AuditEvent.objects.filter(action=AuditAction.ROLE_REVOKED).exists()

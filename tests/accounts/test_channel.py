@@ -17,7 +17,9 @@ def simulator():
 
 
 @pytest.mark.django_db
-def test_client_uses_the_referenced_secret_and_caches_the_token_in_django(cast_a, simulator, monkeypatch) -> None:
+def test_client_uses_the_referenced_secret_and_caches_the_token_in_django(
+    cast_a, simulator, monkeypatch
+) -> None:
     app = next(a for a in simulator.apps if a.code == "WSD")
     monkeypatch.setenv("DINGTALK_SECRET_WSD", app.app_secret)
     department = cast_a.department

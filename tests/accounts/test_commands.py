@@ -27,7 +27,16 @@ def test_seed_demo_is_idempotent_and_covers_every_role_in_two_departments(demo_m
     out = StringIO()
     call_command("seed_demo", stdout=out)
     call_command("seed_demo", stdout=StringIO())
-    assert set(Department.objects.values_list("code", flat=True)) == {"HKO", "FEHD", "WSD", "CHP", "FSD", "DSD", "TD", "HAD"}
+    assert set(Department.objects.values_list("code", flat=True)) == {
+        "HKO",
+        "FEHD",
+        "WSD",
+        "CHP",
+        "FSD",
+        "DSD",
+        "TD",
+        "HAD",
+    }
     for code in ("HKO", "WSD"):
         roles = set(Membership.objects.filter(department__code=code).values_list("role", flat=True))
         assert roles == set(Role.values)
@@ -48,7 +57,9 @@ def test_a_demo_user_logs_in_with_the_printed_totp_code(demo_mode) -> None:
     call_command("demo_totp", "wsd.supervisor", stdout=out)
     code = out.getvalue().split()[0]
     client = Client()
-    client.post(reverse("accounts:login"), {"username": "wsd.supervisor", "password": DEMO_PASSWORD})
+    client.post(
+        reverse("accounts:login"), {"username": "wsd.supervisor", "password": DEMO_PASSWORD}
+    )
     response = client.post(reverse("accounts:verify"), {"token": code})
     assert response.status_code == 302
     assert client.get(reverse("accounts:home")).status_code == 200

@@ -55,10 +55,13 @@ def test_admin_changelists_never_show_the_other_department(cast_a, cast_b, role)
     ):
         page = client.get(url)
         assert page.status_code in (200, 403), url
-        assert b"fehd." not in page.content and b"FEHD" not in page.content, url
+        assert b"fehd." not in page.content, url
+        assert b"FEHD" not in page.content, url
     change = client.get(reverse("admin:accounts_department_change", args=[cast_b.department.pk]))
     assert change.status_code in (302, 403, 404)
-    if change.status_code == 302:  # Django admin redirects an object outside the queryset to the index
+    if (
+        change.status_code == 302
+    ):  # Django admin redirects an object outside the queryset to the index
         assert change["Location"] == reverse("admin:index")
 
 
@@ -89,7 +92,12 @@ def test_a_malformed_secret_reference_is_refused_next_to_the_field(cast_a) -> No
     client = verified_client_for(cast_a.system_admin)
     response = client.post(
         reverse("accounts:department-settings", args=[cast_a.department.code]),
-        {"name_en": "WSD", "name_zh": "水務署", "dingtalk_secret_ref": "plain-text-secret", "dingtalk_edition": "standard"},
+        {
+            "name_en": "WSD",
+            "name_zh": "水務署",
+            "dingtalk_secret_ref": "plain-text-secret",
+            "dingtalk_edition": "standard",
+        },
     )
     assert response.status_code == 200
     assert "dingtalk_secret_ref" in response.context["form"].errors

@@ -40,7 +40,9 @@ def test_password_then_totp_opens_the_portal(cast_a) -> None:
     home = client.get(reverse("accounts:home"))
     assert home.status_code == 200
     assert b"Water Supplies Department" in home.content
-    actions = list(AuditEvent.objects.filter(actor=cast_a.supervisor).values_list("action", flat=True))
+    actions = list(
+        AuditEvent.objects.filter(actor=cast_a.supervisor).values_list("action", flat=True)
+    )
     assert AuditAction.LOGGED_IN in actions
     assert AuditAction.OTP_VERIFIED in actions
 
@@ -96,19 +98,30 @@ def test_first_login_forces_enrolment_with_a_qr_code_and_hashed_backup_codes(cas
     page = client.get(reverse("accounts:enrol"))
     assert b"data:image/svg+xml" in page.content
     device = TOTPDevice.objects.get(user=cast_a.pr_officer, confirmed=False)
-    wrong = client.post(reverse("accounts:enrol"), {"token": "123456" if current_code(device) != "123456" else "654321"})
+    wrong = client.post(
+        reverse("accounts:enrol"),
+        {"token": "123456" if current_code(device) != "123456" else "654321"},
+    )
     assert b"does not match" in wrong.content
     # The wrong code set django-otp's throttle (1 s); a person simply tries again a moment later.
     with time_machine.travel(time.time() + 5, tick=False):
-        done = client.post(reverse("accounts:enrol"), {"token": current_code(device, at=time.time())})
+        done = client.post(
+            reverse("accounts:enrol"), {"token": current_code(device, at=time.time())}
+        )
     assert done.status_code == 200
     codes = done.context["codes"]
     assert len(codes) == 10
-    stored = list(BackupCode.objects.filter(device__user=cast_a.pr_officer).values_list("code_hash", flat=True))
+    stored = list(
+        BackupCode.objects.filter(device__user=cast_a.pr_officer).values_list(
+            "code_hash", flat=True
+        )
+    )
     assert len(stored) == 10
     assert not set(codes) & set(stored)  # only hashes are kept
     assert client.get(reverse("accounts:home")).status_code == 200
-    assert AuditEvent.objects.filter(action=AuditAction.TOTP_ENROLLED, actor=cast_a.pr_officer).exists()
+    assert AuditEvent.objects.filter(
+        action=AuditAction.TOTP_ENROLLED, actor=cast_a.pr_officer
+    ).exists()
 
     # A backup code works once.
     second = Client()
@@ -151,7 +164,9 @@ def test_logout_is_audited(cast_a) -> None:
     client = verified_client_for(cast_a.supervisor)
     response = client.post(reverse("accounts:logout"))
     assert response.status_code == 302
-    assert AuditEvent.objects.filter(action=AuditAction.LOGGED_OUT, actor=cast_a.supervisor).exists()
+    assert AuditEvent.objects.filter(
+        action=AuditAction.LOGGED_OUT, actor=cast_a.supervisor
+    ).exists()
     assert client.get(reverse("accounts:home")).status_code == 302
 
 
@@ -160,5 +175,7 @@ def test_next_parameter_cannot_redirect_off_site(cast_a) -> None:
     device = give_authenticator(cast_a.supervisor)
     client = Client()
     login_password(client, cast_a.supervisor.username)
-    response = client.post(reverse("accounts:verify") + "?next=https://evil.example/", {"token": current_code(device)})
+    response = client.post(
+        reverse("accounts:verify") + "?next=https://evil.example/", {"token": current_code(device)}
+    )
     assert response["Location"] == reverse("accounts:home")

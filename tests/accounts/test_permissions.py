@@ -23,7 +23,9 @@ WRITE_PERMS = {
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", list(Role))
 @pytest.mark.parametrize("codename", sorted(perms.ALL_DEPARTMENT_PERMISSIONS))
-def test_each_role_holds_exactly_its_permissions_in_its_own_department_only(cast_a, cast_b, role, codename) -> None:
+def test_each_role_holds_exactly_its_permissions_in_its_own_department_only(
+    cast_a, cast_b, role, codename
+) -> None:
     user = cast_a.by_role(role) if role != Role.SUPERVISOR else cast_a.supervisor
     expected = codename in perms.ROLE_PERMISSIONS[role]
     assert perms.has_department_perm(user, codename, cast_a.department) is expected
@@ -68,10 +70,16 @@ def test_anonymous_users_hold_nothing(cast_a) -> None:
 def test_inactive_users_and_departments_grant_nothing(cast_a) -> None:
     cast_a.supervisor.is_active = False
     cast_a.supervisor.save()
-    assert perms.has_department_perm(cast_a.supervisor, perms.APPROVE_NOTICE, cast_a.department) is False
+    assert (
+        perms.has_department_perm(cast_a.supervisor, perms.APPROVE_NOTICE, cast_a.department)
+        is False
+    )
     cast_a.department.is_active = False
     cast_a.department.save()
-    assert perms.has_department_perm(cast_a.pr_officer, perms.COMPOSE_NOTICE, cast_a.department) is False
+    assert (
+        perms.has_department_perm(cast_a.pr_officer, perms.COMPOSE_NOTICE, cast_a.department)
+        is False
+    )
     assert not perms.departments_with_perm(cast_a.pr_officer, perms.COMPOSE_NOTICE).exists()
 
 
@@ -79,18 +87,32 @@ def test_inactive_users_and_departments_grant_nothing(cast_a) -> None:
 def test_a_revoked_role_takes_its_permissions_with_it(cast_a) -> None:
     membership = Membership.objects.get(user=cast_a.supervisor, role=Role.SUPERVISOR)
     services.membership_revoke(actor=cast_a.system_admin, membership=membership)
-    assert perms.has_department_perm(cast_a.supervisor, perms.APPROVE_NOTICE, cast_a.department) is False
-    assert perms.has_department_perm(cast_a.supervisor, perms.VIEW_SPACE, cast_a.department) is False
+    assert (
+        perms.has_department_perm(cast_a.supervisor, perms.APPROVE_NOTICE, cast_a.department)
+        is False
+    )
+    assert (
+        perms.has_department_perm(cast_a.supervisor, perms.VIEW_SPACE, cast_a.department) is False
+    )
 
 
 @pytest.mark.django_db
 def test_revoking_one_role_keeps_the_permissions_of_another(cast_a) -> None:
-    services.membership_grant(actor=cast_a.system_admin, user=cast_a.department_admin, department=cast_a.department, role=Role.SUPERVISOR)
+    services.membership_grant(
+        actor=cast_a.system_admin,
+        user=cast_a.department_admin,
+        department=cast_a.department,
+        role=Role.SUPERVISOR,
+    )
     membership = Membership.objects.get(user=cast_a.department_admin, role=Role.SUPERVISOR)
     services.membership_revoke(actor=cast_a.system_admin, membership=membership)
-    assert perms.has_department_perm(cast_a.department_admin, perms.MANAGE_AUDIENCE, cast_a.department)
+    assert perms.has_department_perm(
+        cast_a.department_admin, perms.MANAGE_AUDIENCE, cast_a.department
+    )
     assert perms.has_department_perm(cast_a.department_admin, perms.VIEW_SPACE, cast_a.department)
-    assert not perms.has_department_perm(cast_a.department_admin, perms.APPROVE_NOTICE, cast_a.department)
+    assert not perms.has_department_perm(
+        cast_a.department_admin, perms.APPROVE_NOTICE, cast_a.department
+    )
 
 
 @pytest.mark.django_db

@@ -37,15 +37,24 @@ def _fill_regex(regex: str) -> str:
     return text.replace("^", "").replace("$", "").replace("\\Z", "").replace("\\", "")
 
 
-def _walk(patterns: list[URLPattern | URLResolver], prefix: str = "", ns: str = "") -> Iterator[tuple[str, str]]:
+def _walk(
+    patterns: list[URLPattern | URLResolver], prefix: str = "", ns: str = ""
+) -> Iterator[tuple[str, str]]:
     for entry in patterns:
         pattern = entry.pattern
-        raw = _fill_route(str(pattern._route)) if hasattr(pattern, "_route") else _fill_regex(pattern.regex.pattern)  # type: ignore[attr-defined]
+        raw = (
+            _fill_route(str(pattern._route))
+            if hasattr(pattern, "_route")
+            else _fill_regex(pattern.regex.pattern)
+        )  # type: ignore[attr-defined]
         if isinstance(entry, URLResolver):
             child_ns = f"{ns}{entry.namespace}:" if entry.namespace else ns
             yield from _walk(entry.url_patterns, prefix + raw, child_ns)
         else:
-            yield "/" + prefix + raw, f"{ns}{entry.name}" if entry.name else f"{ns}<unnamed {entry.lookup_str}>"
+            yield (
+                "/" + prefix + raw,
+                f"{ns}{entry.name}" if entry.name else f"{ns}<unnamed {entry.lookup_str}>",
+            )
 
 
 def all_urls() -> list[tuple[str, str]]:
@@ -61,7 +70,11 @@ def test_the_walk_finds_the_staff_pages() -> None:
 def test_every_generated_url_resolves_to_its_pattern() -> None:
     for url, name in all_urls():
         match = resolve(url)
-        assert match.view_name == name or name.startswith(f"{match.namespace}:<unnamed") or "<unnamed" in name, url
+        assert (
+            match.view_name == name
+            or name.startswith(f"{match.namespace}:<unnamed")
+            or "<unnamed" in name
+        ), url
 
 
 @pytest.mark.django_db
@@ -74,8 +87,12 @@ def test_every_staff_url_refuses_an_unverified_session(cast_a) -> None:
             continue
         for method in ("get", "post"):
             response = getattr(client, method)(url)
-            assert response.status_code == 302, f"{method.upper()} {url} ({name}) answered {response.status_code}"
-            assert response["Location"].startswith(verify_url), f"{url} ({name}) redirected to {response['Location']}"
+            assert response.status_code == 302, (
+                f"{method.upper()} {url} ({name}) answered {response.status_code}"
+            )
+            assert response["Location"].startswith(verify_url), (
+                f"{url} ({name}) redirected to {response['Location']}"
+            )
             checked += 1
     assert checked > 60
 

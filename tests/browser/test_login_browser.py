@@ -21,7 +21,9 @@ def code_for(device) -> str:
     return f"{totp.token():06d}"
 
 
-def test_supervisor_logs_in_with_password_and_totp_and_sees_only_their_department(live_server, browser, cast_a, cast_b) -> None:
+def test_supervisor_logs_in_with_password_and_totp_and_sees_only_their_department(
+    live_server, browser, cast_a, cast_b
+) -> None:
     device = give_authenticator(cast_a.supervisor)
     wait = WebDriverWait(browser, 10)
     browser.get(live_server.url + "/")

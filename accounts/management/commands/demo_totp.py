@@ -17,11 +17,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.PORTAL_DEMO_MODE:
-            raise CommandError("demo_totp reveals second factors; it runs only with PORTAL_DEMO_MODE on.")
-        device = TOTPDevice.objects.filter(user__username=options["username"], confirmed=True).first()
+            raise CommandError(
+                "demo_totp reveals second factors; it runs only with PORTAL_DEMO_MODE on."
+            )
+        device = TOTPDevice.objects.filter(
+            user__username=options["username"], confirmed=True
+        ).first()
         if device is None:
             raise CommandError(f"{options['username']} has no authenticator. Run seed_demo first.")
         totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
         totp.time = time.time()
         remaining = device.step - int(totp.time - device.t0) % device.step
-        self.stdout.write(f"{totp.token():0{device.digits}d}  (valid for about {remaining} more seconds)")
+        self.stdout.write(
+            f"{totp.token():0{device.digits}d}  (valid for about {remaining} more seconds)"
+        )

@@ -13,12 +13,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.PORTAL_DEMO_MODE:
-            raise CommandError("seed_demo creates known passwords; it runs only with PORTAL_DEMO_MODE on.")
+            raise CommandError(
+                "seed_demo creates known passwords; it runs only with PORTAL_DEMO_MODE on."
+            )
         report = seed_demo()
         self.stdout.write(
             f"Demo data ready: {report.departments_created} departments and {report.users_created} users created."
         )
-        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, code, role in report.logins:
             self.stdout.write(f"  {username:<18} {code:<5} {role}")
-        self.stdout.write("Current TOTP code for a demo user:  .venv/bin/python manage.py demo_totp USERNAME")
+        self.stdout.write(
+            "Current TOTP code for a demo user:  .venv/bin/python manage.py demo_totp USERNAME"
+        )
