@@ -56,7 +56,8 @@ def _message_html(sim: Simulator, app_key: str, userid: str, entry: Mapping[str,
     else:
         state = f"Read 已讀 {_hk_time(entry['read_at'])}"
     body = entry["msg"].get(entry["msg"].get("msgtype"), {})
-    text = body.get("content") or body.get("text") or body.get("markdown") or ""
+    inner = body.get("body") if isinstance(body.get("body"), dict) else body
+    text = inner.get("content") or inner.get("text") or inner.get("markdown") or ""
     bar = entry.get("status_bar")
     parts = [
         f"<div class='{' '.join(classes)}'><strong>{html.escape(entry['title'])}</strong>",
