@@ -123,9 +123,9 @@ class Limits:
     def get(self, name: str) -> Any:
         """A limit's value, or None/False when limits are switched off."""
         value = getattr(self, name)
-        if not self.enabled and not name.startswith(("ip_window", "ip_ban")):
-            return False if isinstance(value, bool) else None
-        return value
+        if self.enabled or name.startswith(("ip_window", "ip_ban")):
+            return value
+        return False if isinstance(value, bool) else None
 
 
 @dataclass

@@ -260,10 +260,11 @@ def _unquote_form(value: str) -> str:
     return unquote(value) if "%" in value else value
 
 
-def parse_form(body: bytes) -> dict[str, str]:
-    """application/x-www-form-urlencoded body to a dict (last value wins)."""
+def parse_form(body: bytes | str) -> dict[str, str]:
+    """application/x-www-form-urlencoded text (a body or a query string) to a dict."""
     result: dict[str, str] = {}
-    for pair in body.decode("utf-8").split("&"):
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    for pair in text.split("&"):
         if not pair:
             continue
         name, _, value = pair.partition("=")

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import threading
 from http import HTTPStatus
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
-from dingtalk.simulator.core import Response, Simulator
+from dingtalk.simulator.core import Response, Simulator, parse_form
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -106,7 +106,7 @@ class HttpProtocol(asyncio.Protocol):
             body = bytes(buffer[start : start + length])
             del buffer[: start + length]
             path, _, query_string = target.partition("?")
-            query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
+            query = parse_form(query_string) if query_string else {}
             connection = headers.get("connection", "").lower()
             keep_alive = (
                 connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
