@@ -97,6 +97,7 @@ class Limits:
     ``None`` switches off a single one."""
 
     enabled: bool = True
+    token_lifetime_s: int = 7200  # not switched off by enabled=False: tokens always expire
     max_userids_per_call: int | None = 100
     max_depts_per_call: int | None = 20
     max_msg_bytes: int | None = 2048
@@ -123,7 +124,7 @@ class Limits:
     def get(self, name: str) -> Any:
         """A limit's value, or None/False when limits are switched off."""
         value = getattr(self, name)
-        if self.enabled or name.startswith(("ip_window", "ip_ban")):
+        if self.enabled or name.startswith(("ip_window", "ip_ban", "token_")):
             return value
         return False if isinstance(value, bool) else None
 

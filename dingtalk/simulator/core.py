@@ -841,7 +841,7 @@ class Simulator:
         if state is None or not secrets.compare_digest(str(secret or ""), state.config.app_secret):
             raise ApiError(40089, "不合法的corpid或corpsecret (invalid appkey or appsecret)")
         self._rate_limit(state, "gettoken", now)
-        lifetime = 7200
+        lifetime = int(self.limits.get("token_lifetime_s"))
         # Asking again while the token is valid returns the same token and extends it (§1.1).
         if state.token is None or now >= state.token_expires_at:
             state.token = secrets.token_hex(16)

@@ -78,6 +78,19 @@ def test_expired_token_in_a_stale_cache_is_refreshed_and_retried_once(dt):
     assert dt.sim.calls["gettoken"] == 2
 
 
+def test_token_lifetime_is_configurable_and_the_client_follows_expires_in(dt, client):
+    dt.sim.set_limits(token_lifetime_s=600)
+    first = client.get_access_token()
+    dt.sim.advance(299)
+    assert client.get_access_token() == first
+    assert dt.sim.calls["gettoken"] == 1
+    dt.sim.advance(2)  # cached for expires_in - 300 s
+    assert client.get_access_token() == first  # still valid, so DingTalk returns the same token
+    assert dt.sim.calls["gettoken"] == 2
+    dt.sim.advance(601)
+    assert client.get_access_token(force_refresh=True) != first
+
+
 @pytest.mark.parametrize("errcode", [40001, 40014, 42001, 88])
 def test_revoked_token_codes_trigger_one_refresh(dt, client, errcode):
     client.send(messages.text("a"), userids=users(1))
