@@ -904,7 +904,7 @@ class Simulator:
     ) -> None:
         agent_id = params.get("agent_id")
         try:
-            matches = int(agent_id) == state.config.agent_id  # type: ignore[arg-type]
+            matches = int(str(agent_id)) == state.config.agent_id
         except (TypeError, ValueError):
             matches = False
         if not matches:

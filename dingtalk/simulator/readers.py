@@ -20,9 +20,10 @@ _STANDARD_NORMAL = NormalDist()
 def uniform(seed: int, *parts: object) -> tuple[float, float, float]:
     """Three independent uniforms in (0, 1) derived from a hash of the parts."""
     digest = hashlib.blake2b(":".join(map(str, (seed, *parts))).encode(), digest_size=24).digest()
-    return tuple(  # type: ignore[return-value]
+    first, second, third = (
         (int.from_bytes(digest[i : i + 8], "big") + 0.5) / 2**64 for i in (0, 8, 16)
     )
+    return first, second, third
 
 
 def read_delay(config: ReaderConfig, seed: int, task_id: int, userid: str) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -57,7 +58,7 @@ class HttpProtocol(asyncio.Protocol):
             self._process()
 
     def _fail(self, status: int, message: str) -> None:
-        body = ('{"errcode":40035,"errmsg":"%s"}' % message).encode()  # noqa: UP031
+        body = json.dumps({"errcode": 40035, "errmsg": message}).encode()
         self._send(Response(status, [("Content-Type", "application/json")], body), False)
 
     def _send(self, response: Response, keep_alive: bool) -> None:
