@@ -51,3 +51,11 @@ class AuditAction(models.TextChoices):
 
 
 register(AuditAction)
+
+
+class AuditOwnAction(models.TextChoices):
+    """The trail's own events, registered in AuditConfig.ready() like any other app's."""
+
+    EXPORTED = "audit.exported", "Audit trail exported"
+    PURGED = "audit.purged", "Events older than the retention period purged"
+    VERIFIED = "audit.verified", "Hash chain verified"

@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class AuditConfig(AppConfig):
     name = "audit"
     verbose_name = "Audit trail"
+
+    def ready(self) -> None:
+        from audit import checks  # noqa: F401  (registers the retention check)
+        from audit.actions import AuditOwnAction, register
+
+        register(AuditOwnAction)

@@ -19,7 +19,7 @@ class AuditContext:
     otp_verified: bool = False
 
 
-_current: ContextVar[AuditContext] = ContextVar("audit_context", default=AuditContext())
+_current: ContextVar[AuditContext] = ContextVar("audit_context", default=AuditContext())  # noqa: B039  (frozen, so sharing it is safe)
 
 
 def current_context() -> AuditContext:

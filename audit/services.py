@@ -1,4 +1,4 @@
-"""The one way into the audit trail.
+"""The one way into the audit trail, and the trail's own maintenance (purge).
 
 audit_record is called inside the same transaction as the change it describes, so a change
 that rolls back leaves no event, and an event never describes a change that did not happen.
@@ -6,20 +6,63 @@ that rolls back leaves no event, and an event never describes a change that did 
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
+import pgtrigger
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import models
+from django.db import connection, models, transaction
 from django.utils import timezone
 
-from audit.actions import is_registered
+from audit.actions import AuditOwnAction, is_registered
+from audit.chain import GENESIS_HASH, event_hash, lock_chain, normalise_data
+from audit.checks import retention_days
 from audit.context import current_context
-from audit.models import AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent
+from common.errors import ApplicationError
 
 
 def _actor_department(actor: AbstractBaseUser) -> str:
     codes = sorted({m.department.code for m in actor.memberships.select_related("department")})  # type: ignore[attr-defined]
     return ",".join(codes)
+
+
+def _department_of(target: models.Model) -> Any:
+    """The department whose trail an event about `target` belongs to, when the caller gave none."""
+    if target._meta.label == "accounts.Department":
+        return target
+    department = getattr(target, "department", None)
+    if department is not None:
+        return department
+    memberships = getattr(target, "memberships", None)
+    if memberships is not None:
+        # A person's events (logins, second factor) belong to their department, if they have one.
+        departments = {m.department for m in memberships.select_related("department")}
+        if len(departments) == 1:
+            return departments.pop()
+    return None
+
+
+def _clean_ip(ip: str | None) -> str | None:
+    if not ip:
+        return None
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return None
+
+
+def chain_head() -> tuple[int, str]:
+    """Sequence and hash of the newest event (or of the newest checkpoint if all were purged)."""
+    head = AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
+    if head is not None:
+        return head
+    checkpoint = (
+        AuditCheckpoint.objects.order_by("-sequence").values_list("sequence", "hash").first()
+    )
+    return checkpoint if checkpoint is not None else (0, GENESIS_HASH)
 
 
 def audit_record(
@@ -32,7 +75,11 @@ def audit_record(
     data: dict[str, Any] | None = None,
     actor_label: str | None = None,
 ) -> AuditEvent:
-    """Append one event. `actor=None` means the system (tasks, commands, integrations)."""
+    """Append one event to the chain. `actor=None` means the system (tasks, commands, integrations).
+
+    Holds the chain lock until the caller's transaction ends: call it last in a service, just
+    before scheduling side effects, so the lock is held briefly.
+    """
     if not is_registered(action):
         raise ValueError(f"Unregistered audit action {action!r}: register it in the app's ready().")
     context = current_context()
@@ -44,21 +91,106 @@ def audit_record(
         label = actor_label or "system"
         actor_dept = ""
     if department is None and target is not None:
-        department = getattr(target, "department", None)
-        if department is None and target._meta.label == "accounts.Department":
-            department = target
-    return AuditEvent.objects.create(
-        occurred_at=timezone.now(),
-        actor=real_actor,
-        actor_label=label[:200],
-        actor_department=actor_dept[:200],
-        department=department,
-        action=action,
-        target_type=target._meta.label if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
-        target_label=(target_label or (str(target) if target is not None else ""))[:300],
-        data=data or {},
-        request_id=context.request_id,
-        ip=context.ip,
-        otp_verified=context.otp_verified,
+        department = _department_of(target)
+    fields: dict[str, Any] = {
+        "actor_id": real_actor.pk if real_actor is not None else None,
+        "actor_label": label[:200],
+        "actor_department": actor_dept[:200],
+        "department_id": department.pk if department is not None else None,
+        "action": str(action),
+        "target_type": target._meta.label if target is not None else "",
+        "target_id": str(target.pk)[:64] if target is not None else "",
+        "target_label": (target_label or (str(target) if target is not None else ""))[:300],
+        "data": normalise_data(data),
+        "request_id": context.request_id,
+        "ip": _clean_ip(context.ip),
+        "otp_verified": context.otp_verified,
+    }
+    # savepoint=False: inside the caller's transaction a failure here must fail the caller too.
+    with transaction.atomic(savepoint=False):
+        lock_chain()
+        sequence, prev_hash = chain_head()
+        # Taken after the lock, so time order follows chain order.
+        fields.update(sequence=sequence + 1, occurred_at=timezone.now(), prev_hash=prev_hash)
+        event = AuditEvent(**fields, hash=event_hash(fields))
+        event.save(force_insert=True)
+    return event
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    cutoff: dt.datetime
+    deleted: int
+    checkpoint: AuditCheckpoint | None
+    event: AuditEvent
+
+
+def purge_cutoff(before: dt.date) -> dt.datetime:
+    """Midnight (local time) at the start of `before`, refused if it lies inside the retention period."""
+    cutoff = timezone.make_aware(dt.datetime.combine(before, dt.time.min))
+    earliest_allowed = timezone.now() - dt.timedelta(days=retention_days())
+    if cutoff > earliest_allowed:
+        raise ApplicationError(
+            f"Refusing to purge events from before {before.isoformat()}: events are kept "
+            f"{retention_days()} days, so the latest date allowed is "
+            f"{timezone.localdate(earliest_allowed).isoformat()}.",
+            field="before",
+            code="inside_retention",
+        )
+    return cutoff
+
+
+@transaction.atomic
+def events_purge(*, before: dt.date, actor_label: str = "system (audit_purge)") -> PurgeResult:
+    """Delete every event older than `before` (a prefix of the chain) and leave a checkpoint.
+
+    Permission: a management command only (actor is the system). Audit: audit.purged.
+    Refuses dates inside the retention period, and refuses to purge a prefix that does not
+    verify, so a purge never destroys the evidence of tampering.
+    """
+    from audit.verification import chain_verify
+
+    cutoff = purge_cutoff(before)
+    lock_chain()
+    # The purged part must be a prefix of the chain: stop before the first event at or after
+    # the cutoff, even if a clock step put an older timestamp further on.
+    first_kept = (
+        AuditEvent.objects.filter(occurred_at__gte=cutoff)
+        .order_by("sequence")
+        .values_list("sequence", flat=True)
+        .first()
     )
+    prefix = (
+        AuditEvent.objects.all()
+        if first_kept is None
+        else AuditEvent.objects.filter(sequence__lt=first_kept)
+    )
+    last = prefix.order_by("-sequence").values_list("sequence", "hash").first()
+    checkpoint = None
+    deleted = 0
+    if last is not None:
+        report = chain_verify(up_to=last[0])
+        if not report.ok:
+            raise ApplicationError(
+                f"Refusing to purge a chain that does not verify: {report.message}"
+            )
+        checkpoint = AuditCheckpoint.objects.create(
+            sequence=last[0], hash=last[1], purged_before=cutoff, events_deleted=prefix.count()
+        )
+        # The one sanctioned bypass of the append-only trigger, inside this transaction only.
+        with pgtrigger.ignore("audit.AuditEvent:append_only"):
+            deleted, _ = prefix.delete()
+    event = audit_record(
+        actor=None,
+        action=AuditOwnAction.PURGED,
+        actor_label=actor_label,
+        data={
+            "before": before.isoformat(),
+            "cutoff": cutoff.isoformat(),
+            "deleted": deleted,
+            "checkpoint_sequence": checkpoint.sequence if checkpoint else None,
+            "checkpoint_hash": checkpoint.hash if checkpoint else None,
+            "database": connection.vendor,
+        },
+    )
+    return PurgeResult(cutoff=cutoff, deleted=deleted, checkpoint=checkpoint, event=event)

@@ -1,7 +1,16 @@
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
+
+from audit import views
 
 app_name = "audit"
 
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("", views.event_list, name="event-list"),
+    path("events/<int:pk>/", views.event_detail, name="event-detail"),
+    path("export/", views.export, name="export-create"),
+    path("exports/<uuid:export_id>/", views.export_detail, name="export-detail"),
+    path("exports/<uuid:export_id>/progress/", views.export_progress, name="export-progress"),
+    path("exports/<uuid:export_id>/download/", views.export_download, name="export-download"),
+]
