@@ -8,12 +8,15 @@ changes nothing). Other databases take a slower ORM path with the same rules and
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
+from django.core.exceptions import PermissionDenied
+from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,7 +24,7 @@ from django.utils.translation import gettext as _
 from accounts import permissions as perms
 from accounts.models import Department
 from audiences.audit_actions import AudienceAuditAction
-from audiences.models import Recipient, RecipientTag, SubscriptionSource
+from audiences.models import ImportJob, ImportState, Recipient, RecipientTag, SubscriptionSource
 from audiences.validation import (
     CleanRecipient,
     ImportFileError,
@@ -32,6 +35,7 @@ from audiences.validation import (
     read_file,
 )
 from audit.services import audit_record
+from common.errors import ApplicationError
 
 Progress = Callable[[int, int], None]
 
@@ -400,3 +404,125 @@ def _merge_orm(
             for t in tag_ids
         ]
     RecipientTag.objects.bulk_create(links, batch_size=500)
+
+
+# --- background jobs for large files (admin uploads over AUDIENCES_ADMIN_SYNC_MAX_ROWS) ------
+
+
+def _job_progress(job_id: int) -> Progress:
+    def report(done: int, total: int) -> None:
+        # Outside any transaction, so the page polling the job sees it at once.
+        ImportJob.objects.filter(pk=job_id).update(processed_rows=done, total_rows=total)
+
+    return report
+
+
+@transaction.atomic
+def import_job_start(
+    *,
+    actor: AbstractBaseUser,
+    department: Department,
+    data: bytes,
+    file_name: str,
+    file_format: str,
+) -> ImportJob:
+    """Keep an uploaded file and queue its dry run. Permission: manage_audience."""
+    from audiences.tasks import validate_import_job_task
+
+    _authorise(actor, department)
+    job = ImportJob(
+        department=department,
+        created_by=actor if isinstance(actor, User) else None,
+        file_name=file_name[:255],
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        file_format=file_format,
+    )
+    job.file.save(f"{uuid.uuid4().hex}.{file_format}", ContentFile(data), save=False)
+    job.save()
+    transaction.on_commit(lambda: validate_import_job_task.delay(job.pk))
+    return job
+
+
+def import_job_validate(*, job_id: int) -> None:
+    """Dry-run a queued job's file and store counts and errors. A second call does nothing."""
+    if (
+        ImportJob.objects.filter(pk=job_id, state=ImportState.QUEUED).update(
+            state=ImportState.VALIDATING
+        )
+        != 1
+    ):
+        return
+    job = ImportJob.objects.select_related("department").get(pk=job_id)
+    report = recipients_import(
+        actor=None,
+        department=job.department,
+        data=_job_bytes(job),
+        file_name=job.file_name,
+        file_format=job.file_format,
+        dry_run=True,
+        progress=_job_progress(job_id),
+    )
+    ImportJob.objects.filter(pk=job_id).update(
+        state=ImportState.VALIDATED if report.ok else ImportState.REJECTED,
+        counts=report.as_dict(),
+        errors=[{"line": e.line, "reason": e.reason} for e in report.errors]
+        + ([{"line": 0, "reason": report.file_error}] if report.file_error else []),
+        total_rows=report.total,
+        processed_rows=report.total,
+        finished_at=None if report.ok else timezone.now(),
+    )
+
+
+@transaction.atomic
+def import_job_confirm(*, actor: AbstractBaseUser, job: ImportJob) -> ImportJob:
+    """Queue the real import of a checked job. Permission: manage_audience."""
+    from audiences.tasks import apply_import_job_task
+
+    _authorise(actor, job.department)
+    claimed = ImportJob.objects.filter(pk=job.pk, state=ImportState.VALIDATED).update(
+        state=ImportState.APPLY_QUEUED, confirmed_by=actor, processed_rows=0
+    )
+    if claimed != 1:
+        raise ApplicationError(_("This import is not waiting for confirmation."))
+    transaction.on_commit(lambda: apply_import_job_task.delay(job.pk))
+    return ImportJob.objects.get(pk=job.pk)
+
+
+def import_job_apply(*, job_id: int) -> None:
+    """Import a confirmed job's file, all or nothing, as the person who confirmed it. Idempotent."""
+    if (
+        ImportJob.objects.filter(pk=job_id, state=ImportState.APPLY_QUEUED).update(
+            state=ImportState.APPLYING
+        )
+        != 1
+    ):
+        return
+    job = ImportJob.objects.select_related("department", "confirmed_by").get(pk=job_id)
+    try:
+        report = recipients_import(
+            actor=job.confirmed_by,
+            department=job.department,
+            data=_job_bytes(job),
+            file_name=job.file_name,
+            file_format=job.file_format,
+            progress=_job_progress(job_id),
+        )
+    except PermissionDenied:
+        report = ImportReport(file_name=job.file_name, file_sha256=job.file_sha256, dry_run=False)
+        report.file_error = _(
+            "The person who confirmed this import may no longer manage this department's audience."
+        )
+    ImportJob.objects.filter(pk=job_id).update(
+        state=ImportState.DONE if report.written else ImportState.FAILED,
+        counts=report.as_dict(),
+        errors=[{"line": e.line, "reason": e.reason} for e in report.errors]
+        + ([{"line": 0, "reason": report.file_error}] if report.file_error else []),
+        finished_at=timezone.now(),
+    )
+    if report.written:
+        job.file.delete(save=False)
+
+
+def _job_bytes(job: ImportJob) -> bytes:
+    with job.file.open("rb") as handle:
+        return bytes(handle.read())

@@ -295,9 +295,11 @@ class SegmentMember(models.Model):
 
 
 class ImportState(models.TextChoices):
+    QUEUED = "queued", _("Waiting to be checked")
     VALIDATING = "validating", _("Checking the file")
     VALIDATED = "validated", _("Checked, waiting for confirmation")
     REJECTED = "rejected", _("Rejected: nothing was written")
+    APPLY_QUEUED = "apply_queued", _("Waiting to be imported")
     APPLYING = "applying", _("Importing")
     DONE = "done", _("Imported")
     FAILED = "failed", _("Failed: nothing was written")
@@ -316,8 +318,9 @@ class ImportJob(models.Model):
     file_name = models.CharField(max_length=255)
     file_sha256 = models.CharField(max_length=64)
     file_format = models.CharField(max_length=8)
-    state = models.CharField(
-        max_length=16, choices=ImportState.choices, default=ImportState.VALIDATING
+    state = models.CharField(max_length=16, choices=ImportState.choices, default=ImportState.QUEUED)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     total_rows = models.PositiveIntegerField(default=0)
     processed_rows = models.PositiveIntegerField(default=0)

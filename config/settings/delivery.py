@@ -1,5 +1,49 @@
-"""Delivery settings."""
+"""Delivery settings: the rate governor's store and limits, the receipt schedule's beat entries.
+
+The limits sit just under DingTalk's documented ones (dingtalk-api.md §2.2, §9) because an
+overshoot is silent: DingTalk still answers success and drops the people over the limit.
+"""
 
 from __future__ import annotations
 
-DELIVERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+from config.env import env_int, env_str
+from config.settings.celery import Queues
+
+# "redis://..." for the shared Redis governor; "db" for the database fallback (the embedded
+# default). Empty: Redis when the Celery broker is Redis, else the database.
+DELIVERY_GOVERNOR_URL = env_str("DELIVERY_GOVERNOR_URL", "")
+DELIVERY_GOVERNOR_PREFIX = env_str("DELIVERY_GOVERNOR_PREFIX", "portal:governor:")
+# Simulated seconds per real second (a sped-up simulator clock in benchmarks); windows shrink.
+DELIVERY_GOVERNOR_TIME_SCALE = float(env_str("DELIVERY_GOVERNOR_TIME_SCALE", "1"))
+DELIVERY_LIMITS: dict[str, float] = {
+    "calls_per_second": env_int("DELIVERY_CALLS_PER_SECOND", 18),  # DingTalk: 20 per API
+    "ip_calls_per_window": env_int("DELIVERY_IP_CALLS_PER_WINDOW", 8_000),  # DingTalk: 10,000/20 s
+    "ip_window_s": 20.0,
+    "recipients_per_minute": env_int("DELIVERY_RECIPIENTS_PER_MINUTE", 4_900),  # DingTalk: 5,000
+    "recipients_window_s": 61.0,
+    "per_person_daily": 450,  # DingTalk: 500 notices a person a day
+}
+# Chunk of recipients snapshotted per transaction; the first batches go out after the first chunk.
+DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 5_000)
+# Where the public confirmation page is reached from a phone (absolute URL prefix).
+DELIVERY_PUBLIC_BASE_URL = env_str("DELIVERY_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Longest countdown a retry may use: far below the broker's visibility timeout (3600 s).
+DELIVERY_MAX_COUNTDOWN_S = 300
+
+DELIVERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "delivery-sweep": {
+        "task": "delivery.sweep_dispatches",
+        "schedule": 30.0,
+        "options": {"queue": Queues.URGENT},
+    },
+    "delivery-receipts": {
+        "task": "delivery.poll_receipts",
+        "schedule": 30.0,
+        "options": {"queue": Queues.RECEIPTS},
+    },
+    "delivery-reminders": {
+        "task": "delivery.send_reminders",
+        "schedule": 60.0,
+        "options": {"queue": Queues.SEND},
+    },
+}

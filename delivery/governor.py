@@ -1,0 +1,368 @@
+"""The rate governor: one budget shared by every worker, so DingTalk never drops anyone silently.
+
+DingTalk's limits (dingtalk-api.md §2.2, §9) are per app and per egress IP, not per worker, and
+most of them are *silent*: over the per-minute recipient budget the send still returns success
+and the people over it are dropped (143103). So every metered call asks the governor first:
+
+- calls per second per API per app (90018 otherwise);
+- calls per 20 s from our egress IP (a 5-minute ban page otherwise);
+- recipients per minute per app (silent 143103 otherwise);
+- the month's metered-call quota per edition (90020 otherwise);
+- a pause an app is under after DingTalk told one worker to slow down.
+
+The store is Redis in production (one Lua script: atomic, and it reads Redis' own clock so all
+workers share one) and the database on the embedded default. Either way the governor fails
+closed: if its store cannot answer, :class:`GovernorUnavailable` is raised and sending pauses —
+it never runs unmetered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Sum
+
+logger = logging.getLogger("delivery.governor")
+
+EDITION_QUOTAS = {"standard": 5_000, "professional": 200_000}
+# Calls DingTalk does not meter (dingtalk-api.md §9): token and directory APIs.
+EXEMPT_APIS = frozenset(
+    {
+        "gettoken",
+        "department_listsub",
+        "department_listsubid",
+        "user_listid",
+        "user_list",
+        "user_listsimple",
+        "user_get",
+    }
+)
+MONTH_TTL_S = 40 * 86400
+
+
+class GovernorUnavailable(Exception):  # noqa: N818 - reads as a state, like the dingtalk errors
+    """The governor's store did not answer: callers must stop sending (fail closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    wait_s: float = 0.0
+    reason: str = "ok"
+
+
+def month_key(at: float | None = None) -> str:
+    # DingTalk's months follow China Standard Time, like Hong Kong's (UTC+8).
+    return time.strftime("%Y-%m", time.gmtime((time.time() if at is None else at) + 8 * 3600))
+
+
+def content_fingerprint(msg: Mapping[str, Any]) -> str:
+    """DingTalk drops the same content to the same person within a day: this names "the same"."""
+    encoded = json.dumps(msg, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def _limits() -> dict[str, float]:
+    return dict(settings.DELIVERY_LIMITS)
+
+
+def _scale() -> float:
+    return max(float(getattr(settings, "DELIVERY_GOVERNOR_TIME_SCALE", 1.0)), 1e-9)
+
+
+class Governor(Protocol):
+    def acquire(
+        self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
+    ) -> Decision: ...
+
+    def pause(self, *, app_key: str, seconds: float) -> None: ...
+
+    def monthly_used(self, *, app_key: str) -> int: ...
+
+    def healthy(self) -> bool: ...
+
+
+_REDIS_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local api_limit = tonumber(ARGV[1]); local api_window = tonumber(ARGV[2])
+local ip_limit = tonumber(ARGV[3]); local ip_window = tonumber(ARGV[4])
+local rpm_limit = tonumber(ARGV[5]); local rpm_window = tonumber(ARGV[6])
+local recipients = tonumber(ARGV[7]); local month_limit = tonumber(ARGV[8])
+local month_ttl = tonumber(ARGV[9]); local member = ARGV[10]; local metered = tonumber(ARGV[11])
+local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
+if pause > now then return {0, tostring(pause - now), 'paused'} end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - api_window)
+if redis.call('ZCARD', KEYS[2]) >= api_limit then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, tostring(tonumber(oldest[2]) + api_window - now), 'calls_per_second'}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ip_window)
+if redis.call('ZCARD', KEYS[3]) >= ip_limit then
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  return {0, tostring(tonumber(oldest[2]) + ip_window - now), 'ip_calls'}
+end
+if recipients > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
+  local entries = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+  local used = 0
+  for i = 1, #entries, 2 do used = used + tonumber(string.match(entries[i], ':(%d+)$')) end
+  if used + recipients > rpm_limit then
+    local freed = 0
+    local wait = rpm_window
+    for i = 1, #entries, 2 do
+      freed = freed + tonumber(string.match(entries[i], ':(%d+)$'))
+      if used - freed + recipients <= rpm_limit then
+        wait = tonumber(entries[i + 1]) + rpm_window - now
+        break
+      end
+    end
+    return {0, tostring(wait), 'recipients_per_minute'}
+  end
+end
+if metered == 1 and month_limit > 0 then
+  local month_used = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if month_used >= month_limit then return {0, '3600', 'monthly_quota'} end
+end
+redis.call('ZADD', KEYS[2], now, member)
+redis.call('EXPIRE', KEYS[2], math.ceil(api_window) + 1)
+redis.call('ZADD', KEYS[3], now, member)
+redis.call('EXPIRE', KEYS[3], math.ceil(ip_window) + 1)
+if recipients > 0 then
+  redis.call('ZADD', KEYS[4], now, member .. ':' .. recipients)
+  redis.call('EXPIRE', KEYS[4], math.ceil(rpm_window) + 1)
+end
+if metered == 1 then
+  redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], month_ttl)
+end
+return {1, '0', 'ok'}
+"""
+
+
+class RedisGovernor:
+    """Token windows in Redis: one Lua script per decision, on Redis' clock."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._script = self._redis.register_script(_REDIS_SCRIPT)
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self.prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def acquire(
+        self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
+    ) -> Decision:
+        limits, scale = _limits(), _scale()
+        metered = api not in EXEMPT_APIS
+        keys = [
+            self._key("pause", app_key),
+            self._key("api", app_key, api),
+            self._key("ip"),
+            self._key("rpm", app_key),
+            self._key("month", app_key, month_key()),
+        ]
+        args: list[str | int | float] = [
+            int(limits["calls_per_second"]),
+            1.0 / scale,
+            int(limits["ip_calls_per_window"]),
+            limits["ip_window_s"] / scale,
+            int(limits["recipients_per_minute"]),
+            limits["recipients_window_s"] / scale,
+            int(recipients),
+            EDITION_QUOTAS.get(edition, EDITION_QUOTAS["standard"]),
+            MONTH_TTL_S,
+            uuid.uuid4().hex,
+            1 if metered else 0,
+        ]
+        try:
+            allowed, wait, reason = self._script(keys=keys, args=args)
+        except self._errors as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
+        return Decision(bool(int(allowed)), max(0.0, float(wait)), reason_text)
+
+    def pause(self, *, app_key: str, seconds: float) -> None:
+        try:
+            now = self._redis.time()
+            until = now[0] + now[1] / 1_000_000 + seconds / _scale()
+            self._redis.set(self._key("pause", app_key), str(until), ex=int(seconds / _scale()) + 2)
+        except self._errors as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+
+    def monthly_used(self, *, app_key: str) -> int:
+        try:
+            value = self._redis.get(self._key("month", app_key, month_key()))
+        except self._errors as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        return int(value or 0)
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except self._errors:
+            return False
+
+    def reset(self) -> None:
+        """Forget every window and counter under this prefix (tests and benchmarks)."""
+        for key in self._redis.scan_iter(match=self.prefix + "*", count=1000):
+            self._redis.delete(key)
+
+
+class DatabaseGovernor:
+    """The same windows as rows, for the embedded default (SQLite) or a Redis-less install.
+
+    Each decision runs in one transaction that first locks the app's counter row, so two
+    workers deciding for the same app are serialised (SQLite serialises all writers anyway).
+    """
+
+    def acquire(
+        self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
+    ) -> Decision:
+        from delivery.models import GovernorCounter, GovernorEntry
+
+        limits, scale = _limits(), _scale()
+        metered = api not in EXEMPT_APIS
+        try:
+            with transaction.atomic():
+                now = time.time()
+                lock, _ = GovernorCounter.objects.select_for_update().get_or_create(
+                    key=f"lock:{app_key}", defaults={"value": 0}
+                )
+                pause = GovernorCounter.objects.filter(key=f"pause:{app_key}").first()
+                if pause is not None and pause.until > now:
+                    return Decision(False, pause.until - now, "paused")
+                horizon = now - max(limits["recipients_window_s"], limits["ip_window_s"]) / scale
+                GovernorEntry.objects.filter(at__lt=horizon - 1).delete()
+                api_window = 1.0 / scale
+                recent = GovernorEntry.objects.filter(
+                    key=f"api:{app_key}:{api}", at__gt=now - api_window
+                )
+                if recent.count() >= limits["calls_per_second"]:
+                    oldest = min(recent.values_list("at", flat=True))
+                    return Decision(False, oldest + api_window - now, "calls_per_second")
+                ip_window = limits["ip_window_s"] / scale
+                ip_recent = GovernorEntry.objects.filter(key="ip", at__gt=now - ip_window)
+                if ip_recent.count() >= limits["ip_calls_per_window"]:
+                    oldest = min(ip_recent.values_list("at", flat=True))
+                    return Decision(False, oldest + ip_window - now, "ip_calls")
+                if recipients > 0:
+                    rpm_window = limits["recipients_window_s"] / scale
+                    window = GovernorEntry.objects.filter(
+                        key=f"rpm:{app_key}", at__gt=now - rpm_window
+                    )
+                    used = window.aggregate(total=Sum("amount"))["total"] or 0
+                    limit = limits["recipients_per_minute"]
+                    if used + recipients > limit:
+                        freed, wait = 0, rpm_window
+                        for at, amount in window.order_by("at").values_list("at", "amount"):
+                            freed += amount
+                            if used - freed + recipients <= limit:
+                                wait = at + rpm_window - now
+                                break
+                        return Decision(False, max(wait, 0.0), "recipients_per_minute")
+                month = f"month:{app_key}:{month_key(now)}"
+                if metered:
+                    counter, _ = GovernorCounter.objects.select_for_update().get_or_create(
+                        key=month, defaults={"value": 0}
+                    )
+                    if counter.value >= EDITION_QUOTAS.get(edition, EDITION_QUOTAS["standard"]):
+                        return Decision(False, 3600.0, "monthly_quota")
+                    counter.value += 1
+                    counter.save(update_fields=["value"])
+                entries = [
+                    GovernorEntry(key=f"api:{app_key}:{api}", at=now, amount=1),
+                    GovernorEntry(key="ip", at=now, amount=1),
+                ]
+                if recipients > 0:
+                    entries.append(GovernorEntry(key=f"rpm:{app_key}", at=now, amount=recipients))
+                GovernorEntry.objects.bulk_create(entries)
+                lock.value += 1
+                lock.save(update_fields=["value"])
+                return Decision(True)
+        except DatabaseError as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+
+    def pause(self, *, app_key: str, seconds: float) -> None:
+        from delivery.models import GovernorCounter
+
+        try:
+            GovernorCounter.objects.update_or_create(
+                key=f"pause:{app_key}", defaults={"until": time.time() + seconds / _scale()}
+            )
+        except DatabaseError as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+
+    def monthly_used(self, *, app_key: str) -> int:
+        from delivery.models import GovernorCounter
+
+        try:
+            row = GovernorCounter.objects.filter(key=f"month:{app_key}:{month_key()}").first()
+        except DatabaseError as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        return row.value if row is not None else 0
+
+    def healthy(self) -> bool:
+        from delivery.models import GovernorCounter
+
+        try:
+            GovernorCounter.objects.exists()
+        except DatabaseError:
+            return False
+        return True
+
+    def reset(self) -> None:
+        from delivery.models import GovernorCounter, GovernorEntry
+
+        GovernorEntry.objects.all().delete()
+        GovernorCounter.objects.all().delete()
+
+
+_lock = threading.Lock()
+_instances: dict[tuple[str, str], Governor] = {}
+
+
+def governor_url() -> str:
+    url = str(getattr(settings, "DELIVERY_GOVERNOR_URL", "") or "")
+    if url:
+        return url
+    broker = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    return broker if broker.startswith(("redis://", "rediss://")) else "db"
+
+
+def get_governor() -> Governor:
+    """The process's governor for the configured store (Redis or the database)."""
+    url = governor_url()
+    prefix = str(settings.DELIVERY_GOVERNOR_PREFIX)
+    with _lock:
+        instance = _instances.get((url, prefix))
+        if instance is None:
+            instance = DatabaseGovernor() if url == "db" else RedisGovernor(url, prefix)
+            _instances[(url, prefix)] = instance
+        return instance

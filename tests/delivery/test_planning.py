@@ -1,0 +1,69 @@
+"""Send planning: strategy per tier and audience, calls, ETA, SMS saving."""
+
+from __future__ import annotations
+
+import pytest
+
+from delivery import planning
+from delivery.planning import Strategy, estimate
+
+
+def test_closed_loop_is_always_sent_in_tracked_batches_of_100() -> None:
+    result = estimate(
+        tier="closed_loop", recipients=1_050, languages=2, tracked=False, org_wide_possible=True
+    )
+    assert result.strategy == Strategy.USER_BATCHES
+    assert result.tracked
+    assert result.send_calls == 12  # 11 full-or-part batches plus one part-full per extra language
+    assert result.receipt_calls == 12 * 7
+
+
+def test_an_untracked_citywide_broadcast_uses_to_all_user_while_the_day_allows() -> None:
+    result = estimate(tier="citywide", recipients=1_000_000, tracked=False, org_wide_possible=True)
+    assert result.strategy == Strategy.ORG_WIDE
+    assert result.send_calls == 1
+    assert result.messages == 1
+    spent = estimate(
+        tier="citywide",
+        recipients=1_000,
+        tracked=False,
+        org_wide_possible=True,
+        org_wide_used_today=3,
+    )
+    assert spent.strategy == Strategy.USER_BATCHES
+    assert any("three organisation-wide" in w for w in spent.warnings)
+
+
+def test_department_wide_when_the_audience_maps_onto_departments() -> None:
+    result = estimate(tier="targeted", recipients=40_000, tracked=False, dept_count=25)
+    assert result.strategy == Strategy.DEPT_WIDE
+    assert result.send_calls == 2  # 20 departments per call
+
+
+def test_eta_follows_5000_recipients_a_minute_and_sms_saving() -> None:
+    result = estimate(tier="targeted", recipients=1_000_000)
+    assert result.eta_s == pytest.approx(200 * 60)
+    assert result.eta_minutes == 200.0
+    assert result.sms_cost_hkd == 250_000.0
+    assert result.push_cost_hkd == 30_000.0
+    assert result.sms_saving_hkd == 220_000.0
+    assert estimate(tier="targeted", recipients=4_000).eta_s == 0.0
+
+
+def test_a_send_that_does_not_fit_the_month_warns() -> None:
+    result = estimate(tier="targeted", recipients=10_000, calls_left=500)
+    assert any("only 500 are left" in w for w in result.warnings)
+    assert result.as_dict()["calls"] == result.send_calls + result.receipt_calls
+
+
+def test_personal_links_send_one_person_per_call() -> None:
+    assert estimate(tier="closed_loop", recipients=30, personal_links=True).send_calls == 30
+
+
+def test_split_batches_and_poll_schedule() -> None:
+    assert [len(b) for b in planning.split_batches(list(range(250)))] == [100, 100, 50]
+    assert planning.next_poll_offset(0) == 60
+    assert planning.next_poll_offset(6) == 23 * 3600
+    assert planning.next_poll_offset(7) is None
+    with pytest.raises(ValueError):
+        planning.split_batches([1], 0)
