@@ -84,7 +84,7 @@ class RecordedRequest:
         return data
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     task_id: int
     app_key: str
@@ -134,7 +134,9 @@ class AppState:
         self.token: str | None = None
         self.token_expires_at = 0.0
         self.tasks: dict[int, Task] = {}
-        self.inbox: dict[str, list[int]] = {}
+        # userid -> task ids; filled lazily from ``unindexed`` so sends stay O(1) per task.
+        self._inbox: dict[str, list[int]] = {}
+        self.unindexed: list[Task] = []
         self.lazy_tasks: list[int] = []
         self.media: dict[str, dict[str, Any]] = {}
         self.qps_second = -1
@@ -147,6 +149,20 @@ class AppState:
         self.minute_total = 0
         self.month = ""
         self.month_calls = 0
+
+    @property
+    def inbox(self) -> dict[str, list[int]]:
+        if self.unindexed:
+            inbox = self._inbox
+            for task in self.unindexed:
+                for userid in task.delivered:
+                    box = inbox.get(userid)
+                    if box is None:
+                        inbox[userid] = [task.task_id]
+                    else:
+                        box.append(task.task_id)
+            self.unindexed = []
+        return self._inbox
 
     def roll_day(self, now: float) -> None:
         day = day_key(now)
@@ -1061,9 +1077,8 @@ class Simulator:
         now: float,
         silenced: bool,
     ) -> None:
-        inbox = state.inbox
-        task_id = task.task_id
         delivered = task.delivered
+        state.unindexed.append(task)
         if silenced:
             for userid in people:
                 task.forbidden.append((userid, CODE_TO_ALL_DAILY, 3))
@@ -1071,12 +1086,6 @@ class Simulator:
             return
         if not self._per_recipient_limits():
             delivered.extend(people)
-            for userid in delivered:
-                box = inbox.get(userid)
-                if box is None:
-                    inbox[userid] = [task_id]
-                else:
-                    box.append(task_id)
             self.deliveries += len(delivered)
             return
         limits = self.limits
@@ -1110,7 +1119,6 @@ class Simulator:
                 task.failed.append(userid)
                 continue
             delivered.append(userid)
-            inbox.setdefault(userid, []).append(task_id)
         if per_minute is not None:
             state.minute_add(now, used - state.minute_usage(now))
         self.deliveries += len(delivered)

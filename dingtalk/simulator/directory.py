@@ -231,6 +231,11 @@ class Directory:
             if self._generated_ids is None:
                 self._generated_ids = frozenset(self.userid_for(i) for i in range(self.size))
             known, removed, added = self._generated_ids, self.removed, self.added
+            if not removed and not added:
+                ids = list(userids)
+                if known.issuperset(ids):  # the common case, checked at C speed
+                    return ids, []
+                return [u for u in ids if u in known], [u for u in ids if u not in known]
             existing, unknown = [], []
             for userid in userids:
                 if (userid in known or userid in added) and userid not in removed:
