@@ -320,6 +320,9 @@ def _merge_postgres(
                 [department.pk],
             )
         cursor.execute("DROP TABLE audiences_staging")
+        if report.new + report.updated > 10_000:
+            # Fresh statistics, so segment counts plan well straight after a large import.
+            cursor.execute(f"ANALYZE {table}")
 
 
 def _merge_orm(

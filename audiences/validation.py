@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import phonenumbers
@@ -246,6 +246,65 @@ class RecipientValidator:
         )
         self.seen: dict[str, int] = {}
 
+    def fast_checker(self, columns: list[str]) -> Callable[[int, list[str]], CleanRecipient | None]:
+        """A quick accept-only check for the common, clean row; anything unusual returns None
+        and gets the full check (with its reasons). A million rows spend most time here."""
+        at = {name: columns.index(name) for name in columns}
+        i_uid, i_name, i_mobile, i_lang, i_district = (at[c] for c in REQUIRED_COLUMNS)
+        i_function, i_risk, i_tags, i_sub = (at.get(c, -1) for c in OPTIONAL_COLUMNS)
+        formula_first = frozenset(c for c in FORMULA_PREFIXES)
+        others = [i for i in range(len(columns)) if i != i_mobile]
+        user_id_ok, slug_ok, mobile_ok = (
+            _USER_ID.fullmatch,
+            _SLUG.fullmatch,
+            _HK_MOBILE.fullmatch if _HK_MOBILE else None,
+        )
+        # Plain str values: str() of a TextChoices member costs a method call per row.
+        languages = {k: str(v) for k, v in _LANGUAGES.items()}
+        risks = {k: str(v) for k, v in _RISKS.items()}
+        subscriptions = {k: str(v) for k, v in _SUBSCRIPTIONS.items()}
+        districts, seen, subscribed = self.districts, self.seen, str(SubscriptionState.SUBSCRIBED)
+
+        def check(line: int, cells: list[str]) -> CleanRecipient | None:
+            for i in others:
+                if cells[i][:1] in formula_first:
+                    return None
+            uid = cells[i_uid]
+            if uid in seen or not user_id_ok(uid):
+                return None
+            name = cells[i_name]
+            if not name or len(name) > 100 or "  " in name or name != name.strip():
+                return None
+            mobile = cells[i_mobile]
+            if len(mobile) != 8 or mobile_ok is None or not mobile_ok(mobile):
+                return None
+            language = languages.get(cells[i_lang])
+            district_id = districts.get(cells[i_district].lower())
+            if language is None or district_id is None:
+                return None
+            function_tag = cells[i_function] if i_function >= 0 else ""
+            if function_tag and not slug_ok(function_tag):
+                return None
+            risk = risks.get(cells[i_risk]) if i_risk >= 0 else ""
+            subscription = subscriptions.get(cells[i_sub]) if i_sub >= 0 else subscribed
+            if risk is None or subscription is None or (i_tags >= 0 and cells[i_tags]):
+                return None
+            seen[uid] = line
+            return CleanRecipient(
+                line,
+                uid,
+                name,
+                "+852" + mobile,
+                language,
+                district_id,
+                function_tag,
+                risk,
+                (),
+                subscription,
+            )
+
+        return check
+
     def check(self, line: int, values: Mapping[str, str]) -> CleanRecipient | RowError:
         problems: list[str] = []
         for column, value in values.items():
@@ -352,7 +411,13 @@ def check_rows(
     validator: RecipientValidator, columns: list[str], rows: Iterable[tuple[int, list[str]]]
 ) -> Iterator[CleanRecipient | RowError]:
     width = len(columns)
+    fast = validator.fast_checker(columns)
     for line, cells in rows:
+        if len(cells) == width:
+            clean = fast(line, cells)
+            if clean is not None:
+                yield clean
+                continue
         if len(cells) != width:
             yield RowError(
                 line,

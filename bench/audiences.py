@@ -1,0 +1,233 @@
+"""Benchmark: recipient bulk import, rejection, segment count, changelist and the admin import path.
+
+Needs PostgreSQL: DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal. Creates and drops its own
+scratch database (bench_audiences); the CSV files go to a temporary directory. The last line printed
+is one JSON object.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal .venv/bin/python bench/audiences.py [--rows 1000000] [--admin-rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = "bench_audiences"
+
+
+def require(condition: object, detail: object) -> None:
+    if not condition:
+        raise SystemExit(f"benchmark check failed: {detail}")
+
+
+def write_csv(path: Path, rows: int, *, prefix: str = "u", bad_line: int | None = None) -> None:
+    sys.path.insert(0, str(ROOT))
+    from audiences.testing import DISTRICT_CODES, mobile_for
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(
+            [
+                "dingtalk_user_id",
+                "name",
+                "mobile",
+                "language",
+                "district",
+                "function_tag",
+                "risk_level",
+                "subscription",
+            ]
+        )
+        languages = ("en", "zh-hant", "both")
+        functions = ("frontline", "logistics", "office", "management")
+        risks = ("high", "medium", "low")
+        for i in range(rows):
+            mobile = "21234567" if bad_line is not None and i + 2 == bad_line else mobile_for(i)
+            writer.writerow(
+                [
+                    f"{prefix}{i:07d}",
+                    f"Person {i}",
+                    mobile,
+                    languages[i % 3],
+                    DISTRICT_CODES[i % 18],
+                    functions[i % 4],
+                    risks[(i // 7) % 3],
+                    "subscribed",
+                ]
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--admin-rows", type=int, default=100_000)
+    args = parser.parse_args()
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        raise SystemExit(
+            "Set DATABASE_URL to a PostgreSQL server (the benchmark measures COPY and the merge)."
+        )
+    base, _, _name = url.rpartition("/")
+    os.environ["DATABASE_URL"] = f"{base}/{SCRATCH}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    sys.path.insert(0, str(ROOT))
+
+    import psycopg
+
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin_conn:
+        admin_conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+        admin_conn.execute(f"CREATE DATABASE {SCRATCH}")
+    try:
+        result = run(args.rows, args.admin_rows)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin_conn:
+            admin_conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+    print(json.dumps(result))
+
+
+def run(rows: int, admin_rows: int) -> dict[str, object]:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+    from django.urls import reverse
+
+    setup_test_environment()  # ALLOWED_HOSTS for the test client
+    call_command("migrate", verbosity=0)
+
+    import tablib
+
+    from audiences.importing import recipients_import
+    from audiences.models import District, Recipient
+    from audiences.resources import RecipientResource
+    from audiences.selectors import segment_count
+    from audiences.services import SegmentInput, segment_create
+    from common.testing.cast import make_cast, verified_client_for
+
+    cast = make_cast("WSD", "Water Supplies Department", "水務署", 3003)
+    department = cast.department
+    out: dict[str, object] = {"rows": rows, "admin_rows": admin_rows, "database": "postgresql"}
+    with tempfile.TemporaryDirectory() as tmp:
+        good, bad = Path(tmp) / "good.csv", Path(tmp) / "bad.csv"
+        write_csv(good, rows)
+        write_csv(bad, rows, prefix="v", bad_line=rows // 2)
+
+        started = time.monotonic()
+        report = recipients_import(
+            actor=None, department=department, data=good.read_bytes(), file_name=good.name
+        )
+        out["import_1m_s"] = round(time.monotonic() - started, 2)
+        require(report.written and report.new == rows, report.as_dict())
+
+        started = time.monotonic()
+        rejected = recipients_import(
+            actor=None, department=department, data=bad.read_bytes(), file_name=bad.name
+        )
+        out["reject_1m_s"] = round(time.monotonic() - started, 2)
+        require(not rejected.written and rejected.error_count == 1, rejected.as_dict())
+        require(Recipient.objects.filter(department=department).count() == rows, "check failed")
+
+        started = time.monotonic()
+        again = recipients_import(
+            actor=None, department=department, data=good.read_bytes(), file_name=good.name
+        )
+        out["reimport_1m_s"] = round(time.monotonic() - started, 2)
+        require(again.unchanged == rows, "check failed")
+
+    # The bulk import ANALYZEs; VACUUM (normally autovacuum, minutes later) sets the visibility map
+    # that lets counts use index-only scans. Both numbers are reported.
+    segment = segment_create(
+        actor=None,
+        department=department,
+        data=SegmentInput(
+            name="High-risk frontline SSP and Kowloon City",
+            districts=list(District.objects.filter(code__in=["SS", "KC"])),
+            function_tags=["frontline"],
+            risk_levels=["high"],
+        ),
+    )
+    everyone = segment_create(actor=None, department=department, data=SegmentInput(name="Everyone"))
+
+    def time_count(seg: object) -> float:
+        timings = []
+        for _ in range(5):
+            started = time.monotonic()
+            segment_count(seg)  # type: ignore[arg-type]
+            timings.append((time.monotonic() - started) * 1000)
+        return round(statistics.median(timings), 1)
+
+    out["segment_count_before_vacuum_ms"] = time_count(segment)
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {Recipient._meta.db_table}")
+    out["segment_count_ms"] = time_count(segment)
+    out["segment_count_all_ms"] = time_count(everyone)
+    out["segment_size"] = segment_count(segment)
+
+    client = verified_client_for(cast.department_admin)
+    url = reverse("admin:audiences_recipient_changelist")
+    client.get(url)
+    timings = []
+    for _ in range(5):
+        started = time.monotonic()
+        response = client.get(url)
+        timings.append((time.monotonic() - started) * 1000)
+        require(response.status_code == 200, "check failed")
+    out["changelist_ms"] = round(statistics.median(timings), 1)
+
+    from audiences.testing import recipient_row
+
+    dataset = tablib.Dataset(
+        headers=[
+            "dingtalk_user_id",
+            "name",
+            "mobile",
+            "language",
+            "district",
+            "function_tag",
+            "risk_level",
+            "subscription",
+        ]
+    )
+    for i in range(admin_rows):
+        row = recipient_row(i)
+        dataset.append(
+            [
+                f"a{i:07d}",
+                row["name"],
+                row["mobile"],
+                row["language"],
+                row["district"],
+                row["function_tag"],
+                row["risk_level"],
+                "subscribed",
+            ]
+        )
+    resource = RecipientResource(
+        department=department, user=cast.department_admin, full_contact=True
+    )
+    started = time.monotonic()
+    result = resource.import_data(
+        dataset, dry_run=False, rollback_on_validation_errors=True, file_name="admin.csv"
+    )
+    elapsed = time.monotonic() - started
+    require(not result.has_errors() and not result.has_validation_errors(), "admin import failed")
+    out["admin_import_rows_per_s"] = round(admin_rows / elapsed, 1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
