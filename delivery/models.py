@@ -1,8 +1,10 @@
-"""Delivery records: the rate governor's database store (phase 1); dispatches follow."""
+"""Delivery records: plans, dispatches, batches, per-person deliveries; the governor's store."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class GovernorEntry(models.Model):
@@ -28,3 +30,192 @@ class GovernorCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
+
+
+class PlanStatus(models.TextChoices):
+    PLANNING = "planning", _("Planning")
+    SENDING = "sending", _("Sending")
+    PAUSED = "paused", _("Paused")
+    DONE = "done", _("Done")
+    RECALLING = "recalling", _("Recalling")
+    RECALLED = "recalled", _("Recalled")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class DeliveryPlan(models.Model):
+    """One notice's send: strategy, the recipient snapshot's progress, pause reason, timing.
+
+    The snapshot is taken in chunks ordered by recipient id; ``snapshot_cursor`` is the last
+    recipient id written, moved with a conditional update so a second planner run is a no-op.
+    """
+
+    notice = models.OneToOneField(
+        "notices.Notice", on_delete=models.PROTECT, related_name="delivery_plan"
+    )
+    department = models.ForeignKey(
+        "accounts.Department", on_delete=models.PROTECT, related_name="+"
+    )
+    strategy = models.CharField(max_length=16)
+    status = models.CharField(
+        max_length=16, choices=PlanStatus.choices, default=PlanStatus.PLANNING
+    )
+    pause_reason = models.CharField(max_length=300, blank=True)
+    pause_code = models.CharField(max_length=40, blank=True)
+    planned = models.PositiveIntegerField(default=0)
+    snapshot_cursor = models.BigIntegerField(default=0)
+    snapshot_done = models.BooleanField(default=False)
+    urgent = models.BooleanField(default=False)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
+    next_reminder_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    first_accepted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    recalled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status"], name="delivery_plan_status_idx")]
+
+    def __str__(self) -> str:
+        return f"plan of notice #{self.notice_id} ({self.status})"
+
+
+class Dispatch(models.Model):
+    """One message of a plan: per language, per round (0 = the notice, 1.. = reminders)."""
+
+    plan = models.ForeignKey(DeliveryPlan, on_delete=models.CASCADE, related_name="dispatches")
+    language = models.CharField(max_length=8)  # en, zh, both
+    round = models.PositiveSmallIntegerField(default=0)
+    message = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    next_seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plan", "language", "round"], name="dispatch_unique_language_round"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"dispatch {self.language} round {self.round} of plan {self.plan_id}"
+
+
+class BatchStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    CLAIMED = "claimed", _("Being sent")
+    ACCEPTED = "accepted", _("Accepted by DingTalk")
+    UNKNOWN = "unknown", _("Outcome unknown")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class Batch(models.Model):
+    """One asyncsend_v2 call: <= 100 user ids, <= 20 departments, or the whole organisation.
+
+    (dispatch, seq) is the idempotency key; the status moves only by conditional updates.
+    """
+
+    dispatch = models.ForeignKey(Dispatch, on_delete=models.CASCADE, related_name="batches")
+    seq = models.PositiveIntegerField()
+    userids = models.JSONField(default=list)
+    dept_ids = models.JSONField(default=list)
+    to_all = models.BooleanField(default=False)
+    size = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=10, choices=BatchStatus.choices, default=BatchStatus.QUEUED
+    )
+    urgent = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    task_id = models.BigIntegerField(null=True, blank=True)
+    # A resend of a batch whose first call's outcome was unknown: a duplicate-content drop
+    # (143106) in its result means the first call did reach that person.
+    after_unknown = models.BooleanField(default=False)
+    error_code = models.CharField(max_length=40, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    polls_done = models.PositiveSmallIntegerField(default=0)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    receipts_done = models.BooleanField(default=False)
+    recalled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dispatch", "seq"], name="batch_unique_seq"),
+            models.CheckConstraint(
+                condition=models.Q(size__lte=5000), name="batch_size_within_dingtalk_reach"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "claimed_at"], name="batch_status_idx"),
+            models.Index(
+                fields=["next_poll_at"],
+                name="batch_poll_due_idx",
+                condition=models.Q(receipts_done=False, status="accepted"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.seq} of dispatch {self.dispatch_id} ({self.status})"
+
+
+class DeliveryState(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    ACCEPTED = "accepted", _("Accepted")
+    READ = "read", _("Read")
+    UNREAD = "unread", _("Delivered, unread")
+    FAILED = "failed", _("Failed")
+    INVALID = "invalid", _("Invalid user")
+    FORBIDDEN = "forbidden", _("Held back by DingTalk flow control")
+    CANCELLED = "cancelled", _("Not sent")
+
+
+class OutreachStatus(models.TextChoices):
+    NONE = "", _("Not on the outreach list")
+    OPEN = "open", _("To contact")
+    CLOSED = "closed", _("Closed")
+
+
+class Delivery(models.Model):
+    """One recipient of one notice: the outbox row and the receipt, person by person."""
+
+    plan = models.ForeignKey(DeliveryPlan, on_delete=models.CASCADE, related_name="deliveries")
+    dispatch = models.ForeignKey(Dispatch, on_delete=models.CASCADE, related_name="+")
+    batch = models.ForeignKey(Batch, null=True, on_delete=models.SET_NULL, related_name="+")
+    recipient = models.ForeignKey(
+        "audiences.Recipient", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dingtalk_user_id = models.CharField(max_length=64)
+    district_id = models.IntegerField(null=True, blank=True)
+    state = models.CharField(
+        max_length=10, choices=DeliveryState.choices, default=DeliveryState.QUEUED
+    )
+    code = models.IntegerField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    first_read_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
+    outreach = models.CharField(
+        max_length=8, choices=OutreachStatus.choices, default=OutreachStatus.NONE, blank=True
+    )
+    outreach_assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outreach_outcome = models.CharField(max_length=300, blank=True)
+    outreach_closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plan", "dingtalk_user_id"], name="delivery_unique_person_per_plan"
+            )
+        ]
+        indexes = [models.Index(fields=["plan", "state"], name="delivery_plan_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.dingtalk_user_id}: {self.state}"

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MAX_USERIDS_PER_CALL = 100
 MAX_DEPTS_PER_CALL = 20
@@ -216,7 +219,7 @@ def estimate(
     )
 
 
-def split_batches(ids: list[int], size: int = MAX_USERIDS_PER_CALL) -> list[list[int]]:
+def split_batches(ids: list[T], size: int = MAX_USERIDS_PER_CALL) -> list[list[T]]:
     """Consecutive chunks of at most ``size`` (the last one may be part-full)."""
     if size < 1:
         raise ValueError("batch size must be at least 1")

@@ -1,0 +1,22 @@
+"""Audit action codes of the delivery app (registered in DeliveryConfig.ready)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class DeliveryAuditAction(models.TextChoices):
+    DISPATCH_STARTED = "delivery.dispatch_started", "Dispatch started"
+    DISPATCH_FINISHED = "delivery.dispatch_finished", "Dispatch finished"
+    BATCH_FAILED = "delivery.batch_failed", "Batch failed"
+    BATCH_UNKNOWN = "delivery.batch_unresolved", "Batch outcome unknown, resent for reconciliation"
+    PAUSED = "delivery.paused", "Sending paused"
+    RESUMED = "delivery.resumed", "Sending resumed"
+    REMINDED = "delivery.reminded", "Reminder sent"
+    CONFIRMED = "delivery.confirmed", "Recipient confirmed"
+    RECALLED = "delivery.recalled", "Notice recalled"
+    RECALL_REFUSED = "delivery.recall_refused", "Recall refused"
+    OUTREACH_LISTED = "delivery.outreach_listed", "Outreach list opened"
+    OUTREACH_ASSIGNED = "delivery.outreach_assigned", "Outreach case assigned"
+    OUTREACH_CLOSED = "delivery.outreach_closed", "Outreach case closed"
+    OUTREACH_EXPORTED = "delivery.outreach_exported", "Outreach list exported"

@@ -1,0 +1,367 @@
+"""Follow-up after sending: reminders, confirmations, recall, and the outreach list.
+
+- Reminders go to unread or unconfirmed people per the notice's policy, each round worded
+  differently (DingTalk drops identical content to a person within a day).
+- A confirmation arrives through a per-person signed link (django.core.signing) on a public
+  page; for drills it may carry the browser's location.
+- Recall within 24 hours of the first accepted call, by a supervisor (RECALL_NOTICE).
+- After the last reminder, those still silent go on an outreach list staff export, assign
+  and close with an outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from accounts import permissions as perms
+from audit.services import audit_record
+from common.errors import ApplicationError
+from delivery import messages, planning
+from delivery.audit_actions import DeliveryAuditAction as Action
+from delivery.governor import GovernorUnavailable, content_fingerprint, get_governor
+from delivery.models import (
+    Batch,
+    BatchStatus,
+    Delivery,
+    DeliveryPlan,
+    DeliveryState,
+    Dispatch,
+    OutreachStatus,
+    PlanStatus,
+)
+from dingtalk.errors import DingTalkError
+from notices.models import Notice, RemindWhom, Status
+
+RECALL_WINDOW = timedelta(hours=24)
+
+
+def _now() -> datetime:
+    return timezone.now()
+
+
+# --- reminders -------------------------------------------------------------------------------
+
+
+def _silent(plan: DeliveryPlan, notice: Notice) -> QuerySet[Delivery]:
+    people = Delivery.objects.filter(plan=plan, outreach=OutreachStatus.NONE)
+    if notice.remind_whom == RemindWhom.UNCONFIRMED or notice.requires_confirmation:
+        return people.filter(
+            confirmed_at__isnull=True,
+            state__in=(DeliveryState.ACCEPTED, DeliveryState.UNREAD, DeliveryState.READ),
+        )
+    return people.filter(state__in=(DeliveryState.ACCEPTED, DeliveryState.UNREAD))
+
+
+def plan_send_reminder(plan_id: int, *, now: datetime | None = None) -> int:
+    """Send the next reminder round of one plan if due; after the last, open the outreach list.
+
+    The round number is claimed with a conditional update, so a second run does nothing.
+    Returns the number of reminder batches enqueued.
+    """
+    from delivery.services import _enqueue_batches
+
+    moment = now or _now()
+    plan = DeliveryPlan.objects.select_related("notice", "department").get(pk=plan_id)
+    notice = plan.notice
+    if (
+        plan.status != PlanStatus.DONE
+        or plan.next_reminder_at is None
+        or plan.next_reminder_at > moment
+    ):
+        return 0
+    round_ = plan.reminders_sent + 1
+    last = round_ >= notice.max_reminders
+    interval = timedelta(minutes=notice.remind_after_minutes or 60)
+    with transaction.atomic():
+        moved = DeliveryPlan.objects.filter(
+            pk=plan.pk, reminders_sent=plan.reminders_sent, next_reminder_at=plan.next_reminder_at
+        ).update(
+            reminders_sent=round_,
+            next_reminder_at=None if round_ > notice.max_reminders else moment + interval,
+        )
+        if moved != 1:
+            return 0
+        if round_ > notice.max_reminders:
+            # The reminders are spent: whoever is still silent goes to staff.
+            listed = _silent(plan, notice).update(outreach=OutreachStatus.OPEN)
+            audit_record(
+                actor=None,
+                action=Action.OUTREACH_LISTED,
+                target=notice,
+                department=plan.department,
+                data={"people": listed},
+            )
+            return 0
+        people = list(_silent(plan, notice).values_list("dingtalk_user_id", "dispatch__language"))
+        by_language: dict[str, list[str]] = {}
+        for userid, language in people:
+            by_language.setdefault(language, []).append(userid)
+        per_call = 1 if plan.strategy == planning.Strategy.PER_PERSON else 100
+        created: list[Batch] = []
+        for language, userids in sorted(by_language.items()):
+            message = messages.build_message(notice, language, round_)
+            dispatch, _ = Dispatch.objects.get_or_create(
+                plan=plan,
+                language=language,
+                round=round_,
+                defaults={"message": message, "content_hash": content_fingerprint(message)},
+            )
+            for seq, group in enumerate(planning.split_batches(userids, per_call)):
+                created.append(
+                    Batch(
+                        dispatch=dispatch,
+                        seq=seq,
+                        userids=group,
+                        size=len(group),
+                        urgent=plan.urgent,
+                    )
+                )
+        Batch.objects.bulk_create(created)
+        Delivery.objects.filter(plan=plan, dingtalk_user_id__in=[u for u, _ in people]).update(
+            reminders_sent=F("reminders_sent") + 1
+        )
+        audit_record(
+            actor=None,
+            action=Action.REMINDED,
+            target=notice,
+            department=plan.department,
+            data={"round": round_, "people": len(people), "last": last},
+        )
+    ids = list(
+        Batch.objects.filter(dispatch__plan=plan, dispatch__round=round_).values_list(
+            "pk", "urgent"
+        )
+    )
+    _enqueue_batches(ids)
+    return len(ids)
+
+
+def reminders_due_send(*, now: datetime | None = None) -> int:
+    moment = now or _now()
+    total = 0
+    for plan_id in DeliveryPlan.objects.filter(
+        status=PlanStatus.DONE, next_reminder_at__lte=moment
+    ).values_list("pk", flat=True)[:200]:
+        total += plan_send_reminder(plan_id, now=moment)
+    return total
+
+
+# --- confirmation ----------------------------------------------------------------------------
+
+
+def delivery_for_token(token: str) -> Delivery | None:
+    delivery_id = messages.delivery_from_token(token)
+    if delivery_id is None:
+        return None
+    return Delivery.objects.select_related("plan__notice").filter(pk=delivery_id).first()
+
+
+def delivery_confirm(
+    *, token: str, latitude: float | None = None, longitude: float | None = None
+) -> Delivery:
+    """Record a person's confirmation (once; a second click changes nothing)."""
+    delivery = delivery_for_token(token)
+    if delivery is None:
+        raise ApplicationError("This confirmation link is not valid.", code="bad_token")
+    if delivery.plan.status in (PlanStatus.RECALLED, PlanStatus.RECALLING):
+        raise ApplicationError("This notice was withdrawn.", code="recalled")
+    located = (
+        latitude is not None
+        and longitude is not None
+        and -90 <= latitude <= 90
+        and -180 <= longitude <= 180
+    )
+    with transaction.atomic():
+        now = _now()
+        moved = Delivery.objects.filter(pk=delivery.pk, confirmed_at__isnull=True).update(
+            confirmed_at=now,
+            first_read_at=delivery.first_read_at or now,
+            state=DeliveryState.READ,
+            latitude=latitude if located else None,
+            longitude=longitude if located else None,
+        )
+        if moved == 1:
+            audit_record(
+                actor=None,
+                actor_label=f"recipient {delivery.dingtalk_user_id}",
+                action=Action.CONFIRMED,
+                target=delivery.plan.notice,
+                department=delivery.plan.department,
+                data={"delivery": delivery.pk, "located": located},
+            )
+    delivery.refresh_from_db()
+    return delivery
+
+
+# --- recall ----------------------------------------------------------------------------------
+
+
+def notice_recall(*, actor: AbstractBaseUser, notice: Notice, reason: str = "") -> DeliveryPlan:
+    """Withdraw a sent notice within 24 hours (supervisor). The calls run in a task."""
+    from delivery.tasks import recall_notice_task
+
+    perms.require_department_perm(actor, perms.RECALL_NOTICE, notice.department)
+    plan = DeliveryPlan.objects.filter(notice=notice).first()
+    if plan is None or plan.first_accepted_at is None:
+        raise ApplicationError("Only a notice that was sent can be recalled.", code="not_sent")
+    if _now() - plan.first_accepted_at > RECALL_WINDOW:
+        with transaction.atomic():
+            audit_record(
+                actor=actor,
+                action=Action.RECALL_REFUSED,
+                target=notice,
+                department=notice.department,
+                data={"reason": "older than 24 hours"},
+            )
+        raise ApplicationError(
+            "DingTalk can only recall notices sent in the last 24 hours.", code="too_late"
+        )
+    with transaction.atomic():
+        moved = DeliveryPlan.objects.filter(
+            pk=plan.pk, status__in=(PlanStatus.SENDING, PlanStatus.PAUSED, PlanStatus.DONE)
+        ).update(status=PlanStatus.RECALLING, recalled_at=_now(), next_reminder_at=None)
+        if moved != 1:
+            raise ApplicationError("This notice is already recalled.", code="recalled")
+        Batch.objects.filter(dispatch__plan=plan, status=BatchStatus.QUEUED).update(
+            status=BatchStatus.CANCELLED
+        )
+        Delivery.objects.filter(plan=plan, state=DeliveryState.QUEUED).update(
+            state=DeliveryState.CANCELLED
+        )
+        Notice.objects.filter(pk=notice.pk).exclude(status=Status.RECALLED).update(
+            status=Status.RECALLED, status_reason=reason[:500], updated_at=_now()
+        )
+        audit_record(
+            actor=actor,
+            action=Action.RECALLED,
+            target=notice,
+            department=notice.department,
+            data={"reason": reason[:500], "version_hash": notice.version_hash},
+        )
+        transaction.on_commit(lambda: recall_notice_task.delay(plan.pk))
+    plan.refresh_from_db()
+    return plan
+
+
+def plan_recall_calls(plan_id: int) -> int:
+    """Call DingTalk's recall for every accepted batch not yet recalled. Idempotent."""
+    from delivery.services import _client
+
+    plan = DeliveryPlan.objects.select_related("department").get(pk=plan_id)
+    if plan.status != PlanStatus.RECALLING:
+        return 0
+    department = plan.department
+    app_key = department.dingtalk_app_key or f"department:{department.code}"
+    done = 0
+    pending = Batch.objects.filter(
+        dispatch__plan=plan, status=BatchStatus.ACCEPTED, recalled_at__isnull=True
+    ).exclude(task_id__isnull=True)
+    for batch_id, task_id in pending.values_list("pk", "task_id"):
+        if task_id is None:
+            continue
+        try:
+            decision = get_governor().acquire(
+                app_key=app_key, api="recall", edition=department.dingtalk_edition
+            )
+        except GovernorUnavailable:
+            return done
+        if not decision.allowed:
+            return done  # the sweeper's next run continues
+        try:
+            _client(department).recall(task_id)
+        except DingTalkError:
+            continue
+        Batch.objects.filter(pk=batch_id, recalled_at__isnull=True).update(
+            recalled_at=_now(), receipts_done=True
+        )
+        done += 1
+    if not pending.exists():
+        DeliveryPlan.objects.filter(pk=plan.pk, status=PlanStatus.RECALLING).update(
+            status=PlanStatus.RECALLED
+        )
+    return done
+
+
+# --- outreach --------------------------------------------------------------------------------
+
+
+def outreach_list(*, plan: DeliveryPlan) -> QuerySet[Delivery]:
+    return (
+        Delivery.objects.filter(plan=plan)
+        .exclude(outreach=OutreachStatus.NONE)
+        .select_related("recipient", "outreach_assignee")
+        .order_by("outreach", "dingtalk_user_id")
+    )
+
+
+def outreach_assign(*, actor: AbstractBaseUser, delivery: Delivery, assignee: Any) -> None:
+    perms.require_department_perm(actor, perms.VIEW_NOTICES, delivery.plan.department)
+    with transaction.atomic():
+        Delivery.objects.filter(pk=delivery.pk, outreach=OutreachStatus.OPEN).update(
+            outreach_assignee=assignee
+        )
+        audit_record(
+            actor=actor,
+            action=Action.OUTREACH_ASSIGNED,
+            target=delivery.plan.notice,
+            department=delivery.plan.department,
+            data={"delivery": delivery.pk, "assignee": getattr(assignee, "pk", None)},
+        )
+
+
+def outreach_close(*, actor: AbstractBaseUser, delivery: Delivery, outcome: str) -> None:
+    perms.require_department_perm(actor, perms.VIEW_NOTICES, delivery.plan.department)
+    if not outcome.strip():
+        raise ApplicationError("Say how the case ended.", field="outcome")
+    with transaction.atomic():
+        moved = Delivery.objects.filter(pk=delivery.pk, outreach=OutreachStatus.OPEN).update(
+            outreach=OutreachStatus.CLOSED,
+            outreach_outcome=outcome.strip()[:300],
+            outreach_closed_at=_now(),
+        )
+        if moved == 1:
+            audit_record(
+                actor=actor,
+                action=Action.OUTREACH_CLOSED,
+                target=delivery.plan.notice,
+                department=delivery.plan.department,
+                data={"delivery": delivery.pk, "outcome": outcome.strip()[:300]},
+            )
+
+
+def outreach_rows(*, actor: AbstractBaseUser, plan: DeliveryPlan) -> list[list[Any]]:
+    """The outreach list as spreadsheet rows, formula-neutralised; the export is audited."""
+    from audit.spreadsheets import neutralise_cell
+
+    perms.require_department_perm(actor, perms.VIEW_NOTICES, plan.department)
+    rows: list[list[Any]] = [["DingTalk id", "Name", "Reminders", "Status", "Assignee", "Outcome"]]
+    people = outreach_list(plan=plan)
+    for d in people:
+        rows.append(
+            [
+                neutralise_cell(v)
+                for v in (
+                    d.dingtalk_user_id,
+                    d.recipient.name if d.recipient else "",
+                    d.reminders_sent,
+                    d.outreach,
+                    d.outreach_assignee.get_username() if d.outreach_assignee else "",
+                    d.outreach_outcome,
+                )
+            ]
+        )
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=Action.OUTREACH_EXPORTED,
+            target=plan.notice,
+            department=plan.department,
+            data={"rows": len(rows) - 1},
+        )
+    return rows
