@@ -49,7 +49,12 @@ class _JsonText(widgets.Widget):  # type: ignore[misc]
         if value is None:
             return ""
         if isinstance(value, str):
-            return value
+            # SQLite keeps the text json.dumps wrote (\uXXXX escapes); show Chinese as Chinese.
+            return (
+                json.dumps(json.loads(value), ensure_ascii=False, sort_keys=True)
+                if "\\u" in value
+                else value
+            )
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
