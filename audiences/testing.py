@@ -28,12 +28,12 @@ DISTRICT_CODES = (
     "KI",
     "IS",
 )
-# Known-good HK mobile prefixes (libphonenumber metadata): 9xxx, 6xxx, 5xxx blocks.
-MOBILE_BASES = (91000000, 61000000, 51200000)
+# Three-digit prefixes that libphonenumber's HK metadata lists as mobile: 18 x 100,000 numbers.
+MOBILE_PREFIXES = tuple(f"90{d}" for d in range(1, 10)) + tuple(f"92{d}" for d in range(9))
 
 
 def mobile_for(i: int) -> str:
-    return str(MOBILE_BASES[i % 3] + (i // 3) % 900_000)
+    return f"{MOBILE_PREFIXES[i % 18]}{(i // 18) % 100_000:05d}"
 
 
 def recipient_row(i: int, **overrides: str) -> dict[str, str]:

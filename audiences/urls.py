@@ -20,3 +20,8 @@ urlpatterns = [
         name="import-job-progress",
     ),
 ]
+
+urlpatterns += [
+    path("<str:code>/sync/", views.sync_request, name="sync"),
+    path("dingtalk/<str:code>/callback/", views.dingtalk_callback, name="dingtalk-callback"),
+]

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import permissions as perms
+from accounts.models import Department
 from accounts.selectors import department_get_for_user
 from audiences import selectors, services
 from audiences.forms import CsvUploadForm, SegmentCountForm, SegmentForm, segment_initial
 from audiences.importing import import_job_confirm
 from audiences.models import ImportState
+from audiences.sync import callback_crypto_for, directory_sync_request
+from audiences.tasks import apply_directory_event_task
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
+from common.views import public_view
+from dingtalk.errors import CallbackCryptoError
 
 
 def home(request: AuthenticatedRequest, code: str) -> HttpResponse:
@@ -177,3 +183,44 @@ def import_job_progress(request: AuthenticatedRequest, code: str, pk: int) -> Js
             in (ImportState.VALIDATED, ImportState.REJECTED, ImportState.DONE, ImportState.FAILED),
         }
     )
+
+
+@require_POST
+def sync_request(request: AuthenticatedRequest, code: str) -> HttpResponse:
+    department = department_get_for_user(user=request.user, code=code, perm=perms.MANAGE_AUDIENCE)
+    directory_sync_request(actor=request.user, department=department)
+    messages.success(request, _("Directory sync started."))
+    return redirect("audiences:home", code=department.code)
+
+
+DIRECTORY_EVENTS = ("user_add_org", "user_modify_org", "user_leave_org")
+
+
+@public_view
+@csrf_exempt
+@require_POST
+def dingtalk_callback(request: HttpRequest, code: str) -> HttpResponse:
+    """DingTalk's encrypted event push. Authenticated by its signature (not a session), hence public.
+
+    Answers check_url and directory events with the encrypted "success"; anything that fails the
+    signature or decryption gets 403 and changes nothing.
+    """
+    crypto = callback_crypto_for(code)
+    if crypto is None:
+        return JsonResponse({"error": "unknown callback"}, status=404)
+    try:
+        event = crypto.decrypt_request(
+            request.GET.get("msg_signature", ""),
+            request.GET.get("timestamp", ""),
+            request.GET.get("nonce", ""),
+            request.body,
+        )
+    except CallbackCryptoError:
+        return JsonResponse({"error": "bad signature"}, status=403)
+    event_type = str(event.get("EventType", ""))
+    if event_type in DIRECTORY_EVENTS:
+        userids = [str(u) for u in event.get("UserId") or []][:100]
+        department_id = Department.objects.filter(code=code).values_list("pk", flat=True).get()
+        # Handled by a task: DingTalk wants the reply within 2.5 s, and fetching users is network I/O.
+        apply_directory_event_task.delay(department_id, event_type, userids)
+    return JsonResponse(crypto.encrypt_reply())

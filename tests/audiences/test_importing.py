@@ -34,7 +34,7 @@ def test_real_import_then_reimport_changes_nothing(cast_a):
     assert first.written
     assert first.new == 5
     r = Recipient.objects.get(dingtalk_user_id="u0000000")
-    assert r.mobile == "+85291000000"
+    assert r.mobile == "+85290100000"
     assert r.district.code == "CW"
     assert r.department == cast_a.department
     stamp = r.updated_at

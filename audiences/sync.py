@@ -1,0 +1,432 @@
+"""DingTalk directory → recipients: the full walk (a Celery task) and single-user events (the callback).
+
+Network calls happen first, outside any transaction; the database is then changed in one short
+transaction per sync (or per event), with its audit event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, User
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Department
+from accounts.secrets import resolve_secret_ref
+from audiences.audit_actions import AudienceAuditAction
+from audiences.models import (
+    DirectorySettings,
+    DirectorySync,
+    DistrictMapping,
+    Recipient,
+    SubscriptionSource,
+    SubscriptionState,
+    SyncState,
+)
+from audiences.services import require_manage
+from audiences.validation import normalise_hk_mobile
+from audit.services import audit_record
+from common.errors import ApplicationError
+from dingtalk.client import DingTalkClient
+from dingtalk.client import User as DingTalkUser
+from dingtalk.crypto import CallbackCrypto
+from dingtalk.errors import Throttled
+
+T = TypeVar("T")
+MAX_THROTTLE_RETRIES = 5
+
+
+def directory_client(department: Department) -> DingTalkClient:
+    """A client for the department's own DingTalk app (the secret is resolved, never stored)."""
+    return DingTalkClient(
+        department.dingtalk_app_key,
+        resolve_secret_ref(department.dingtalk_secret_ref),
+        department.dingtalk_agent_id or 0,
+        base_url=settings.DINGTALK_BASE_URL,
+    )
+
+
+class Pacer:
+    """Spaces calls evenly under the app's per-API limit, and waits out a throttle reply."""
+
+    def __init__(self, calls_per_second: float) -> None:
+        self.interval = 1.0 / max(calls_per_second, 0.1)
+        self.next_at = 0.0
+        self.throttled = 0
+
+    def call(self, fn: Callable[[], T]) -> T:
+        for attempt in range(MAX_THROTTLE_RETRIES + 1):
+            now = time.monotonic()
+            if now < self.next_at:
+                time.sleep(self.next_at - now)
+            self.next_at = max(now, self.next_at) + self.interval
+            try:
+                return fn()
+            except Throttled as exc:
+                self.throttled += 1
+                if attempt == MAX_THROTTLE_RETRIES:
+                    raise
+                time.sleep(min(exc.retry_after or 1.0, 10.0) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class DirectoryPerson:
+    userid: str
+    name: str
+    mobile: str
+    dept_ids: list[int]
+
+
+@dataclass
+class DirectorySnapshot:
+    people: dict[str, DirectoryPerson]
+    parents: dict[int, int]
+    calls: int
+    throttled: int
+
+
+def walk_directory(client: DingTalkClient, *, root: int, pacer: Pacer) -> DirectorySnapshot:
+    """listsubid from the root down, then v2/user/list with cursor paging for every department."""
+    parents: dict[int, int] = {}
+    order: list[int] = []
+    pending = [root]
+    calls = 0
+    while pending:
+        dept_id = pending.pop(0)
+        order.append(dept_id)
+        children = pacer.call(lambda d=dept_id: client.list_sub_department_ids(d))  # type: ignore[misc]
+        calls += 1
+        for child in children:
+            parents[child] = dept_id
+            pending.append(child)
+    people: dict[str, DirectoryPerson] = {}
+    for dept_id in order:
+        cursor: int | None = 0
+        while cursor is not None:
+            page = pacer.call(lambda d=dept_id, c=cursor: client.list_users(d, c, 100))  # type: ignore[misc]
+            calls += 1
+            for user in page.users:
+                people[user.userid] = _person(user)
+            cursor = page.next_cursor if page.has_more else None
+    return DirectorySnapshot(people=people, parents=parents, calls=calls, throttled=pacer.throttled)
+
+
+def _person(user: DingTalkUser) -> DirectoryPerson:
+    mobile = user.e164_mobile
+    return DirectoryPerson(
+        userid=user.userid,
+        name=" ".join(user.name.split())[:100],
+        mobile=(normalise_hk_mobile(mobile) or "") if mobile else "",
+        dept_ids=list(user.dept_id_list),
+    )
+
+
+def _district_for(
+    department: Department, parents: dict[int, int]
+) -> Callable[[list[int]], int | None]:
+    mapping = dict(
+        DistrictMapping.objects.filter(department=department).values_list(
+            "dingtalk_dept_id", "district_id"
+        )
+    )
+
+    def lookup(dept_ids: list[int]) -> int | None:
+        # The nearest mapped department up the tree wins, so mapping "Sham Shui Po office" covers its teams.
+        for dept_id in dept_ids:
+            current: int | None = dept_id
+            while current is not None:
+                if current in mapping:
+                    return mapping[current]
+                current = parents.get(current)
+        return None
+
+    return lookup
+
+
+def _chunks(items: list[T], size: int = 1000) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@transaction.atomic
+def directory_sync_request(
+    *, actor: AbstractBaseUser | None, department: Department
+) -> DirectorySync:
+    """Queue a directory walk. Permission: manage_audience. Audit: audiences.sync_requested."""
+    from audiences.tasks import sync_directory_task
+
+    require_manage(actor, department)
+    sync = DirectorySync.objects.create(
+        department=department, requested_by=actor if isinstance(actor, User) else None
+    )
+    audit_record(
+        actor=actor, action=AudienceAuditAction.SYNC_REQUESTED, target=sync, department=department
+    )
+    transaction.on_commit(lambda: sync_directory_task.delay(sync.pk))
+    return sync
+
+
+def directory_sync_run(
+    *, sync_id: int, client: DingTalkClient | None = None
+) -> DirectorySync | None:
+    """Walk the directory and apply it. Claims PENDING -> RUNNING, so a second delivery does nothing."""
+    if (
+        DirectorySync.objects.filter(pk=sync_id, state=SyncState.PENDING).update(
+            state=SyncState.RUNNING
+        )
+        != 1
+    ):
+        return None
+    sync = DirectorySync.objects.select_related("department").get(pk=sync_id)
+    department = sync.department
+    root = (
+        DirectorySettings.objects.filter(department=department)
+        .values_list("root_dept_id", flat=True)
+        .first()
+        or 1
+    )
+    own_client = client is None
+    active = client or directory_client(department)
+    try:
+        snapshot = walk_directory(
+            active, root=root, pacer=Pacer(settings.AUDIENCES_SYNC_CALLS_PER_SECOND)
+        )
+    except Exception as exc:
+        _sync_failed(sync, exc)
+        raise
+    finally:
+        if own_client:
+            active.close()
+    counts = _apply_snapshot(sync=sync, snapshot=snapshot)
+    sync.refresh_from_db()
+    sync.counts = counts
+    return sync
+
+
+def _sync_failed(sync: DirectorySync, exc: Exception) -> None:
+    with transaction.atomic():
+        DirectorySync.objects.filter(pk=sync.pk).update(
+            state=SyncState.FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            finished_at=timezone.now(),
+        )
+        audit_record(
+            actor=None,
+            action=AudienceAuditAction.SYNC_FAILED,
+            target=sync,
+            department=sync.department,
+            data={"error": type(exc).__name__},
+        )
+
+
+@transaction.atomic
+def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict[str, int]:
+    department = sync.department
+    now = timezone.now()
+    district_of = _district_for(department, snapshot.parents)
+    existing = {
+        r.dingtalk_user_id: r
+        for r in Recipient.objects.filter(department=department, erased_at__isnull=True)
+    }
+    creates: list[Recipient] = []
+    updates: list[Recipient] = []
+    unchanged = 0
+    for person in snapshot.people.values():
+        values = _values_for(person, district_of)
+        recipient = existing.get(person.userid)
+        if recipient is None:
+            creates.append(
+                Recipient(
+                    department=department,
+                    dingtalk_user_id=person.userid,
+                    subscription_source=SubscriptionSource.DIRECTORY,
+                    subscription_changed_at=now,
+                    **values,
+                )
+            )
+        elif _merge(recipient, values, now, SubscriptionSource.DIRECTORY):
+            updates.append(recipient)
+        else:
+            unchanged += 1
+    leavers = [
+        r
+        for uid, r in existing.items()
+        if uid not in snapshot.people and r.subscription_state == SubscriptionState.SUBSCRIBED
+    ]
+    for r in leavers:
+        r.subscription_state = SubscriptionState.UNSUBSCRIBED
+        r.subscription_source = SubscriptionSource.DIRECTORY
+        r.subscription_changed_at = now
+        r.updated_at = now
+    for chunk in _chunks(creates):
+        Recipient.objects.bulk_create(chunk)
+    fields = [
+        "name",
+        "mobile",
+        "district",
+        "dingtalk_dept_ids",
+        "subscription_state",
+        "subscription_source",
+        "subscription_changed_at",
+        "updated_at",
+    ]
+    for chunk in _chunks(updates + leavers):
+        Recipient.objects.bulk_update(chunk, fields)
+    counts = {
+        "people": len(snapshot.people),
+        "new": len(creates),
+        "updated": len(updates),
+        "unchanged": unchanged,
+        "left": len(leavers),
+        "calls": snapshot.calls,
+        "throttled": snapshot.throttled,
+    }
+    DirectorySync.objects.filter(pk=sync.pk).update(
+        state=SyncState.DONE, counts=counts, finished_at=now
+    )
+    DirectorySettings.objects.update_or_create(
+        department=department, defaults={"last_synced_at": now}
+    )
+    audit_record(
+        actor=None,
+        action=AudienceAuditAction.SYNCED,
+        target=sync,
+        department=department,
+        data=counts,
+    )
+    return counts
+
+
+def _values_for(
+    person: DirectoryPerson, district_of: Callable[[list[int]], int | None]
+) -> dict[str, Any]:
+    return {
+        "name": person.name,
+        "mobile": person.mobile,
+        "district_id": district_of(person.dept_ids),
+        "dingtalk_dept_ids": sorted(person.dept_ids),
+        "subscription_state": SubscriptionState.SUBSCRIBED,
+    }
+
+
+def _merge(recipient: Recipient, values: dict[str, Any], now: Any, source: str) -> bool:
+    """Apply directory values; True if anything changed. A mobile DingTalk hides stays as it was."""
+    changed = False
+    for name, value in values.items():
+        if name == "mobile" and not value:
+            continue
+        if name == "district_id" and value is None:
+            continue  # unmapped departments keep a district set by import or by hand
+        if getattr(recipient, name) != value:
+            setattr(recipient, name, value)
+            changed = True
+            if name == "subscription_state":
+                recipient.subscription_source = source
+                recipient.subscription_changed_at = now
+    if changed:
+        recipient.updated_at = now
+    return changed
+
+
+# --- events pushed to the callback --------------------------------------------------------
+
+
+def callback_crypto_for(code: str) -> CallbackCrypto | None:
+    """The department's callback crypto, or None if it has no callback configured (or cannot read it)."""
+    row = (
+        DirectorySettings.objects.filter(department__code=code, department__is_active=True)
+        .select_related("department")
+        .first()
+    )
+    if (
+        row is None
+        or not row.callback_token_ref
+        or not row.callback_aes_key_ref
+        or not row.department.dingtalk_app_key
+    ):
+        return None
+    try:
+        token = resolve_secret_ref(row.callback_token_ref)
+        aes_key = resolve_secret_ref(row.callback_aes_key_ref)
+    except ApplicationError:
+        return None
+    return CallbackCrypto(token, aes_key, row.department.dingtalk_app_key)
+
+
+def directory_event_apply(
+    *, department_id: int, event_type: str, userids: list[str], client: DingTalkClient | None = None
+) -> None:
+    """Apply user_add_org / user_modify_org / user_leave_org. Re-applying the same event changes nothing."""
+    department = Department.objects.get(pk=department_id)
+    people: dict[str, DirectoryPerson] = {}
+    if event_type in ("user_add_org", "user_modify_org"):
+        own_client = client is None
+        active = client or directory_client(department)
+        pacer = Pacer(settings.AUDIENCES_SYNC_CALLS_PER_SECOND)
+        try:
+            for userid in userids:
+                people[userid] = _person(pacer.call(lambda u=userid: active.get_user(u)))  # type: ignore[misc]
+        finally:
+            if own_client:
+                active.close()
+    _apply_event(department=department, event_type=event_type, userids=userids, people=people)
+
+
+@transaction.atomic
+def _apply_event(
+    *,
+    department: Department,
+    event_type: str,
+    userids: list[str],
+    people: dict[str, DirectoryPerson],
+) -> None:
+    now = timezone.now()
+    district_of = _district_for(department, {})
+    changed = 0
+    for userid in userids:
+        recipient = (
+            Recipient.objects.select_for_update(no_key=True)
+            .filter(department=department, dingtalk_user_id=userid, erased_at__isnull=True)
+            .first()
+        )
+        if event_type == "user_leave_org":
+            if (
+                recipient is not None
+                and recipient.subscription_state == SubscriptionState.SUBSCRIBED
+            ):
+                recipient.subscription_state = SubscriptionState.UNSUBSCRIBED
+                recipient.subscription_source = SubscriptionSource.EVENT
+                recipient.subscription_changed_at = now
+                recipient.save()
+                changed += 1
+            continue
+        person = people.get(userid)
+        if person is None:
+            continue
+        values = _values_for(person, district_of)
+        if recipient is None:
+            Recipient.objects.create(
+                department=department,
+                dingtalk_user_id=userid,
+                subscription_source=SubscriptionSource.EVENT,
+                subscription_changed_at=now,
+                **values,
+            )
+            changed += 1
+        elif _merge(recipient, values, now, SubscriptionSource.EVENT):
+            recipient.save()
+            changed += 1
+    if changed:
+        audit_record(
+            actor=None,
+            action=AudienceAuditAction.DIRECTORY_EVENT,
+            department=department,
+            target_label=event_type,
+            data={"event": event_type, "users": len(userids), "changed": changed},
+        )
