@@ -16,7 +16,13 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from common.testing.cast import unverified_client_for
 
 # Views reachable before the second factor, by URL name.
-PUBLIC = {"accounts:login", "set_language", "health", "audiences:dingtalk-callback"}
+PUBLIC = {
+    "accounts:login",
+    "set_language",
+    "health",
+    "audiences:dingtalk-callback",
+    "delivery:confirm",
+}
 PRE_OTP = {"accounts:verify", "accounts:enrol", "accounts:logout"}
 
 _SAMPLES = {"int": "1", "str": "x", "slug": "x", "uuid": str(uuid.uuid4()), "path": "x/y"}

@@ -1,0 +1,172 @@
+"""Reminders, confirmations, recall and the outreach list."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+
+from audit.models import AuditEvent
+from common.errors import ApplicationError
+from delivery import followup, messages, services, tasks
+from delivery.governor import content_fingerprint
+from delivery.models import Batch, Delivery, DeliveryPlan, OutreachStatus, PlanStatus
+from delivery.testing import connect_department, make_notice, make_recipients
+from dingtalk.simulator.testing import running_simulator
+from notices.models import Status, Tier
+
+
+@pytest.fixture
+def sim(settings):
+    with running_simulator(directory_size=200, time_scale=0, readers={"enabled": False}) as dt:
+        settings.DINGTALK_BASE_URL = dt.base_url
+        settings.DELIVERY_GOVERNOR_URL = "db"
+        cache.clear()
+        yield dt
+
+
+@pytest.fixture
+def wsd(cast_a, sim):
+    return connect_department(cast_a.department, next(a for a in sim.apps if a.code == "WSD"))
+
+
+def actions(notice):
+    return list(
+        AuditEvent.objects.filter(target_id=str(notice.pk)).values_list("action", flat=True)
+    )
+
+
+@pytest.mark.django_db
+def test_reminders_are_worded_differently_then_the_silent_go_to_outreach(sim, wsd) -> None:
+    make_recipients(wsd, 30, languages=("en",))
+    notice = make_notice(
+        wsd, tier=Tier.CLOSED_LOOP, max_reminders=2, remind_after_minutes=30, remind_whom="unread"
+    )
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    first = Batch.objects.get(dispatch__plan=plan)
+    sim.sim.advance(60)
+    for userid in first.userids[:10]:
+        sim.sim.mark_read(first.task_id, userid)
+    Batch.objects.filter(pk=first.pk).update(next_poll_at=services._now())
+    services.batch_poll_receipts(first.pk)
+    later = services._now() + timedelta(minutes=31)
+    assert tasks.send_reminders_task.delay().get() == 0  # not due yet
+    assert followup.reminders_due_send(now=later) == 1
+    assert followup.reminders_due_send(now=later) == 0  # ran twice
+    hashes = set(plan.dispatches.values_list("content_hash", flat=True))
+    assert len(hashes) == 2
+    reminder = Batch.objects.get(dispatch__plan=plan, dispatch__round=1)
+    assert len(reminder.userids) == 20
+    assert set(reminder.userids).isdisjoint(first.userids[:10])
+    sim.sim.advance(5)
+    # DingTalk dropped nothing as duplicate content: the reminder reached the 20 unread.
+    assert sim.sim.counters()["forbidden_total"] == 0
+    assert Counter(len(sim.sim.inbox(u, "ding-demo-wsd")) for u in reminder.userids) == {2: 20}
+    assert followup.reminders_due_send(now=later + timedelta(minutes=31)) == 1
+    assert followup.reminders_due_send(now=later + timedelta(minutes=62)) == 0
+    assert Delivery.objects.filter(plan=plan, outreach=OutreachStatus.OPEN).count() == 20
+    assert {"delivery.reminded", "delivery.outreach_listed"} <= set(actions(notice))
+
+
+def test_each_reminder_round_has_its_own_content(db, cast_a) -> None:
+    notice = make_notice(cast_a.department, tier=Tier.CLOSED_LOOP)
+    fingerprints = {content_fingerprint(messages.build_message(notice, "en", r)) for r in range(4)}
+    assert len(fingerprints) == 4
+
+
+@pytest.mark.django_db
+def test_a_personal_link_confirms_once_with_the_location(sim, wsd, client) -> None:
+    make_recipients(wsd, 3, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.CLOSED_LOOP, requires_confirmation=True)
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "per_person"
+    batches = Batch.objects.filter(dispatch__plan=plan)
+    assert batches.count() == 3
+    sim.sim.advance(5)
+    person = Delivery.objects.filter(plan=plan).first()
+    inbox = sim.sim.inbox(person.dingtalk_user_id, "ding-demo-wsd")
+    url = inbox[0]["msg"]["action_card"]["single_url"]
+    token = url.rstrip("/").rsplit("/", 1)[-1]
+    assert url.startswith("http://127.0.0.1:8000/delivery/c/")
+    assert messages.delivery_from_token(token) == person.pk
+    page = client.get(f"/delivery/c/{token}/")
+    assert page.status_code == 200
+    assert b"I confirm" in page.content
+    response = client.post(f"/delivery/c/{token}/", {"latitude": "22.28", "longitude": "114.16"})
+    assert response.status_code == 200
+    assert b"confirmation was recorded" in response.content
+    client.post(f"/delivery/c/{token}/", {})
+    person.refresh_from_db()
+    assert person.confirmed_at is not None
+    assert person.latitude == pytest.approx(22.28)
+    assert actions(notice).count("delivery.confirmed") == 1
+    assert client.get("/delivery/c/forged-token/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_supervisor_recalls_within_24_hours_and_it_is_audited(sim, wsd, cast_a) -> None:
+    make_recipients(wsd, 120, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    services.plan_notice(notice.pk)
+    with pytest.raises(PermissionDenied):
+        followup.notice_recall(actor=cast_a.pr_officer, notice=notice, reason="wrong")
+    plan = followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="Wrong district")
+    assert plan.status == PlanStatus.RECALLING
+    assert followup.plan_recall_calls(plan.pk) == 2
+    assert followup.plan_recall_calls(plan.pk) == 0  # ran twice
+    plan.refresh_from_db()
+    assert plan.status == PlanStatus.RECALLED
+    notice.refresh_from_db()
+    assert notice.status == Status.RECALLED
+    sim.sim.advance(5)
+    for batch in Batch.objects.filter(dispatch__plan=plan):
+        assert sim.sim.task(batch.task_id).recalled_at is not None
+    assert "delivery.recalled" in actions(notice)
+    with pytest.raises(ApplicationError):
+        followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="again")
+
+
+@pytest.mark.django_db
+def test_recall_after_24_hours_is_refused(sim, wsd, cast_a) -> None:
+    make_recipients(wsd, 5, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    services.plan_notice(notice.pk)
+    DeliveryPlan.objects.filter(notice=notice).update(
+        first_accepted_at=services._now() - timedelta(hours=25)
+    )
+    with pytest.raises(ApplicationError, match="24 hours"):
+        followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="late")
+    assert "delivery.recall_refused" in actions(notice)
+
+
+@pytest.mark.django_db
+def test_outreach_cases_are_assigned_closed_and_exported_neutralised(sim, wsd, cast_a) -> None:
+    make_recipients(wsd, 2, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    Delivery.objects.filter(plan=plan).update(outreach=OutreachStatus.OPEN)
+    case = Delivery.objects.filter(plan=plan).first()
+    case.recipient.name = '=HYPERLINK("http://evil")'
+    case.recipient.save()
+    followup.outreach_assign(actor=cast_a.pr_officer, delivery=case, assignee=cast_a.pr_officer)
+    with pytest.raises(ApplicationError):
+        followup.outreach_close(actor=cast_a.pr_officer, delivery=case, outcome=" ")
+    followup.outreach_close(actor=cast_a.pr_officer, delivery=case, outcome="Phoned, confirmed")
+    case.refresh_from_db()
+    assert case.outreach == OutreachStatus.CLOSED
+    rows = followup.outreach_rows(actor=cast_a.supervisor, plan=plan)
+    names = [row[1] for row in rows[1:]]
+    assert all(not str(n).startswith("=") for n in names)
+    assert {
+        "delivery.outreach_assigned",
+        "delivery.outreach_closed",
+        "delivery.outreach_exported",
+    } <= set(actions(notice))
+    assert json.dumps(rows)
