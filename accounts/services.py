@@ -18,8 +18,8 @@ from common.errors import ApplicationError
 # Model-level permissions per role, for the back office only. Department scope never comes
 # from these (selectors pass accept_global_perms=False); they only decide which admin pages open.
 ROLE_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    Role.PR_OFFICER: (),
-    Role.SUPERVISOR: (),
+    Role.PR_OFFICER: ("notices.view_notice", "notices.view_noticetemplate"),
+    Role.SUPERVISOR: ("notices.view_notice", "notices.view_approval", "notices.view_rejection"),
     Role.DEPARTMENT_ADMIN: (
         "audiences.view_recipient",
         "audiences.change_recipient",
@@ -40,6 +40,9 @@ ROLE_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "audiences.change_directorysettings",
     ),
     Role.AUDITOR: (
+        "notices.view_notice",
+        "notices.view_rejection",
+        "notices.view_noticecontribution",
         "audit.view_auditevent",
         "audit.export_auditevent",
         "audiences.view_recipient",

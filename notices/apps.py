@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class NoticesConfig(AppConfig):
     name = "notices"
     verbose_name = "Notices"
+
+    def ready(self) -> None:
+        from audit.actions import register
+        from notices.audit_actions import NoticeAuditAction
+
+        register(NoticeAuditAction)

@@ -213,6 +213,8 @@ class Notice(models.Model):
     external_ref = models.CharField(max_length=200, blank=True, db_index=True)
     status_reason = models.CharField(max_length=500, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # The version whose approvers were last alerted: a re-run of the alert task sends nothing.
+    approvers_alerted_version = models.PositiveIntegerField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,0 +1,111 @@
+"""Alerting supervisors that a notice waits for them: DingTalk work notification, e-mail fallback.
+
+Called by the notices.alert_approvers task after the submit has committed; no transaction is
+held while DingTalk or the mail server is called.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+
+from accounts.channel import client_for_department
+from accounts.models import Membership, Role
+from audit.services import audit_record
+from common.errors import ApplicationError
+from dingtalk import messages as dt
+from dingtalk.errors import DingTalkError
+from notices.audit_actions import NoticeAuditAction as Action
+from notices.models import Notice, NoticeContribution, Status
+
+logger = logging.getLogger(__name__)
+BATCH = 100
+
+
+@dataclass
+class AlertResult:
+    dingtalk: list[str] = field(default_factory=list)
+    email: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+
+def _message(notice: Notice, url: str) -> dict[str, object]:
+    title = f"Approval needed / 待審批: {notice.title}"[: dt.MAX_MARKDOWN_TITLE_CHARS]
+    text = (
+        f"### {notice.title_en or notice.title_zh}\n\n"
+        f"{notice.department.code} · {notice.get_tier_display()} · "
+        f"{notice.reach or 0:,} recipients / 名收件人\n\n"
+        f"[Review / 審閱]({url})"
+    )
+    return dt.markdown(title, text)
+
+
+def approvers_alert(*, notice_id: int) -> AlertResult:
+    """Tell the department's eligible supervisors that `notice_id` waits; once per version."""
+    notice = Notice.objects.select_related("department").filter(pk=notice_id).first()
+    if notice is None or notice.status != Status.SUBMITTED:
+        return AlertResult(skipped=True)
+    if notice.approvers_alerted_version == notice.version:
+        return AlertResult(skipped=True)
+    contributors = NoticeContribution.objects.filter(notice=notice, version=notice.version).values(
+        "user_id"
+    )
+    supervisors = list(
+        Membership.objects.filter(
+            department=notice.department, role=Role.SUPERVISOR, user__is_active=True
+        )
+        .exclude(user_id__in=contributors)
+        .select_related("user")
+        .order_by("user_id")
+    )
+    url = settings.NOTICES_PORTAL_BASE_URL.rstrip("/") + reverse("notices:inbox")
+    result = AlertResult()
+    by_dingtalk = [m for m in supervisors if m.dingtalk_user_id]
+    by_email = [m for m in supervisors if not m.dingtalk_user_id]
+    if by_dingtalk:
+        try:
+            client = client_for_department(notice.department)
+            msg = _message(notice, url)
+            for start in range(0, len(by_dingtalk), BATCH):
+                batch = by_dingtalk[start : start + BATCH]
+                client.send(msg, userids=[m.dingtalk_user_id for m in batch])
+                result.dingtalk += [m.user.get_username() for m in batch]
+        except (DingTalkError, ApplicationError) as exc:
+            # An alert is only useful if it is prompt: fall back to e-mail rather than wait.
+            logger.warning("DingTalk alert for notice %s failed (%s); e-mailing.", notice_id, exc)
+            sent = set(result.dingtalk)
+            by_email += [m for m in by_dingtalk if m.user.get_username() not in sent]
+    emails = sorted({m.user.email for m in by_email if m.user.email})
+    if emails:
+        send_mail(
+            subject=f"[{notice.department.code}] Approval needed: {notice.title}",
+            message=(
+                f"A {notice.get_tier_display().lower()} notice waits for your approval.\n\n"
+                f"{notice.title_en}\n{notice.title_zh}\n"
+                f"Recipients: {notice.reach or 0:,}\n\n{url}\n"
+            ),
+            from_email=None,
+            recipient_list=emails,
+        )
+        result.email = [m.user.get_username() for m in by_email if m.user.email]
+    with transaction.atomic():
+        Notice.objects.filter(pk=notice.pk, version=notice.version).update(
+            approvers_alerted_version=notice.version
+        )
+        audit_record(
+            actor=None,
+            action=Action.APPROVERS_ALERTED,
+            target=notice,
+            data={
+                "version": notice.version,
+                "version_hash": notice.version_hash,
+                "dingtalk": result.dingtalk,
+                "email": result.email,
+            },
+        )
+    return result

@@ -1,0 +1,96 @@
+"""Helpers for notices tests and the benchmark: audiences, templates, notices in given states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.utils import timezone
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import Department
+from audiences.models import Recipient, RiskLevel, Segment, SubscriptionSource
+from common.testing.cast import give_authenticator
+from notices import services
+from notices.models import MessageKind, Notice, NoticeTemplate, Tier
+
+
+def add_recipients(department: Department, count: int, *, start: int = 0, risk: str = "") -> None:
+    """Subscribed recipients `r<start>`..; rows only (the audiences import is tested elsewhere)."""
+    now = timezone.now()
+    Recipient.objects.bulk_create(
+        [
+            Recipient(
+                department=department,
+                dingtalk_user_id=f"{department.code.lower()}-r{i}",
+                subscription_source=SubscriptionSource.IMPORT,
+                subscription_changed_at=now,
+                risk_level=risk,
+            )
+            for i in range(start, start + count)
+        ],
+        batch_size=5000,
+    )
+
+
+def everyone_segment(
+    department: Department, *, name: str = "Everyone", high_risk: bool = False
+) -> Segment:
+    return Segment.objects.create(
+        department=department,
+        name=name,
+        risk_levels=[RiskLevel.HIGH] if high_risk else [],
+    )
+
+
+def targeted_fields(segment: Segment, **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "tier": Tier.TARGETED,
+        "kind": MessageKind.TEXT,
+        "title_en": "Water suspension in Sha Tin",
+        "title_zh": "沙田暫停供水",
+        "body_en": "Water supply will be suspended tonight from 23:00 to 06:00.",
+        "body_zh": "今晚十一時至明早六時暫停供水。",
+        "segments": [segment],
+    }
+    fields.update(overrides)
+    return fields
+
+
+def citywide_fields(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "tier": Tier.CITYWIDE,
+        "kind": MessageKind.ACTION_CARD,
+        "title_en": "Red Rainstorm Warning Signal",
+        "title_zh": "紅色暴雨警告信號",
+        "body_en": "Heavy rain. Stay indoors.",
+        "body_zh": "大雨。請留在室內。",
+        "buttons": [
+            {"title_en": "Safety advice", "title_zh": "安全提示", "url": "https://www.hko.gov.hk/"}
+        ],
+    }
+    fields.update(overrides)
+    return fields
+
+
+def submitted_notice(author: User, department: Department, **fields: Any) -> Notice:
+    notice = services.notice_create(actor=author, department=department, **fields)
+    return services.notice_submit(actor=author, notice=notice)
+
+
+def totp_device(user: User) -> TOTPDevice:
+    return give_authenticator(user)
+
+
+def current_code(user: User) -> str:
+    """A code the user's authenticator shows now (each code can be used once)."""
+    device = totp_device(user)
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = timezone.now().timestamp()
+    return f"{totp.token():0{device.digits}d}"
+
+
+def rainstorm_template(department: Department, colour: str = "red") -> NoticeTemplate:
+    services.templates_seed(actor=None, department=department)
+    return NoticeTemplate.objects.get(department=department, code=f"rainstorm-{colour}")

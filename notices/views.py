@@ -1,0 +1,409 @@
+"""Notice pages: list, compose with live preview, detail, approval inbox, and JSON endpoints.
+
+Views parse, fetch through selectors and call one service; every rule (who may approve, what
+content is allowed) is enforced by notices.services, so these pages cannot bypass it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import permissions as perms
+from accounts.selectors import department_get_for_user, department_list_for_user
+from audit.models import AuditEvent
+from common.errors import ApplicationError
+from common.types import AuthenticatedRequest
+from notices import content as nc
+from notices import selectors, services
+from notices.forms import (
+    ApproveForm,
+    NoticeForm,
+    ReasonForm,
+    TemplateValuesForm,
+    notice_initial,
+    template_initial,
+)
+from notices.models import Notice, NoticeTemplate, Status
+from notices.preflight import preflight
+
+
+def _flash_error(request: AuthenticatedRequest, exc: Exception) -> None:
+    messages.error(request, str(getattr(exc, "message", None) or exc))
+
+
+def notice_list(request: AuthenticatedRequest) -> HttpResponse:
+    notices = selectors.notice_list_for_user(user=request.user)
+    status = request.GET.get("status", "")
+    if status in Status.values:
+        notices = notices.filter(status=status)
+    return render(
+        request,
+        "notices/list.html",
+        {
+            "notices": notices[:200],
+            "status": status,
+            "statuses": Status.choices,
+            "compose_departments": department_list_for_user(
+                user=request.user, perm=perms.COMPOSE_NOTICE
+            ),
+        },
+    )
+
+
+def _template_context(
+    request: AuthenticatedRequest, department: Any
+) -> tuple[NoticeTemplate | None, TemplateValuesForm | None, dict[str, Any] | None]:
+    """The chosen template, its placeholder form, and (when all are filled) the filled fields."""
+    raw = request.GET.get("template", "")
+    if not raw.isdigit():
+        return None, None, None
+    template = selectors.template_get_for_user(
+        user=request.user, department=department, pk=int(raw)
+    )
+    names = services.template_placeholders(template)
+    submitted = not names or any(k.startswith("value_") for k in request.GET)
+    values_form = TemplateValuesForm(request.GET if submitted else None, names=names)
+    if not submitted:
+        return template, values_form, None
+    if not values_form.is_valid():
+        return template, values_form, None
+    values = {k.removeprefix("value_"): v for k, v in values_form.cleaned_data.items()}
+    try:
+        return template, values_form, services.template_fill(template, values)
+    except services.NoticeInvalid as exc:
+        for name, errors in exc.errors.items():
+            for error in errors:
+                values_form.add_error(name if name in values_form.fields else None, error)
+        return template, values_form, None
+
+
+def _editor(request: AuthenticatedRequest, department: Any, notice: Notice | None) -> HttpResponse:
+    template, values_form, filled = (None, None, None)
+    if notice is None:
+        template, values_form, filled = _template_context(request, department)
+    if request.method == "POST":
+        form = NoticeForm(request.POST, request.FILES, department=department)
+        if form.is_valid():
+            fields = form.notice_fields()
+            try:
+                if notice is None and form.cleaned_data.get("template"):
+                    chosen = selectors.template_get_for_user(
+                        user=request.user, department=department, pk=form.cleaned_data["template"]
+                    )
+                    saved = services.notice_save(
+                        actor=request.user,
+                        department=department,
+                        fields={**fields, "template": chosen, "source": "template"},
+                        upload=form.cleaned_data.get("upload"),
+                        duration_s=form.cleaned_data.get("duration_s"),
+                    )
+                else:
+                    saved = services.notice_save(
+                        actor=request.user,
+                        department=department,
+                        fields=fields,
+                        notice=notice,
+                        upload=form.cleaned_data.get("upload"),
+                        duration_s=form.cleaned_data.get("duration_s"),
+                    )
+            except services.NoticeInvalid as exc:
+                form.add_service_errors(exc.errors)
+            except ApplicationError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(
+                    request, _("Notice saved as version %(v)d.") % {"v": saved.version}
+                )
+                return redirect("notices:detail", pk=saved.pk)
+    elif notice is not None:
+        form = NoticeForm(initial=notice_initial(notice), department=department)
+    elif filled is not None and template is not None:
+        form = NoticeForm(initial=template_initial(filled, template), department=department)
+    else:
+        form = NoticeForm(initial={"tier": "targeted", "kind": "text"}, department=department)
+    templates = selectors.template_list_for_user(user=request.user, department=department)
+    return render(
+        request,
+        "notices/compose.html",
+        {
+            "department": department,
+            "notice": notice,
+            "form": form,
+            "templates": templates,
+            "template": template,
+            "values_form": values_form,
+            "limits": _limits(),
+        },
+    )
+
+
+def _limits() -> dict[str, int]:
+    from dingtalk import messages as dt
+
+    return {
+        "bytes": dt.MAX_MSG_BYTES,
+        "buttons": dt.MAX_BUTTONS,
+        "button_title": dt.MAX_BUTTON_TITLE_CHARS,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def compose(request: AuthenticatedRequest, code: str) -> HttpResponse:
+    department = department_get_for_user(user=request.user, code=code, perm=perms.COMPOSE_NOTICE)
+    return _editor(request, department, None)
+
+
+@require_http_methods(["GET", "POST"])
+def edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
+    if not perms.has_department_perm(request.user, perms.COMPOSE_NOTICE, notice.department):
+        raise PermissionDenied
+    return _editor(request, notice.department, notice)
+
+
+@require_POST
+def preview(request: AuthenticatedRequest, code: str) -> JsonResponse:
+    """Live preview of unsaved compose data: DingTalk messages, sizes, problems, pre-flight."""
+    started = time.perf_counter()
+    department = department_get_for_user(user=request.user, code=code, perm=perms.COMPOSE_NOTICE)
+    form = NoticeForm(request.POST, department=department)
+    form.is_valid()  # partial data still previews; field errors are returned alongside
+    data = form.cleaned_data
+    fields = (
+        form.notice_fields()
+        if "kind" in data and "tier" in data and "classification" in data
+        else {}
+    )
+    content = nc.Content(
+        **{k: v for k, v in fields.items() if k in nc.Content.__dataclass_fields__}
+    )
+    languages = {lang: nc.language_stats(content, lang).as_dict() for lang in content.languages()}
+    errors: dict[str, list[str]] = {k: [str(e) for e in v] for k, v in form.errors.items()}
+    for name, problems in nc.validate_content(content).items():
+        if name == "attachment" and request.POST.get("has_attachment"):
+            continue
+        errors.setdefault(name, []).extend(problems)
+    figures = preflight(
+        department=department,
+        tier=content.tier,
+        segments=fields.get("segments", []),
+        languages=len(content.languages()) or 1,
+        requires_confirmation=content.requires_confirmation,
+    )
+    return JsonResponse(
+        {
+            "languages": languages,
+            "errors": errors,
+            "preflight": figures,
+            "required_approvals": 2
+            if content.tier == "citywide"
+            or fields.get("high_risk")
+            or figures["recipients"] > figures["two_approvers_above"]
+            or any("high" in (s.risk_levels or []) for s in fields.get("segments", []))
+            else 1,
+            "took_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+    )
+
+
+def detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
+    department = notice.department
+    content = nc.content_from_notice(notice)
+    stats = [nc.language_stats(content, lang) for lang in content.languages()]
+    history = AuditEvent.objects.filter(
+        target_type="notices.Notice", target_id=str(notice.pk)
+    ).order_by("sequence")
+    return render(
+        request,
+        "notices/detail.html",
+        {
+            "notice": notice,
+            "stats": stats,
+            "versions": notice.versions.select_related("created_by"),
+            "contributions": notice.contributions.select_related("user"),
+            "approvals": notice.approvals.select_related("approver"),
+            "rejections": notice.rejections.select_related("by"),
+            "history": history,
+            "required": services.required_approvals(notice),
+            "have": services.approval_count(notice),
+            "segments": notice.segments.all(),
+            "can_compose": perms.has_department_perm(
+                request.user, perms.COMPOSE_NOTICE, department
+            ),
+            "can_approve": perms.has_department_perm(
+                request.user, perms.APPROVE_NOTICE, department
+            ),
+            "approve_form": ApproveForm(initial={"version_hash": notice.version_hash}),
+            "reason_form": ReasonForm(),
+        },
+    )
+
+
+@require_POST
+def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
+    try:
+        services.notice_submit(actor=request.user, notice=notice)
+    except services.NoticeInvalid as exc:
+        messages.error(request, exc.message)
+    except (ApplicationError, PermissionDenied) as exc:
+        _flash_error(request, exc)
+    else:
+        messages.success(request, _("Submitted for approval. The supervisors have been alerted."))
+    return redirect("notices:detail", pk=notice.pk)
+
+
+@require_POST
+def cancel(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Give the reason for cancelling."))
+        return redirect("notices:detail", pk=notice.pk)
+    try:
+        services.notice_cancel(
+            actor=request.user, notice=notice, reason=form.cleaned_data["reason"]
+        )
+    except (ApplicationError, PermissionDenied) as exc:
+        _flash_error(request, exc)
+    else:
+        messages.success(request, _("Notice cancelled."))
+    return redirect("notices:detail", pk=notice.pk)
+
+
+def _next(request: AuthenticatedRequest, notice: Notice) -> HttpResponse:
+    if request.POST.get("next") == "inbox":
+        return redirect("notices:inbox")
+    return redirect("notices:detail", pk=notice.pk)
+
+
+@require_POST
+def approve(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="approve")
+    form = ApproveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("The approval form was incomplete."))
+        return _next(request, notice)
+    try:
+        result = services.notice_approve(
+            actor=request.user,
+            notice=notice,
+            version_hash=form.cleaned_data["version_hash"],
+            totp_token=form.cleaned_data.get("totp_token") or None,
+            reach_acknowledged=bool(form.cleaned_data.get("reach_acknowledged")),
+        )
+    except (ApplicationError, PermissionDenied) as exc:
+        _flash_error(request, exc)
+    else:
+        if result.status == Status.SUBMITTED:
+            messages.success(request, _("Your approval is recorded; a second approver is needed."))
+        else:
+            messages.success(
+                request, _("Approved: %(status)s.") % {"status": result.get_status_display()}
+            )
+    return _next(request, notice)
+
+
+@require_POST
+def reject(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="reject")
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Give the reason for rejecting."))
+        return _next(request, notice)
+    try:
+        services.notice_reject(
+            actor=request.user, notice=notice, reason=form.cleaned_data["reason"]
+        )
+    except (ApplicationError, PermissionDenied) as exc:
+        _flash_error(request, exc)
+    else:
+        messages.success(request, _("Rejected and returned to the author as a draft."))
+    return _next(request, notice)
+
+
+def inbox(request: AuthenticatedRequest) -> HttpResponse:
+    now = timezone.now()
+    rows = []
+    for notice in selectors.approval_inbox_for_user(user=request.user):
+        rows.append(
+            {
+                "notice": notice,
+                "required": services.required_approvals(notice),
+                "have": services.approval_count(notice),
+                "waited_minutes": int((now - (notice.submitted_at or now)).total_seconds() // 60),
+                "form": ApproveForm(initial={"version_hash": notice.version_hash}),
+            }
+        )
+    return render(request, "notices/inbox.html", {"rows": rows, "reason_form": ReasonForm()})
+
+
+def _json_body(request: AuthenticatedRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _notice_json(notice: Notice) -> dict[str, Any]:
+    return {
+        "id": notice.pk,
+        "status": notice.status,
+        "version": notice.version,
+        "version_hash": notice.version_hash,
+        "approvals": services.approval_count(notice),
+        "required_approvals": services.required_approvals(notice),
+    }
+
+
+@require_POST
+def api_approve(request: AuthenticatedRequest, pk: int) -> JsonResponse:
+    """JSON: {"version_hash", "totp_token"?, "reach_acknowledged"?} -> the notice's state."""
+    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="approve")
+    body = _json_body(request)
+    try:
+        result = services.notice_approve(
+            actor=request.user,
+            notice=notice,
+            version_hash=str(body.get("version_hash") or ""),
+            totp_token=str(body.get("totp_token") or "") or None,
+            reach_acknowledged=body.get("reach_acknowledged") is True,
+        )
+    except PermissionDenied as exc:
+        return JsonResponse(
+            {"error": str(getattr(exc, "message", exc)), "code": getattr(exc, "code", "denied")},
+            status=403,
+        )
+    except ApplicationError as exc:
+        return JsonResponse({"error": exc.message, "code": exc.code}, status=400)
+    return JsonResponse(_notice_json(result))
+
+
+@require_POST
+def api_reject(request: AuthenticatedRequest, pk: int) -> JsonResponse:
+    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="reject")
+    body = _json_body(request)
+    try:
+        result = services.notice_reject(
+            actor=request.user, notice=notice, reason=str(body.get("reason") or "")
+        )
+    except PermissionDenied as exc:
+        return JsonResponse(
+            {"error": str(getattr(exc, "message", exc)), "code": getattr(exc, "code", "denied")},
+            status=403,
+        )
+    except ApplicationError as exc:
+        return JsonResponse({"error": exc.message, "code": exc.code}, status=400)
+    return JsonResponse(_notice_json(result))

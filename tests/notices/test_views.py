@@ -1,0 +1,380 @@
+"""Pages and JSON endpoints: compose, preview, templates, inbox, and the approval rule attacked through them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from notices import services
+from notices.models import Approval, Notice, Status
+from notices.testing import (
+    add_recipients,
+    citywide_fields,
+    current_code,
+    everyone_segment,
+    rainstorm_template,
+    submitted_notice,
+    targeted_fields,
+)
+
+
+@pytest.fixture
+def audience(cast_a):
+    add_recipients(cast_a.department, 5)
+    return everyone_segment(cast_a.department)
+
+
+def compose_data(segment=None, **overrides):
+    data = {
+        "tier": "targeted",
+        "kind": "text",
+        "classification": "unclassified",
+        "title_en": "Water suspension",
+        "title_zh": "暫停供水",
+        "body_en": "Tonight 23:00-06:00.",
+        "body_zh": "今晚十一時至六時。",
+        "max_reminders": "0",
+    }
+    if segment is not None:
+        data["segments"] = [str(segment.pk)]
+    data.update(overrides)
+    return data
+
+
+def refused(notice, code):
+    return AuditEvent.objects.filter(
+        action="notices.approval_refused", target_id=str(notice.pk), data__code=code
+    ).count()
+
+
+def state(notice):
+    notice.refresh_from_db()
+    return (
+        notice.status,
+        notice.version,
+        notice.version_hash,
+        Approval.objects.filter(notice=notice).count(),
+    )
+
+
+# --- compose -------------------------------------------------------------------------------
+
+
+def test_compose_page_renders_both_languages_and_preflight(cast_a, verified_client, audience):
+    client = verified_client(cast_a.pr_officer)
+    response = client.get(reverse("notices:compose", args=[cast_a.department.code]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="preview-en"' in body
+    assert 'id="preview-zh"' in body
+    assert 'id="pf-recipients"' in body
+    assert "js/notices.js" in body
+
+
+def test_compose_is_refused_to_supervisors_and_other_departments(cast_a, cast_b, verified_client):
+    assert (
+        verified_client(cast_a.supervisor)
+        .get(reverse("notices:compose", args=[cast_a.department.code]))
+        .status_code
+        == 404
+    )
+    assert (
+        verified_client(cast_b.pr_officer)
+        .get(reverse("notices:compose", args=[cast_a.department.code]))
+        .status_code
+        == 404
+    )
+
+
+def test_compose_saves_a_draft(cast_a, verified_client, audience):
+    client = verified_client(cast_a.pr_officer)
+    response = client.post(
+        reverse("notices:compose", args=[cast_a.department.code]), compose_data(audience)
+    )
+    notice = Notice.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("notices:detail", args=[notice.pk])
+    assert notice.status == Status.DRAFT
+    assert notice.created_by == cast_a.pr_officer
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"tier": "citywide", "title_zh": "", "body_zh": ""}, "title_zh", "citywide notice needs"),
+        ({"body_en": "x" * 2100}, "body_en", "limit"),
+        ({"send_at": "2020-01-01T10:00"}, "send_at", "in the past"),
+        ({"segments": []}, "segments", "at least one segment"),
+        ({"kind": "image"}, "upload", None),
+    ],
+)
+def test_bad_input_is_refused_next_to_the_field(
+    cast_a, verified_client, audience, overrides, field, message
+):
+    client = verified_client(cast_a.pr_officer)
+    data = compose_data(audience, **overrides)
+    if field == "upload":
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        data["upload"] = SimpleUploadedFile(
+            "evil.exe", b"MZ" * 10, content_type="application/octet-stream"
+        )
+        field = "attachment"
+    response = client.post(reverse("notices:compose", args=[cast_a.department.code]), data)
+    assert response.status_code == 200
+    form = response.context["form"]
+    errors = " ".join(
+        str(e) for e in form.errors.get(field if field in form.fields else "__all__", [])
+    )
+    if field == "attachment":
+        errors = " ".join(" ".join(v) for v in form.errors.values())
+        assert "must be one of" in errors
+    else:
+        assert message in errors, form.errors
+    assert not Notice.objects.exists()
+    assert not AuditEvent.objects.filter(action="notices.attachment_uploaded").exists()
+
+
+def test_preview_returns_messages_counters_and_preflight(cast_a, verified_client, audience):
+    client = verified_client(cast_a.pr_officer)
+    response = client.post(
+        reverse("notices:preview", args=[cast_a.department.code]),
+        compose_data(
+            audience,
+            kind="action_card",
+            button_1_title_en="Book",
+            button_1_title_zh="預約",
+            button_1_url="https://www.wsd.gov.hk/",
+        ),
+    )
+    assert response.status_code == 200
+    data = response.json()
+    assert data["languages"]["en"]["message"]["msgtype"] == "action_card"
+    assert data["languages"]["zh"]["message"]["action_card"]["btn_json_list"][0]["title"] == "預約"
+    assert data["languages"]["zh"]["bytes"] > 0
+    assert data["languages"]["en"]["byte_limit"] == 2048
+    assert data["errors"] == {}
+    assert data["preflight"]["recipients"] == 5
+    assert data["preflight"]["calls"] >= 1
+    assert data["preflight"]["sms_saving_hkd"] == pytest.approx(5 * 0.22)
+    assert data["required_approvals"] == 1
+
+
+def test_preview_reports_content_over_the_limit(cast_a, verified_client, audience):
+    client = verified_client(cast_a.pr_officer)
+    data = client.post(
+        reverse("notices:preview", args=[cast_a.department.code]),
+        compose_data(audience, kind="markdown", title_zh="長" * 70),
+    ).json()
+    assert "title_zh" in data["errors"]
+    assert data["languages"]["zh"]["title_chars"] == 70
+    assert data["languages"]["zh"]["title_limit"] == 64
+
+
+def test_template_picker_asks_for_placeholders_then_fills(cast_a, verified_client):
+    template = rainstorm_template(cast_a.department)
+    client = verified_client(cast_a.pr_officer)
+    url = reverse("notices:compose", args=[cast_a.department.code])
+    response = client.get(url, {"template": template.pk})
+    assert "value_issue_time" in response.context["values_form"].fields
+    response = client.get(url, {"template": template.pk, "value_issue_time": ""})
+    assert response.context["values_form"].errors
+    response = client.get(url, {"template": template.pk, "value_issue_time": "10:15"})
+    form = response.context["form"]
+    assert "10:15" in form.initial["body_en"]
+    assert form.initial["tier"] == "citywide"
+    assert form.initial["button_1_title_zh"] == "安全提示"
+
+
+def test_detail_shows_versions_and_history(cast_a, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    response = verified_client(cast_a.auditor).get(reverse("notices:detail", args=[notice.pk]))
+    assert response.status_code == 200
+    assert notice.version_hash in response.content.decode()
+    assert "notices.submitted" in response.content.decode()
+
+
+def test_other_department_cannot_see_a_notice(cast_a, cast_b, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    assert (
+        verified_client(cast_b.supervisor)
+        .get(reverse("notices:detail", args=[notice.pk]))
+        .status_code
+        == 404
+    )
+
+
+def test_submit_through_the_page_alerts_approvers(
+    cast_a, verified_client, audience, django_capture_on_commit_callbacks, mailoutbox
+):
+    notice = services.notice_create(
+        actor=cast_a.pr_officer, department=cast_a.department, **targeted_fields(audience)
+    )
+    client = verified_client(cast_a.pr_officer)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("notices:submit", args=[notice.pk]))
+    assert response.status_code == 302
+    notice.refresh_from_db()
+    assert notice.status == Status.SUBMITTED
+    # No DingTalk app is configured for the test department, so the alert falls back to e-mail.
+    assert {m for msg in mailoutbox for m in msg.to} == {
+        "wsd.supervisor@example.gov.hk",
+        "wsd.supervisor2@example.gov.hk",
+    }
+    assert AuditEvent.objects.filter(
+        action="notices.approvers_alerted", target_id=str(notice.pk)
+    ).exists()
+
+
+# --- the approval inbox --------------------------------------------------------------------
+
+
+def test_inbox_lists_what_waits_with_reach_and_tier(cast_a, cast_b, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    response = verified_client(cast_a.supervisor).get(reverse("notices:inbox"))
+    rows = response.context["rows"]
+    assert [r["notice"].pk for r in rows] == [notice.pk]
+    assert rows[0]["required"] == 1
+    assert f'id="inbox-{notice.pk}"' in response.content.decode()
+    assert verified_client(cast_b.supervisor).get(reverse("notices:inbox")).context["rows"] == []
+
+
+def test_inbox_approves_a_one_approver_notice(cast_a, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    response = verified_client(cast_a.supervisor).post(
+        reverse("notices:approve", args=[notice.pk]),
+        {"version_hash": notice.version_hash, "next": "inbox"},
+    )
+    assert response.status_code == 302
+    notice.refresh_from_db()
+    assert notice.status == Status.APPROVED
+
+
+def test_inbox_rejects_with_reason(cast_a, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    client = verified_client(cast_a.supervisor)
+    client.post(reverse("notices:reject", args=[notice.pk]), {"reason": ""})
+    notice.refresh_from_db()
+    assert notice.status == Status.SUBMITTED
+    client.post(reverse("notices:reject", args=[notice.pk]), {"reason": "Wrong date"})
+    notice.refresh_from_db()
+    assert notice.status == Status.DRAFT
+    assert notice.rejections.get().reason == "Wrong date"
+
+
+def test_page_attacks_are_refused_audited_and_change_nothing(cast_a, cast_b, verified_client):
+    add_recipients(cast_a.department, 4)
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **citywide_fields())
+    url = reverse("notices:approve", args=[notice.pk])
+    before = state(notice)
+
+    # The author (not a supervisor) posts an approval.
+    verified_client(cast_a.pr_officer).post(url, {"version_hash": notice.version_hash})
+    assert refused(notice, "not_approver") == 1
+    # A supervisor of another department: 404, and still on record.
+    assert (
+        verified_client(cast_b.supervisor)
+        .post(url, {"version_hash": notice.version_hash})
+        .status_code
+        == 404
+    )
+    assert refused(notice, "not_approver") == 2
+    # Two-approver notice without a fresh code.
+    supervisor = verified_client(cast_a.supervisor)
+    supervisor.post(url, {"version_hash": notice.version_hash, "reach_acknowledged": "on"})
+    assert refused(notice, "totp_required") == 1
+    # A stale version.
+    supervisor.post(
+        url, {"version_hash": "0" * 64, "totp_token": "123456", "reach_acknowledged": "on"}
+    )
+    assert refused(notice, "stale_version") == 1
+    assert state(notice) == before
+
+    # A real first approval, then the same supervisor again.
+    supervisor.post(
+        url,
+        {
+            "version_hash": notice.version_hash,
+            "totp_token": current_code(cast_a.supervisor),
+            "reach_acknowledged": "on",
+        },
+    )
+    assert services.approval_count(notice) == 1
+    middle = state(notice)
+    supervisor.post(
+        url,
+        {
+            "version_hash": notice.version_hash,
+            "totp_token": current_code(cast_a.supervisor),
+            "reach_acknowledged": "on",
+        },
+    )
+    assert refused(notice, "already_approved") == 1
+    assert state(notice) == middle
+
+
+# --- JSON endpoints ------------------------------------------------------------------------
+
+
+def post_json(client, url, payload):
+    return client.post(url, json.dumps(payload), content_type="application/json")
+
+
+def test_api_attacks_are_refused_audited_and_change_nothing(
+    cast_a, cast_b, verified_client, audience
+):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    url = reverse("notices:api-approve", args=[notice.pk])
+    before = state(notice)
+    response = post_json(
+        verified_client(cast_a.pr_officer), url, {"version_hash": notice.version_hash}
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_approver"
+    assert (
+        post_json(
+            verified_client(cast_b.supervisor), url, {"version_hash": notice.version_hash}
+        ).status_code
+        == 404
+    )
+    response = post_json(verified_client(cast_a.supervisor), url, {"version_hash": "stale"})
+    assert response.json()["code"] == "stale_version"
+    assert refused(notice, "not_approver") == 2
+    assert refused(notice, "stale_version") == 1
+    assert state(notice) == before
+
+    response = post_json(
+        verified_client(cast_a.supervisor), url, {"version_hash": notice.version_hash}
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "approved"
+
+
+def test_api_edit_then_stale_approval(cast_a, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    old = notice.version_hash
+    services.notice_update(actor=cast_a.pr_officer, notice=notice, changes={"body_en": "New time."})
+    services.notice_submit(actor=cast_a.pr_officer, notice=notice)
+    response = post_json(
+        verified_client(cast_a.supervisor),
+        reverse("notices:api-approve", args=[notice.pk]),
+        {"version_hash": old},
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "stale_version"
+    notice.refresh_from_db()
+    assert notice.status == Status.SUBMITTED
+
+
+def test_api_reject_needs_reason(cast_a, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    url = reverse("notices:api-reject", args=[notice.pk])
+    assert post_json(verified_client(cast_a.supervisor), url, {}).status_code == 400
+    assert post_json(verified_client(cast_a.pr_officer), url, {"reason": "x"}).status_code == 403
+    assert (
+        post_json(verified_client(cast_a.supervisor), url, {"reason": "No"}).json()["status"]
+        == "draft"
+    )
