@@ -59,6 +59,13 @@ ROLE_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "auth.view_user",
         "auth.change_user",
         "audit.view_auditevent",
+        "integrations.view_integration",
+        "integrations.view_trigger",
+        "integrations.view_cancellationrequest",
+        "integrations.view_warningmapping",
+        "integrations.add_warningmapping",
+        "integrations.change_warningmapping",
+        "integrations.delete_warningmapping",
     ),
 }
 

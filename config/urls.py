@@ -22,5 +22,6 @@ urlpatterns = [
     path("notices/", include("notices.urls")),
     path("delivery/", include("delivery.urls")),
     path("integrations/", include("integrations.urls")),
+    path("api/", include("integrations.api_urls")),
     path("", include("accounts.urls")),
 ]

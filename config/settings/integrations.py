@@ -1,5 +1,39 @@
-"""Integrations settings."""
+"""Integrations settings: signed webhooks, CAP 1.2 alerts and the Observatory warning feed."""
 
 from __future__ import annotations
 
-INTEGRATIONS_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+from config.env import env_int, env_str
+from config.settings.celery import Queues
+
+# The Observatory's open-data endpoint; `dataType=warnsum&lang=en|tc` are added per request.
+INTEGRATIONS_HKO_WARNSUM_URL = env_str(
+    "INTEGRATIONS_HKO_WARNSUM_URL",
+    "https://data.weather.gov.hk/weatherAPI/opendata/weather.php",
+)
+# How often beat polls the warning summary. HKO publishes no rate limit; 15 s is the floor we allow.
+INTEGRATIONS_HKO_POLL_SECONDS = max(15, env_int("INTEGRATIONS_HKO_POLL_SECONDS", 30))
+INTEGRATIONS_HKO_TIMEOUT_SECONDS = env_int("INTEGRATIONS_HKO_TIMEOUT_SECONDS", 5)
+# Entries last issued or updated longer ago than this are ignored (history, not news).
+INTEGRATIONS_HKO_MAX_AGE_SECONDS = env_int("INTEGRATIONS_HKO_MAX_AGE_SECONDS", 6 * 3600)
+
+# Signed requests: the signature covers "<timestamp>.<body>" and is valid this long either side.
+INTEGRATIONS_SIGNATURE_WINDOW_SECONDS = 300
+INTEGRATIONS_WEBHOOK_MAX_BYTES = env_int("INTEGRATIONS_WEBHOOK_MAX_BYTES", 16 * 1024)
+INTEGRATIONS_CAP_MAX_BYTES = env_int("INTEGRATIONS_CAP_MAX_BYTES", 256 * 1024)
+# A retiring secret keeps verifying for this long after a rotation, so callers can switch over.
+INTEGRATIONS_ROTATION_GRACE_SECONDS = env_int("INTEGRATIONS_ROTATION_GRACE_SECONDS", 24 * 3600)
+# Target from trigger to send, unless a department sets its own.
+INTEGRATIONS_DEFAULT_TARGET_SECONDS = 300
+
+INTEGRATIONS_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "integrations.poll_warnsum": {
+        "task": "integrations.poll_warnsum",
+        "schedule": float(INTEGRATIONS_HKO_POLL_SECONDS),
+        "options": {"queue": Queues.URGENT, "expires": float(INTEGRATIONS_HKO_POLL_SECONDS)},
+    },
+    "integrations.purge_nonces": {
+        "task": "integrations.purge_nonces",
+        "schedule": 3600.0,
+        "options": {"queue": Queues.DEFAULT},
+    },
+}

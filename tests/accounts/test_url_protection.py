@@ -20,6 +20,10 @@ PUBLIC = {
     "accounts:login",
     "set_language",
     "health",
+    # Machine endpoints, authenticated by HMAC signature (integrations.api_views).
+    "api:trigger",
+    "api:trigger-status",
+    "api:cap",
     "audiences:dingtalk-callback",
     "delivery:confirm",
 }
