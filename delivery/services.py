@@ -783,8 +783,8 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     - paused plans whose cause has cleared.
     """
     moment = now or _now()
-    stale = moment - timedelta(seconds=float(getattr(settings, "DELIVERY_CLAIM_STALE_S", 60)))
-    lost = moment - timedelta(seconds=float(getattr(settings, "DELIVERY_QUEUED_STALE_S", 30)))
+    stale = moment - timedelta(seconds=float(settings.DELIVERY_CLAIM_STALE_S))
+    lost = moment - timedelta(seconds=float(settings.DELIVERY_QUEUED_STALE_S))
     counts = {"planned": 0, "requeued": 0, "unknown": 0, "resent": 0, "resumed": 0, "finished": 0}
     from delivery.tasks import plan_notice_task
 

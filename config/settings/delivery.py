@@ -27,6 +27,10 @@ DELIVERY_LIMITS: dict[str, float] = {
 DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 5_000)
 # Where the public confirmation page is reached from a phone (absolute URL prefix).
 DELIVERY_PUBLIC_BASE_URL = env_str("DELIVERY_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.
+DELIVERY_CLAIM_STALE_S = 60.0
+# A batch still queued this long after creation lost its broker message: enqueue it again.
+DELIVERY_QUEUED_STALE_S = 30.0
 # Longest countdown a retry may use: far below the broker's visibility timeout (3600 s).
 DELIVERY_MAX_COUNTDOWN_S = 300
 
