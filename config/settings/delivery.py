@@ -24,7 +24,8 @@ DELIVERY_LIMITS: dict[str, float] = {
     "per_person_daily": 450,  # DingTalk: 500 notices a person a day
 }
 # Chunk of recipients snapshotted per transaction; the first batches go out after the first chunk.
-DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 5_000)
+DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 10_000)
+DELIVERY_SNAPSHOT_FIRST_CHUNK = env_int("DELIVERY_SNAPSHOT_FIRST_CHUNK", 500)
 # Where the public confirmation page is reached from a phone (absolute URL prefix).
 DELIVERY_PUBLIC_BASE_URL = env_str("DELIVERY_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.
