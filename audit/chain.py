@@ -80,6 +80,33 @@ def event_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(fields)).hexdigest()
 
 
+# Created by migration 0002 on PostgreSQL: takes the chain lock, then reads the head with a
+# fresh snapshot (each statement of a VOLATILE plpgsql function gets one), in one round trip.
+LOCKED_HEAD_FUNCTION_SQL = """
+CREATE OR REPLACE FUNCTION audit_locked_head(lock_key bigint)
+RETURNS TABLE(head_sequence bigint, head_hash varchar) LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(lock_key);
+    RETURN QUERY SELECT e.sequence, e.hash FROM audit_auditevent e ORDER BY e.sequence DESC LIMIT 1;
+END
+$$;
+"""
+
+
+def locked_head() -> tuple[int, str] | None:
+    """Take the chain lock and return the newest event's (sequence, hash), or None if there is none."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT head_sequence, head_hash FROM audit_locked_head(%s)", [CHAIN_LOCK_KEY]
+            )
+            row = cursor.fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+    from audit.models import AuditEvent
+
+    return AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
+
+
 def lock_chain() -> None:
     """Serialise appends until the current transaction ends, so the chain cannot fork.
 

@@ -71,10 +71,11 @@ def export_chunks(
     """The export file of `queryset` as a stream of bytes (CSV or JSON), in constant memory."""
     resource = AuditEventResource()
     rows = resource.export_rows(keyset_rows(queryset, page_rows=page_rows))
+    # The resource already passed every cell through neutralise_cell.
     if fmt == ExportFormat.CSV:
-        return csv_chunks(resource.headers(), rows)
+        return csv_chunks(resource.headers(), rows, neutralised=True)
     if fmt == ExportFormat.JSON:
-        return json_chunks(resource.headers(), rows)
+        return json_chunks(resource.headers(), rows, neutralised=True)
     raise ValueError(f"{fmt} cannot be streamed; XLSX is written to a file.")
 
 
@@ -204,11 +205,8 @@ def _write_file(
     if fmt == ExportFormat.XLSX:
         write_xlsx(path, resource.headers(), rows, title="Audit trail")
         return rows.count
-    chunks = (
-        csv_chunks(resource.headers(), rows)
-        if fmt == ExportFormat.CSV
-        else json_chunks(resource.headers(), rows)
-    )
+    writer = csv_chunks if fmt == ExportFormat.CSV else json_chunks
+    chunks = writer(resource.headers(), rows, neutralised=True)
     with path.open("wb") as out:
         for chunk in chunks:
             out.write(chunk)

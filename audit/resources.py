@@ -39,7 +39,11 @@ class _LocalTime(widgets.Widget):  # type: ignore[misc]
     def render(self, value: Any, obj: Any = None, **kwargs: Any) -> Any:
         if not isinstance(value, dt.datetime):
             return ""
-        return timezone.localtime(value).isoformat()
+        # The zone is looked up once per export, not once per row.
+        zone = self.__dict__.get("zone")
+        if zone is None:
+            zone = self.__dict__["zone"] = timezone.get_current_timezone()
+        return value.astimezone(zone).isoformat()
 
 
 class _JsonText(widgets.Widget):  # type: ignore[misc]
@@ -63,8 +67,20 @@ class _ActionLabel(widgets.Widget):  # type: ignore[misc]
         return action_label(value) if value else ""
 
 
+class _RowField(fields.Field):  # type: ignore[misc]
+    """Reads one key of an export row dictionary directly (the base class walks `a__b` paths)."""
+
+    def get_value(self, instance: Any) -> Any:
+        if isinstance(instance, dict):
+            return instance.get(self.attribute)
+        return super().get_value(instance)
+
+    def export(self, instance: Any, **kwargs: Any) -> Any:
+        return self.widget.render(self.get_value(instance))
+
+
 def _field(attribute: str, column: str, widget: widgets.Widget) -> fields.Field:
-    return fields.Field(attribute=attribute, column_name=column, widget=widget, readonly=True)
+    return _RowField(attribute=attribute, column_name=column, widget=widget, readonly=True)
 
 
 class AuditEventResource(resources.ModelResource):  # type: ignore[misc]

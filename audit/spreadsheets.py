@@ -20,6 +20,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 # What makes a spreadsheet treat a cell as a formula (or split it into one): = + - @, tab and
 # carriage return, and their full-width forms, which some locales convert on input.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_TRIGGER_SET = frozenset(FORMULA_TRIGGERS)
 
 # Excel's row limit is 1,048,576; a larger export continues on a new sheet.
 XLSX_ROWS_PER_SHEET = 1_000_000
@@ -28,7 +29,11 @@ XLSX_ROWS_PER_SHEET = 1_000_000
 def neutralise_cell(value: Any) -> Any:
     """Return `value` safe to open in a spreadsheet: text that could start a formula gets a
     leading apostrophe, so it is shown as text. Numbers, booleans and None pass unchanged."""
-    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_TRIGGERS):
+    # Checked on every cell of million-row exports, so the common case is one set lookup.
+    if value.__class__ is not str or not value:
+        return value
+    first = value[0]
+    if first in _TRIGGER_SET or (first == " " and value.lstrip(" ")[:1] in _TRIGGER_SET):
         return "'" + value
     return value
 
@@ -54,16 +59,23 @@ class _Line:
 
 
 def csv_chunks(
-    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, rows_per_chunk: int = 2000
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    rows_per_chunk: int = 2000,
+    neutralised: bool = False,
 ) -> Iterator[bytes]:
-    """RFC 4180 CSV in UTF-8 with a byte-order mark (so Excel reads Chinese correctly)."""
+    """RFC 4180 CSV in UTF-8 with a byte-order mark (so Excel reads Chinese correctly).
+
+    Pass neutralised=True only for rows that already went through neutralise_cell.
+    """
     line = _Line()
     writer = csv.writer(line, lineterminator="\r\n")
     writer.writerow(neutralise_row(headers))
     yield b"\xef\xbb\xbf" + line.take().encode()
     pending = 0
     for row in rows:
-        writer.writerow(neutralise_row(row))
+        writer.writerow(row if neutralised else neutralise_row(row))
         pending += 1
         if pending >= rows_per_chunk:
             yield line.take().encode()
@@ -74,14 +86,19 @@ def csv_chunks(
 
 
 def json_chunks(
-    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, rows_per_chunk: int = 2000
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    rows_per_chunk: int = 2000,
+    neutralised: bool = False,
 ) -> Iterator[bytes]:
     """A JSON array of objects keyed by the headers, written as it is read."""
     keys = list(headers)
     parts: list[str] = ["["]
     first = True
     for row in rows:
-        obj = json.dumps(dict(zip(keys, neutralise_row(row), strict=True)), ensure_ascii=False)
+        cells = row if neutralised else neutralise_row(row)
+        obj = json.dumps(dict(zip(keys, cells, strict=True)), ensure_ascii=False)
         parts.append(("\n" if first else ",\n") + obj)
         first = False
         if len(parts) >= rows_per_chunk:
