@@ -95,24 +95,19 @@ def _planning() -> Any:
 
 
 def calls_used_this_month(department: Department) -> int | None:
-    """Metered calls the department's app has used this month, from the delivery engine if it counts them."""
+    """Metered calls the department's app used this month (delivery's governor counts them).
+
+    None when the count is unavailable (governor store down, delivery not installed).
+    """
     try:
         quota = importlib.import_module("delivery.quota")
+        governor = importlib.import_module("delivery.governor")
     except ImportError:
         return None
-    for name in ("calls_used_this_month", "month_usage", "monthly_usage", "usage_this_month"):
-        func = getattr(quota, name, None)
-        if callable(func):
-            try:
-                value = func(department)
-            except TypeError:
-                value = func(department=department)
-            if isinstance(value, int):
-                return value
-            used = getattr(value, "used", None)
-            if isinstance(used, int):
-                return used
-    return None
+    try:
+        return int(quota.monthly_calls_used(department))
+    except governor.GovernorUnavailable:
+        return None
 
 
 def _own_estimate(*, tier: str, recipients: int, languages: int, tracked: bool) -> dict[str, Any]:
@@ -153,7 +148,8 @@ def preflight(
     monthly = MONTHLY_CALLS.get(department.dingtalk_edition, MONTHLY_CALLS[Edition.STANDARD])
     used = calls_used_this_month(department)
     calls_left = None if used is None else max(0, monthly - used)
-    tracked = tier != Tier.CITYWIDE or requires_confirmation
+    # The same choices delivery.services makes when it plans the send.
+    tracked = tier != Tier.CITYWIDE
     planning = _planning()
     if planning is not None:
         figures = planning.estimate(
@@ -161,13 +157,17 @@ def preflight(
             recipients=reach.count,
             languages=max(1, languages),
             tracked=tracked,
-            org_wide_possible=tier == Tier.CITYWIDE,
+            org_wide_possible=tier == Tier.CITYWIDE and not requires_confirmation,
+            personal_links=requires_confirmation,
             calls_left=calls_left,
         ).as_dict()
         source = "delivery.planning"
     else:
         figures = _own_estimate(
-            tier=tier, recipients=reach.count, languages=max(1, languages), tracked=tracked
+            tier=tier,
+            recipients=reach.count,
+            languages=max(1, languages),
+            tracked=tracked or requires_confirmation,
         )
         source = "notices.preflight"
     eta_s = float(figures["eta_s"])

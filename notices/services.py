@@ -329,7 +329,7 @@ def _require(actor: Actor, codename: str, department: Department, *, system_ok: 
 
 def _lock(notice: Notice) -> Notice:
     return (
-        Notice.objects.select_for_update()
+        Notice.objects.select_for_update(no_key=True, of=("self",))
         .select_related("department", "attachment")
         .get(pk=notice.pk)
     )
