@@ -50,6 +50,7 @@ from notices.models import CANCELLABLE_STATUSES, Notice, NoticeTemplate, Source,
 
 MAX_VALUES = 40
 MAX_VALUE_CHARS = 4000
+WARNING_CODE = re.compile(r"^[A-Z0-9]{2,16}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,200}$")
 # Notices in these states have reached people: a CAP Cancel asks a supervisor to recall them.
 RECALLABLE_STATUSES = frozenset(
@@ -283,6 +284,51 @@ def warning_mapping_save(
 
 
 @transaction.atomic
+def warning_mappings_seed(
+    *, actor: AbstractBaseUser | None, department: Department
+) -> list[WarningMapping]:
+    """Map each active template whose trigger code is a warning code (WRAINA, TC8NE, ...) to it.
+
+    A template with trigger code "<STATEMENT>-CANCEL" (e.g. WRAIN-CANCEL) becomes the
+    cancellation notice of every mapping of that statement. Existing mappings are kept as they
+    are (an administrator may have changed them). Permission: administer_department.
+    Audit: integrations.mapping_changed per mapping created.
+    """
+    _require_admin(actor, department)
+    templates = list(
+        NoticeTemplate.objects.filter(department=department, is_active=True)
+        .exclude(trigger_code="")
+        .order_by("trigger_code")
+    )
+    cancels = {
+        t.trigger_code.removesuffix("-CANCEL"): t
+        for t in templates
+        if t.trigger_code.endswith("-CANCEL")
+    }
+    created = []
+    for template in templates:
+        code = template.trigger_code.strip().upper()
+        if code.endswith("-CANCEL") or not WARNING_CODE.fullmatch(code):
+            continue
+        if WarningMapping.objects.filter(department=department, code_pattern=code).exists():
+            continue
+        statement = next((s for s in cancels if code.startswith(s)), None)
+        created.append(
+            warning_mapping_save(
+                actor=actor,
+                mapping=WarningMapping(
+                    department=department,
+                    code_pattern=code,
+                    template=template,
+                    cancel_template=cancels.get(statement) if statement else None,
+                    tier=template.tier,
+                ),
+            )
+        )
+    return created
+
+
+@transaction.atomic
 def warning_mapping_delete(*, actor: AbstractBaseUser | None, mapping: WarningMapping) -> None:
     """Delete a mapping (audited before the delete). Permission: administer_department."""
     _require_admin(actor, mapping.department)
@@ -469,10 +515,18 @@ def _guarded(
     integration: Integration | None = None
     try:
         integration = _authenticate(request, now)
-        with transaction.atomic():
-            _claim_signature(integration, request, now)
-            result: TriggerResult = work(integration, now)
-            _mark_used(integration, now)
+        try:
+            with transaction.atomic():
+                _claim_signature(integration, request, now)
+                result: TriggerResult = work(integration, now)
+                _mark_used(integration, now)
+        except IntegrityError:
+            # A concurrent request with the same key won the trigger's unique constraint.
+            raise TriggerRefused(
+                409,
+                "in_progress",
+                "The same trigger is being prepared by another request; retry to get its result.",
+            ) from None
         return result
     except TriggerRefused as refusal:
         named = integration or refusal.integration
@@ -668,16 +722,7 @@ def webhook_receive(*, request: SignedRequest, idempotency_key: str) -> TriggerR
         _accepted(trigger, integration, {})
         return TriggerResult(trigger=trigger)
 
-    try:
-        return _guarded(request, work)
-    except IntegrityError:
-        # A concurrent request with the same key won the unique constraint: answer as a repeat.
-        existing = Trigger.objects.filter(
-            integration__slug=request.slug, source=TriggerSource.WEBHOOK, key=idempotency_key
-        ).first()
-        if existing is None:
-            raise
-        return TriggerResult(trigger=existing, repeated=True)
+    return _guarded(request, work)
 
 
 def trigger_status_read(*, request: SignedRequest, public_id: str) -> Trigger:

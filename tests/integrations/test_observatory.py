@@ -225,3 +225,25 @@ def test_the_last_tropical_cyclone_signal_lowered_reads_as_a_cancel():
     (state,) = parse_warnsum(english, {})
     assert (state.code, state.action, state.statement) == ("WTCSGNL", "CANCEL", "WTCSGNL")
     assert WarningMapping(code_pattern="WTCSGNL").matches(state.code, state.statement)
+
+
+@pytest.mark.django_db
+def test_the_seed_maps_the_rainstorm_templates_once_and_keeps_edits(cast_a, templates_a):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("seed_warning_mappings", "WSD", stdout=out)
+    assert "WRAINA, WRAINB, WRAINR" in out.getvalue()
+    mappings = {
+        m.code_pattern: m for m in WarningMapping.objects.filter(department=cast_a.department)
+    }
+    assert set(mappings) == {"WRAINA", "WRAINR", "WRAINB"}
+    assert mappings["WRAINB"].template.code == "rainstorm-black"
+    assert mappings["WRAINB"].cancel_template.code == "rainstorm-cancelled"
+    mappings["WRAINB"].active = False
+    services.warning_mapping_save(actor=cast_a.system_admin, mapping=mappings["WRAINB"])
+    call_command("seed_warning_mappings", stdout=StringIO())
+    assert WarningMapping.objects.count() == 3
+    assert not WarningMapping.objects.get(code_pattern="WRAINB").active
