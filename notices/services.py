@@ -338,7 +338,6 @@ def _lock(notice: Notice) -> Notice:
 # --- compose -------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def notice_create(
     *,
     actor: Actor,
@@ -351,8 +350,42 @@ def notice_create(
 ) -> Notice:
     """A draft notice (version 1). Permission: COMPOSE_NOTICE (actor=None: integrations).
 
-    Audit: notices.created. Raises NoticeInvalid (field errors) and saves nothing when invalid.
+    Audit: notices.created (a refused permission: notices.refused on the department). Raises
+    NoticeInvalid (field errors) and saves nothing when invalid.
     """
+    try:
+        return _notice_create(
+            actor=actor,
+            department=department,
+            source=source,
+            template=template,
+            triggered_at=triggered_at,
+            external_ref=external_ref,
+            **fields,
+        )
+    except PermissionDenied as exc:
+        with transaction.atomic():
+            audit_record(
+                actor=actor,
+                action=Action.REFUSED,
+                target=department,
+                department=department,
+                data={"operation": "create", "code": "permission_denied", "reason": str(exc)},
+            )
+        raise
+
+
+@transaction.atomic
+def _notice_create(
+    *,
+    actor: Actor,
+    department: Department,
+    source: str = Source.MANUAL,
+    template: NoticeTemplate | None = None,
+    triggered_at: datetime | None = None,
+    external_ref: str = "",
+    **fields: Any,
+) -> Notice:
     _require(actor, perms.COMPOSE_NOTICE, department, system_ok=True)
     notice = Notice(
         department=department,
@@ -456,6 +489,15 @@ def notice_submit(*, actor: Actor, notice: Notice) -> Notice:
             )
         segments = list(locked.segments.all())
         _validate(locked, segments)
+        if compute_version_hash(locked) != locked.version_hash:
+            # A segment was redefined since this version was saved: what is submitted is a
+            # new version, so nothing approved earlier can carry over to it.
+            previous = locked.version
+            locked.version = previous + 1
+            locked.save(update_fields=["version", "updated_at"])
+            _record_version(locked, actor)
+            _void_approvals(locked)
+            _carry_contributions(locked, previous)
         reach = audience_count(locked.department, locked.tier, segments, fresh=True).count
         if reach == 0:
             raise NoticeInvalid({"segments": ["The audience is empty: nobody would receive it."]})
@@ -534,6 +576,11 @@ def _check_approver(actor: Actor, notice: Notice, version_hash: str, *, operatio
         raise ApprovalRefused(
             "The notice changed since you looked at it: review the current version.",
             code="stale_version",
+        )
+    if operation == "approve" and compute_version_hash(notice) != notice.version_hash:
+        raise ApprovalRefused(
+            "The audience segments changed after submission: the notice must be submitted again.",
+            code="audience_changed",
         )
     if operation == "approve":
         roles = set(
@@ -997,27 +1044,55 @@ def notice_save(
 ) -> Notice:
     """Create or edit a notice from the compose page, storing a new attachment with it.
 
-    One transaction: a notice that fails validation leaves no attachment row behind.
+    One transaction: a notice that fails validation leaves no attachment row behind. A
+    refusal is audited after that transaction has rolled back.
     """
-    with transaction.atomic():
-        if upload is not None:
-            fields = {
-                **fields,
-                "attachment": attachment_upload(
-                    actor=actor,
-                    department=department,
-                    media_type=str(fields.get("kind", "")),
-                    upload=upload,
-                    duration_s=duration_s,
-                ),
-            }
-        elif notice is not None and "attachment" not in fields:
-            fields = {**fields, "attachment": notice.attachment}
-        if fields.get("kind") not in (MessageKind.IMAGE, MessageKind.FILE, MessageKind.VOICE):
-            fields = {**fields, "attachment": None}
+    fields = dict(fields)
+    if notice is not None and upload is None and "attachment" not in fields:
+        fields["attachment"] = notice.attachment
+    if fields.get("kind") not in (MessageKind.IMAGE, MessageKind.FILE, MessageKind.VOICE):
+        fields["attachment"] = None
+        upload = None
+    if upload is None:
         if notice is None:
             return notice_create(actor=actor, department=department, **fields)
         return notice_update(actor=actor, notice=notice, changes=fields)
+    try:
+        with transaction.atomic():
+            fields["attachment"] = attachment_upload(
+                actor=actor,
+                department=department,
+                media_type=str(fields.get("kind", "")),
+                upload=upload,
+                duration_s=duration_s,
+            )
+            if notice is None:
+                return _notice_create(actor=actor, department=department, **fields)
+            return notice_update(actor=actor, notice=notice, changes=fields)
+    except (PermissionDenied, ApplicationError) as exc:
+        if isinstance(exc, NoticeInvalid):
+            raise
+        message = str(getattr(exc, "message", None) or exc)
+        code = str(getattr(exc, "code", None) or "permission_denied")
+        if notice is not None:
+            _audit_refusal(
+                actor=actor,
+                notice=notice,
+                operation="update",
+                code=code,
+                message=message,
+                action=Action.REFUSED,
+            )
+        else:
+            with transaction.atomic():
+                audit_record(
+                    actor=actor,
+                    action=Action.REFUSED,
+                    target=department,
+                    department=department,
+                    data={"operation": "create", "code": code, "reason": message},
+                )
+        raise
 
 
 def notice_get_for_decision(*, actor: Actor, pk: int, operation: str) -> Notice:

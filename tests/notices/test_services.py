@@ -476,3 +476,95 @@ def test_seeded_templates_are_valid(cast_a):
             **{k: v for k, v in fields.items() if k in nc.Content.__dataclass_fields__}
         )
         assert nc.validate_content(content) == {}, template.code
+
+
+def test_refused_create_is_audited(cast_a, audience):
+    with pytest.raises(PermissionDenied):
+        services.notice_create(
+            actor=cast_a.auditor, department=cast_a.department, **targeted_fields(audience)
+        )
+    event = AuditEvent.objects.get(action="notices.refused")
+    assert event.data["operation"] == "create"
+    assert event.actor == cast_a.auditor
+
+
+def _touch(segment, **changes):
+    for name, value in changes.items():
+        setattr(segment, name, value)
+    segment.save()
+
+
+def test_audience_redefined_after_submission_cannot_be_approved(cast_a, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    _touch(audience, function_tags=["frontline"])
+    before = snapshot(notice)
+    with audit_context(VERIFIED), pytest.raises(PermissionDenied):
+        services.notice_approve(
+            actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
+        )
+    assert snapshot(notice) == before
+    assert refusals(notice, "audience_changed").count() == 1
+
+
+def test_submit_after_audience_change_makes_a_new_version(cast_a, audience):
+    notice = services.notice_create(
+        actor=cast_a.pr_officer, department=cast_a.department, **targeted_fields(audience)
+    )
+    first_hash = notice.version_hash
+    _touch(audience, description="Everyone we know")
+    notice = services.notice_submit(actor=cast_a.pr_officer, notice=notice)
+    assert notice.version == 2
+    assert notice.version_hash != first_hash
+    assert notice.version_hash == services.compute_version_hash(notice)
+    assert NoticeContribution.objects.filter(
+        notice=notice, version=2, user=cast_a.pr_officer, kind=ContributionKind.WROTE
+    ).exists()
+
+
+def test_attachments_are_checked_for_type_and_size(cast_a, audience, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    with pytest.raises(services.NoticeInvalid) as caught:
+        services.attachment_upload(
+            actor=cast_a.pr_officer,
+            department=cast_a.department,
+            media_type="image",
+            upload=SimpleUploadedFile("notice.pdf", b"%PDF-1.4"),
+        )
+    assert "attachment" in caught.value.errors
+    settings.NOTICES_MAX_ATTACHMENT_BYTES = 1000
+    with pytest.raises(services.NoticeInvalid):
+        services.attachment_upload(
+            actor=cast_a.pr_officer,
+            department=cast_a.department,
+            media_type="image",
+            upload=SimpleUploadedFile("map.png", b"\x89PNG" + b"0" * 2000),
+        )
+    with pytest.raises(services.NoticeInvalid):
+        services.attachment_upload(
+            actor=cast_a.pr_officer,
+            department=cast_a.department,
+            media_type="voice",
+            upload=SimpleUploadedFile("call.mp3", b"ID3" + b"0" * 100),
+        )
+    image = services.attachment_upload(
+        actor=cast_a.pr_officer,
+        department=cast_a.department,
+        media_type="image",
+        upload=SimpleUploadedFile("map.png", b"\x89PNG" + b"0" * 100),
+    )
+    assert len(image.sha256) == 64
+    # An image attached to a file message is refused next to the field.
+    with pytest.raises(services.NoticeInvalid) as caught:
+        services.notice_create(
+            actor=cast_a.pr_officer,
+            department=cast_a.department,
+            **targeted_fields(audience, kind="file", attachment=image),
+        )
+    assert "attachment" in caught.value.errors
+    notice = services.notice_create(
+        actor=cast_a.pr_officer,
+        department=cast_a.department,
+        **targeted_fields(audience, kind="image", attachment=image),
+    )
+    assert services.notice_snapshot(notice)["attachment"]["sha256"] == image.sha256

@@ -378,3 +378,135 @@ def test_api_reject_needs_reason(cast_a, verified_client, audience):
         post_json(verified_client(cast_a.supervisor), url, {"reason": "No"}).json()["status"]
         == "draft"
     )
+
+
+def _dual_role(cast):
+    from accounts.models import Membership, Role
+    from accounts.permissions import grant_role_permissions
+
+    Membership.objects.create(
+        user=cast.supervisor2, department=cast.department, role=Role.PR_OFFICER
+    )
+    grant_role_permissions(cast.supervisor2, Role.PR_OFFICER, cast.department)
+    return cast.supervisor2
+
+
+@pytest.mark.parametrize("role", ["wrote", "edited", "submitted"])
+def test_inbox_refuses_contributors(cast_a, verified_client, audience, role):
+    dual = _dual_role(cast_a)
+    author = dual if role == "wrote" else cast_a.pr_officer
+    notice = services.notice_create(
+        actor=author, department=cast_a.department, **targeted_fields(audience)
+    )
+    if role == "edited":
+        # Edited through the edit page, as a person would.
+        client = verified_client(dual)
+        response = client.post(
+            reverse("notices:edit", args=[notice.pk]),
+            compose_data(audience, body_en="Edited text."),
+        )
+        assert response.status_code == 302
+        notice.refresh_from_db()
+        assert notice.version == 2
+    notice = services.notice_submit(
+        actor=dual if role == "submitted" else cast_a.pr_officer, notice=notice
+    )
+    client = verified_client(dual)
+    assert [r["notice"].pk for r in client.get(reverse("notices:inbox")).context["rows"]] == [
+        notice.pk
+    ]
+    before = state(notice)
+    client.post(
+        reverse("notices:approve", args=[notice.pk]),
+        {"version_hash": notice.version_hash, "next": "inbox"},
+    )
+    assert state(notice) == before
+    assert refused(notice, "own_work") == 1
+
+
+def test_editing_on_the_compose_page_voids_approvals(cast_a, verified_client):
+    add_recipients(cast_a.department, 4)
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **citywide_fields())
+    old_hash = notice.version_hash
+    services.notice_approve(
+        actor=cast_a.supervisor,
+        notice=notice,
+        version_hash=old_hash,
+        totp_token=current_code(cast_a.supervisor),
+        reach_acknowledged=True,
+    )
+    officer = verified_client(cast_a.pr_officer)
+    response = officer.post(
+        reverse("notices:edit", args=[notice.pk]),
+        compose_data(
+            None,
+            tier="citywide",
+            kind="action_card",
+            body_en="Heavier rain now.",
+            button_1_title_en="Advice",
+            button_1_title_zh="提示",
+            button_1_url="https://www.hko.gov.hk/",
+            status="approved",  # not a form field: ignored
+        ),
+    )
+    assert response.status_code == 302
+    notice.refresh_from_db()
+    assert notice.status == Status.DRAFT
+    assert notice.version == 2
+    assert not Approval.objects.filter(notice=notice, voided_at__isnull=True).exists()
+    officer.post(reverse("notices:submit", args=[notice.pk]))
+    verified_client(cast_a.supervisor2).post(
+        reverse("notices:approve", args=[notice.pk]),
+        {
+            "version_hash": old_hash,
+            "totp_token": current_code(cast_a.supervisor2),
+            "reach_acknowledged": "on",
+        },
+    )
+    assert refused(notice, "stale_version") == 1
+    notice.refresh_from_db()
+    assert notice.status == Status.SUBMITTED
+    assert services.approval_count(notice) == 0
+
+
+def test_compose_page_cannot_edit_an_approved_notice(cast_a, verified_client, audience):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    verified_client(cast_a.supervisor).post(
+        reverse("notices:approve", args=[notice.pk]), {"version_hash": notice.version_hash}
+    )
+    response = verified_client(cast_a.pr_officer).post(
+        reverse("notices:edit", args=[notice.pk]), compose_data(audience, body_en="Sneaky change.")
+    )
+    assert response.status_code == 200
+    assert "can no longer be edited" in str(response.context["form"].non_field_errors())
+    notice.refresh_from_db()
+    assert notice.status == Status.APPROVED
+    assert notice.body_en != "Sneaky change."
+    event = AuditEvent.objects.get(action="notices.refused", target_id=str(notice.pk))
+    assert event.data["code"] == "not_editable"
+    assert event.data["version_hash"] == notice.version_hash
+
+
+def test_compose_with_an_image_and_nothing_half_saved_on_error(
+    cast_a, verified_client, audience, tmp_path, settings
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from notices.models import Attachment
+
+    settings.MEDIA_ROOT = tmp_path
+    client = verified_client(cast_a.pr_officer)
+    url = reverse("notices:compose", args=[cast_a.department.code])
+    bad = compose_data(audience, kind="image", send_at="2020-01-01T10:00")
+    bad["upload"] = SimpleUploadedFile("map.png", b"\x89PNG" + b"0" * 64, content_type="image/png")
+    response = client.post(url, bad)
+    assert response.status_code == 200
+    assert "send_at" in response.context["form"].errors
+    assert not Attachment.objects.exists()
+    assert not Notice.objects.exists()
+    good = compose_data(audience, kind="image")
+    good["upload"] = SimpleUploadedFile("map.png", b"\x89PNG" + b"0" * 64, content_type="image/png")
+    assert client.post(url, good).status_code == 302
+    notice = Notice.objects.get()
+    assert notice.attachment.media_type == "image"
+    assert notice.attachment.size == 68
