@@ -315,3 +315,25 @@ def test_nothing_is_sent_without_approval(client, caller, django_capture_on_comm
 def test_an_unknown_segment_is_refused(client, caller):
     payload = {**OUTAGE, "segments": ["Nobody at all"]}
     _assert_refused(_post(client, caller, payload), 422, "unknown_segment")
+
+
+@pytest.mark.django_db
+def test_old_signatures_and_windows_are_purged_and_the_purge_runs_twice_safely(client, caller):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from integrations.models import RateWindow, SeenSignature
+    from integrations.tasks import purge_nonces_task
+
+    assert _post(client, caller).status_code == 201
+    assert SeenSignature.objects.count() == 1
+    assert RateWindow.objects.count() == 1
+    assert purge_nonces_task.delay().get() == 0  # still inside the window: kept
+    old = timezone.now() - dt.timedelta(minutes=11)
+    SeenSignature.objects.update(seen_at=old)
+    RateWindow.objects.update(window_start=old)
+    assert purge_nonces_task.delay().get() == 1
+    assert purge_nonces_task.delay().get() == 0
+    assert not SeenSignature.objects.exists()
+    assert not RateWindow.objects.exists()
