@@ -849,7 +849,10 @@ def cap_receive(*, request: SignedRequest) -> TriggerResult:
     """A signed CAP 1.2 alert prepares a bilingual notice; a Cancel cancels or asks for a recall.
 
     Only Actual, Public alerts act. One info per language (en-*, zh-*) becomes the English and
-    Chinese values of the integration's CAP template; areas naming districts are listed.
+    Chinese values of the integration's CAP template; areas naming districts are listed. Values
+    a CAP template may use: headline_en/_zh, description_en/_zh, instruction_en/_zh,
+    event_en/_zh, sender_name_en/_zh, areas_en/_zh, message_en/_zh (description, instruction
+    and areas together), severity, urgency, expires, sent, districts, cap_identifier, cap_sender.
     Idempotent on the alert's sender and identifier. Audit as for webhooks, plus
     integrations.cancellation_requested for each notice a Cancel touches.
     """
