@@ -23,6 +23,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts import permissions as perms
+from audit import receipts
 from audit.actions import AuditOwnAction
 from audit.context import AuditContext, audit_context, current_context
 from audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
@@ -151,14 +152,16 @@ def export_start(*, actor: User, filters: EventFilters, fmt: str) -> ExportStart
 
 
 @transaction.atomic
-def _export_enqueue(*, actor: User, filters: EventFilters, fmt: str, head: int) -> AuditExport:
+def _export_enqueue(
+    *, actor: User, filters: EventFilters | dict[str, Any], fmt: str, head: int
+) -> AuditExport:
     from audit.tasks import export_events_task
 
     export = AuditExport.objects.create(
         requested_by=actor,
         request_id=current_context().request_id,
         format=fmt,
-        filters=filters.as_dict(),
+        filters=filters.as_dict() if isinstance(filters, EventFilters) else filters,
         head_sequence=head,
     )
     export_id = str(export.pk)
@@ -234,6 +237,8 @@ def export_run(*, export_id: str) -> AuditExport | None:
     if not _claim(export_id):
         return None
     export = AuditExport.objects.select_related("requested_by").get(pk=export_id)
+    if export.filters.get(receipts.REPORT_KEY) == receipts.REPORT_RECEIPTS:
+        return _receipts_run(export)
     actor = export.requested_by
     try:
         if not perms.departments_with_perm(actor, perms.EXPORT_AUDIT).exists():
@@ -273,6 +278,140 @@ def export_run(*, export_id: str) -> AuditExport | None:
                 "export_id": export_id,
                 "head_sequence": export.head_sequence,
             },
+        )
+    export.refresh_from_db()
+    return export
+
+
+# --- the per-notice receipt report ------------------------------------------------------------
+
+
+def receipts_file_name(notice_id: int, fmt: str, when: Any = None) -> str:
+    stamp = timezone.localtime(when).strftime("%Y%m%d-%H%M%S")
+    return f"notice-{notice_id}-receipts-{stamp}.{fmt}"
+
+
+def receipts_export_start(
+    *, actor: User, notice_id: int, filters: receipts.ReceiptFilters, fmt: str
+) -> ExportStart:
+    """Start an export of one notice's receipt report.
+
+    Permission: EXPORT_AUDIT in the notice's department (Http404 otherwise, as for the page).
+    Audit: audit.exported (report, notice, filters, format, rows) before a streamed export's
+    first byte, or when a background export's file is complete. Side effect: enqueues
+    audit.export_events for XLSX and for reports above AUDIT_EXPORT_SYNC_MAX_ROWS.
+    """
+    if fmt not in ExportFormat.values:
+        raise ApplicationError(f"Unknown export format {fmt!r}.", field="format")
+    notice = receipts.notice_get_for_auditor(
+        user=actor, notice_id=notice_id, perm=perms.EXPORT_AUDIT
+    )
+    queryset = receipts.receipts_filter(notice, filters)
+    name = receipts_file_name(notice.pk, fmt)
+    content_type = CONTENT_TYPES[ExportFormat(fmt)]
+    if fmt != ExportFormat.XLSX:
+        rows = queryset[: sync_max_rows() + 1].count()
+        if rows <= sync_max_rows():
+            contacts = receipts.may_see_contacts(actor, notice)
+            _record_receipts_export(
+                actor, notice, filters.as_dict(), fmt, rows, mode="streamed", contacts=contacts
+            )
+            stream = receipts.receipt_rows(queryset, contacts=contacts)
+            writer = csv_chunks if fmt == ExportFormat.CSV else json_chunks
+            return ExportStart(
+                file_name=name, content_type=content_type, chunks=writer(receipts.HEADERS, stream)
+            )
+    head, _ = chain_head()
+    job_filters: dict[str, Any] = {
+        receipts.REPORT_KEY: receipts.REPORT_RECEIPTS,
+        "notice": notice.pk,
+        **filters.as_dict(),
+    }
+    export = _export_enqueue(actor=actor, filters=job_filters, fmt=fmt, head=head)
+    return ExportStart(file_name=name, content_type=content_type, background=export)
+
+
+def _record_receipts_export(
+    actor: User,
+    notice: Any,
+    filters: dict[str, str],
+    fmt: str,
+    rows: int,
+    *,
+    mode: str,
+    contacts: bool,
+    export_id: str = "",
+) -> None:
+    data: dict[str, Any] = {
+        "report": receipts.REPORT_RECEIPTS,
+        "notice": notice.pk,
+        "format": fmt,
+        "filters": filters,
+        "rows": rows,
+        "mode": mode,
+        "full_mobiles": contacts,
+    }
+    if export_id:
+        data["export_id"] = export_id
+    audit_record(
+        actor=actor,
+        action=AuditOwnAction.EXPORTED,
+        target=notice,
+        department=notice.department,
+        data=data,
+    )
+
+
+def _receipts_run(export: AuditExport) -> AuditExport:
+    """The background half of receipts_export_start (the export is already claimed)."""
+    export_id = str(export.pk)
+    actor = export.requested_by
+    filters = receipts.ReceiptFilters.from_dict(export.filters)
+    try:
+        # Checked again now: a report queued by someone who has since lost the role is not written.
+        notice = receipts.notice_get_for_auditor(
+            user=actor, notice_id=int(export.filters["notice"]), perm=perms.EXPORT_AUDIT
+        )
+        contacts = receipts.may_see_contacts(actor, notice)
+        queryset = receipts.receipts_filter(notice, filters)
+        AuditExport.objects.filter(pk=export_id).update(total_rows=queryset.count())
+        rows = _RowCounter(
+            _counted(receipts.receipt_rows(queryset, contacts=contacts), _progress(export_id))
+        )
+        with tempfile.TemporaryDirectory(prefix="audit-export-") as tmp:
+            path = Path(tmp) / receipts_file_name(notice.pk, export.format, export.requested_at)
+            if export.format == ExportFormat.XLSX:
+                write_xlsx(path, receipts.HEADERS, rows, title="Receipts")
+            else:
+                writer = csv_chunks if export.format == ExportFormat.CSV else json_chunks
+                with path.open("wb") as out:
+                    for chunk in writer(receipts.HEADERS, rows):
+                        out.write(chunk)
+            with path.open("rb") as handle:
+                export.file.save(path.name, File(handle), save=False)
+    except Exception as exc:
+        AuditExport.objects.filter(pk=export_id).update(
+            status=ExportStatus.FAILED, error=str(exc)[:1000], finished_at=timezone.now()
+        )
+        logger.exception("Receipt report export %s failed", export_id)
+        raise
+    with transaction.atomic(), audit_context(AuditContext(request_id=export.request_id)):
+        AuditExport.objects.filter(pk=export_id).update(
+            status=ExportStatus.DONE,
+            file=export.file.name,
+            rows_written=rows.count,
+            total_rows=rows.count,
+            finished_at=timezone.now(),
+        )
+        _record_receipts_export(
+            actor,
+            notice,
+            filters.as_dict(),
+            export.format,
+            rows.count,
+            mode="background",
+            contacts=contacts,
+            export_id=export_id,
         )
     export.refresh_from_db()
     return export

@@ -1,0 +1,188 @@
+"""The per-notice receipt report: who was targeted, their state, first read and confirmation.
+
+For auditors (VIEW_AUDIT to read, EXPORT_AUDIT to export, in the notice's department);
+anyone else gets 404 for the notice, as for any other department's object. Names and
+DingTalk user ids are shown; full mobile numbers only to holders of VIEW_CONTACT_DETAILS in
+that department (everyone else sees the masked form). Exports use the trail's own machinery:
+streamed CSV/JSON when small, a background `audit.export_events` task for XLSX and large
+reports, every cell neutralised, each export recorded as `audit.exported`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from accounts import permissions as perms
+from audiences.models import mask_mobile
+from delivery.models import Delivery, DeliveryPlan, DeliveryState
+from notices.models import Notice
+
+Reader = AbstractBaseUser | AnonymousUser
+
+# Marks an AuditExport's filters as a receipt report rather than a slice of the trail.
+REPORT_KEY = "report"
+REPORT_RECEIPTS = "receipts"
+PAGE_ROWS = 5000
+
+CONFIRMED_CHOICES = ("yes", "no")
+
+HEADERS = [
+    "delivery_id",
+    "dingtalk_user_id",
+    "name",
+    "mobile",
+    "state",
+    "state_name",
+    "accepted_at",
+    "first_read_at",
+    "confirmed_at",
+    "reminders_sent",
+]
+
+_STATE_NAMES = {value: str(label) for value, label in DeliveryState.choices}
+
+
+@dataclass(frozen=True)
+class ReceiptFilters:
+    """Cleaned filters of one notice's report, JSON-safe for the export task and the event."""
+
+    state: str = ""  # a DeliveryState value
+    confirmed: str = ""  # "yes", "no" or "" for either
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReceiptFilters:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: str(v) for k, v in data.items() if k in names})
+
+
+def notice_get_for_auditor(*, user: Reader, notice_id: int, perm: str = perms.VIEW_AUDIT) -> Notice:
+    """The notice, if `user` holds `perm` (or EXPORT_AUDIT) in its department; Http404 otherwise."""
+    codes = {perm, perms.EXPORT_AUDIT} if perm == perms.VIEW_AUDIT else {perm}
+    department_ids: set[int] = set()
+    for codename in codes:
+        department_ids.update(
+            perms.departments_with_perm(user, codename).values_list("pk", flat=True)
+        )
+    notice = (
+        Notice.objects.select_related("department")
+        .filter(pk=notice_id, department_id__in=department_ids)
+        .first()
+    )
+    if notice is None:
+        raise Http404("No such notice.")
+    return notice
+
+
+def notice_plan(notice: Notice) -> DeliveryPlan | None:
+    return DeliveryPlan.objects.filter(notice=notice).first()
+
+
+def receipts_filter(notice: Notice, filters: ReceiptFilters) -> QuerySet[Delivery]:
+    queryset = Delivery.objects.filter(plan__notice=notice)
+    if filters.state:
+        queryset = queryset.filter(state=filters.state)
+    if filters.confirmed == "yes":
+        queryset = queryset.filter(confirmed_at__isnull=False)
+    elif filters.confirmed == "no":
+        queryset = queryset.filter(confirmed_at__isnull=True)
+    return queryset
+
+
+def state_counts(notice: Notice) -> list[tuple[str, str, int]]:
+    """(state, its name, how many) for every state the notice's deliveries are in."""
+    rows = (
+        Delivery.objects.filter(plan__notice=notice)
+        .values("state")
+        .annotate(n=Count("pk"))
+        .order_by("state")
+    )
+    return [(r["state"], _STATE_NAMES.get(r["state"], r["state"]), r["n"]) for r in rows]
+
+
+def confirmed_count(notice: Notice) -> int:
+    return Delivery.objects.filter(plan__notice=notice, confirmed_at__isnull=False).count()
+
+
+def may_see_contacts(user: Reader, notice: Notice) -> bool:
+    return perms.has_department_perm(user, perms.VIEW_CONTACT_DETAILS, notice.department)
+
+
+_COLUMNS = (
+    "pk",
+    "dingtalk_user_id",
+    "recipient__name",
+    "recipient__mobile",
+    "recipient__erased_at",
+    "state",
+    "accepted_at",
+    "first_read_at",
+    "confirmed_at",
+    "reminders_sent",
+)
+
+
+def _local(value: dt.datetime | None, zone: Any) -> str:
+    return value.astimezone(zone).isoformat() if value is not None else ""
+
+
+def receipt_row(values: tuple[Any, ...], *, contacts: bool, zone: Any) -> list[Any]:
+    """One report row from a `_COLUMNS` tuple; erased people keep their state but not their name."""
+    pk, userid, name, mobile, erased_at, state, accepted, read, confirmed, reminders = values
+    if erased_at is not None:
+        name, mobile = "", ""
+    return [
+        pk,
+        userid,
+        name or "",
+        (mobile or "") if contacts else mask_mobile(mobile or ""),
+        state,
+        _STATE_NAMES.get(state, state),
+        _local(accepted, zone),
+        _local(read, zone),
+        _local(confirmed, zone),
+        reminders,
+    ]
+
+
+@dataclass(frozen=True)
+class ReceiptPage:
+    rows: list[list[Any]]
+    older: int | None  # pass as ?after= for the next page
+
+
+def receipts_page(
+    queryset: QuerySet[Delivery], *, contacts: bool, after: int | None, size: int
+) -> ReceiptPage:
+    """One page in delivery order, by keyset on the id (no OFFSET on a million-person notice)."""
+    if after is not None:
+        queryset = queryset.filter(pk__gt=after)
+    values = list(queryset.order_by("pk").values_list(*_COLUMNS)[: size + 1])
+    zone = timezone.get_current_timezone()
+    rows = [receipt_row(v, contacts=contacts, zone=zone) for v in values[:size]]
+    return ReceiptPage(rows=rows, older=values[size - 1][0] if len(values) > size else None)
+
+
+def receipt_rows(
+    queryset: QuerySet[Delivery], *, contacts: bool, page_rows: int = PAGE_ROWS
+) -> Iterator[list[Any]]:
+    """Every row of the report in delivery order, one keyset page in memory at a time."""
+    zone = timezone.get_current_timezone()
+    after = 0
+    while True:
+        page = list(queryset.filter(pk__gt=after).order_by("pk").values_list(*_COLUMNS)[:page_rows])
+        if not page:
+            return
+        for values in page:
+            yield receipt_row(values, contacts=contacts, zone=zone)
+        after = page[-1][0]
