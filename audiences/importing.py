@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 
 from accounts import permissions as perms
 from accounts.models import Department
+from audiences import pgimport
 from audiences.audit_actions import AudienceAuditAction
 from audiences.models import ImportJob, ImportState, Recipient, RecipientTag, SubscriptionSource
 from audiences.validation import (
@@ -30,6 +31,7 @@ from audiences.validation import (
     ImportFileError,
     RecipientValidator,
     RowError,
+    _decode,
     check_header,
     check_rows,
     read_file,
@@ -104,13 +106,7 @@ def _check_file(
     max_rows: int,
     progress: Progress | None,
 ) -> _Checked | None:
-    if len(data) > settings.AUDIENCES_IMPORT_MAX_BYTES:
-        report.file_error = _(
-            "The file is %(size)s MB; the limit is %(limit)s MB. Split it into smaller files."
-        ) % {
-            "size": round(len(data) / 1_048_576, 1),
-            "limit": settings.AUDIENCES_IMPORT_MAX_BYTES // 1_048_576,
-        }
+    if report.file_error or _too_large(data, report):
         return None
     try:
         parsed = read_file(data, file_format)
@@ -163,14 +159,31 @@ def recipients_import(
     report = ImportReport(
         file_name=file_name, file_sha256=hashlib.sha256(data).hexdigest(), dry_run=dry_run
     )
-    checked = _check_file(
-        department=department,
-        data=data,
-        file_format=file_format,
-        report=report,
-        max_rows=max_rows or settings.AUDIENCES_IMPORT_MAX_ROWS,
-        progress=progress,
-    )
+    limit = max_rows or settings.AUDIENCES_IMPORT_MAX_ROWS
+    text = _sql_checkable_text(data, file_format, report)
+    if text is not None:
+        _import_via_sql(
+            actor=actor,
+            department=department,
+            text=text,
+            report=report,
+            max_rows=limit,
+            progress=progress,
+        )
+        checked = None
+    else:
+        checked = _check_file(
+            department=department,
+            data=data,
+            file_format=file_format,
+            report=report,
+            max_rows=limit,
+            progress=progress,
+        )
+    if report.written or (report.ok and dry_run and checked is None):
+        if progress is not None:
+            progress(report.total, report.total)
+        return report
     if checked is None or not report.ok:
         if not dry_run:
             with transaction.atomic():
@@ -188,6 +201,75 @@ def recipients_import(
     return report
 
 
+def _too_large(data: bytes, report: ImportReport) -> bool:
+    if len(data) <= settings.AUDIENCES_IMPORT_MAX_BYTES:
+        return False
+    report.file_error = _(
+        "The file is %(size)s MB; the limit is %(limit)s MB. Split it into smaller files."
+    ) % {
+        "size": round(len(data) / 1_048_576, 1),
+        "limit": settings.AUDIENCES_IMPORT_MAX_BYTES // 1_048_576,
+    }
+    return True
+
+
+def _sql_checkable_text(data: bytes, file_format: str, report: ImportReport) -> str | None:
+    """The file's text when the PostgreSQL path can check it (see audiences.pgimport), else None.
+
+    None also when the file is refused as a whole (size, encoding, header): report.file_error says
+    why, and the Python path below repeats the cheap refusal with the same message.
+    """
+    if connection.vendor != "postgresql" or file_format != "csv" or not data.strip():
+        return None
+    if _too_large(data, report):
+        return None
+    try:
+        text = _decode(data)
+    except ImportFileError as exc:
+        report.file_error = exc.message
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if not pgimport.lines_are_records(text):
+        return None
+    header, _newline, _rest = text.partition("\n")
+    try:
+        check_header(header.split(","))
+    except ImportFileError as exc:
+        report.file_error = exc.message
+        return None
+    return text
+
+
+def _import_via_sql(
+    *,
+    actor: AbstractBaseUser | None,
+    department: Department,
+    text: str,
+    report: ImportReport,
+    max_rows: int,
+    progress: Progress | None,
+) -> None:
+    """Check and merge a line-per-record CSV inside one transaction, rolled back unless written."""
+    header = text.partition("\n")[0]
+    columns = check_header(header.split(","))
+    with transaction.atomic():
+        total, errors, error_count, file_error = pgimport.stage_and_check(
+            text=text,
+            columns=columns,
+            validator=RecipientValidator(department.pk),
+            max_rows=max_rows,
+            max_reported=MAX_REPORTED_ERRORS,
+            progress=progress,
+        )
+        report.total, report.errors, report.error_count = total, errors, error_count
+        report.file_error = file_error
+        if not report.ok:
+            transaction.set_rollback(True)
+            return
+        _write_staged(actor=actor, department=department, columns=columns, report=report)
+
+
 @transaction.atomic
 def _write(
     *,
@@ -196,9 +278,7 @@ def _write(
     checked: _Checked,
     report: ImportReport,
 ) -> None:
-    fields = list(_BASE_FIELDS) + [
-        model for column, model in _OPTIONAL_FIELDS.items() if column in checked.columns
-    ]
+    fields = _merge_fields(checked.columns)
     with_tags = "tags" in checked.columns
     if connection.vendor == "postgresql":
         _merge_postgres(
@@ -216,6 +296,35 @@ def _write(
             with_tags=with_tags,
             report=report,
         )
+    _finish_write(actor=actor, department=department, report=report)
+
+
+def _merge_fields(columns: Sequence[str]) -> list[str]:
+    return list(_BASE_FIELDS) + [
+        model for column, model in _OPTIONAL_FIELDS.items() if column in columns
+    ]
+
+
+@transaction.atomic
+def _write_staged(
+    *,
+    actor: AbstractBaseUser | None,
+    department: Department,
+    columns: Sequence[str],
+    report: ImportReport,
+) -> None:
+    _merge_staged(
+        department=department,
+        fields=_merge_fields(columns),
+        with_tags="tags" in columns,
+        report=report,
+    )
+    _finish_write(actor=actor, department=department, report=report)
+
+
+def _finish_write(
+    *, actor: AbstractBaseUser | None, department: Department, report: ImportReport
+) -> None:
     if report.dry_run:
         # The counts are computed against the real table; nothing of it may survive a preview.
         transaction.set_rollback(True)
@@ -238,35 +347,21 @@ def _merge_postgres(
     with_tags: bool,
     report: ImportReport,
 ) -> None:
+    with connection.cursor() as cursor:
+        pgimport.create_staging(cursor)
+        pgimport.copy_clean_rows(cursor, rows)
+        cursor.execute(f"ANALYZE {pgimport.STAGING}")
+    _merge_staged(department=department, fields=fields, with_tags=with_tags, report=report)
+
+
+def _merge_staged(
+    *, department: Department, fields: list[str], with_tags: bool, report: ImportReport
+) -> None:
+    """Count and (unless a dry run) merge the staging table's rows into the recipient table."""
     table = Recipient._meta.db_table
     tag_table = RecipientTag._meta.db_table
     now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS audiences_staging")
-        cursor.execute(
-            "CREATE TEMP TABLE audiences_staging (uid text PRIMARY KEY, name text, mobile text, language text,"
-            " district_id bigint, function_tag text, risk_level text, subscription_state text, tag_ids bigint[])"
-        )
-        raw = cursor.cursor
-        with raw.copy(
-            "COPY audiences_staging (uid, name, mobile, language, district_id, function_tag, risk_level,"
-            " subscription_state, tag_ids) FROM STDIN"
-        ) as copy:
-            for r in rows:
-                copy.write_row(
-                    (
-                        r.dingtalk_user_id,
-                        r.name,
-                        r.mobile,
-                        r.language,
-                        r.district_id,
-                        r.function_tag,
-                        r.risk_level,
-                        r.subscription_state,
-                        "{" + ",".join(map(str, r.tag_ids)) + "}",
-                    )
-                )
-        cursor.execute("ANALYZE audiences_staging")
         old = ", ".join(f"r.{f}" for f in fields)
         new = ", ".join(f"s.{f}" for f in fields)
         differs = f"({old}) IS DISTINCT FROM ({new})"
@@ -281,7 +376,7 @@ def _merge_postgres(
             [department.pk],
         )
         report.new, report.updated = cursor.fetchone()
-        report.unchanged = len(rows) - report.new - report.updated
+        report.unchanged = report.total - report.new - report.updated
         if report.dry_run or (report.new == 0 and report.updated == 0):
             cursor.execute("DROP TABLE audiences_staging")
             return

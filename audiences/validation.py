@@ -29,8 +29,11 @@ _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _HK = PhoneMetadata.metadata_for_region("HK")
 # The library's own HK mobile pattern, so the fast path below agrees with phonenumbers exactly.
-_HK_MOBILE = re.compile(_HK.mobile.national_number_pattern or "$^") if _HK and _HK.mobile else None
-_PLAIN_NUMBER = re.compile(r"(?:\+?852)?(\d{8})")
+# ASCII: Python's \d also matches other scripts' digits; those go to the library, which converts them.
+_HK_MOBILE = (
+    re.compile(_HK.mobile.national_number_pattern or "$^", re.ASCII) if _HK and _HK.mobile else None
+)
+_PLAIN_NUMBER = re.compile(r"(?:\+?852)?(\d{8})", re.ASCII)
 _SEPARATORS = str.maketrans("", "", " -().")
 
 _LANGUAGES = {

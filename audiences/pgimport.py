@@ -1,0 +1,304 @@
+"""PostgreSQL fast path of the recipient import: COPY the raw lines, check them in SQL, stage them.
+
+The rules stay those of audiences.validation. SQL decides which rows are *plainly* valid, with the
+same strict tests as RecipientValidator.fast_checker (the HK mobile test is libphonenumber's own
+pattern, see `hk_mobile_sql_pattern`; districts, tags and enums are dictionary lookups; duplicate
+user ids are found by a window function). Every other row - none in a clean file, the few bad ones
+in a rejected file - gets the full Python check, which accepts it (e.g. "+852 9123 4567") or gives
+the reason. So a million clean rows never pass through Python one by one, and a rejected file still
+reports every bad line with its reason.
+
+Only for CSV text whose physical lines are its records (no quote character, NUL, CR other than in
+CRLF, \\x01/\\x02, or "\\."): then a line's number is its position in COPY's order, exactly as
+csv.reader numbers it. Other files take the Python path with identical rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connection
+from django.utils.translation import gettext as _
+from psycopg.sql import Literal
+
+from audiences.validation import (
+    _HK,
+    _HK_MOBILE,
+    _LANGUAGES,
+    _RISKS,
+    _SUBSCRIPTIONS,
+    FORMULA_PREFIXES,
+    CleanRecipient,
+    RecipientValidator,
+    RowError,
+)
+
+_UNSAFE = ('"', "\x00", "\r", "\x01", "\x02", "\\.")
+STAGING = "audiences_staging"
+_STAGING_COLUMNS = "uid, name, mobile, language, district_id, function_tag, risk_level, subscription_state, tag_ids"
+# Python's str.split() whitespace other than the plain space: a name holding any of these is
+# normalised by the full check, so it is not "plain".
+_ODD_SPACE = (
+    r"[\t\n\v\f\r\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+
+
+def hk_mobile_prefixes() -> list[str]:
+    """The 4-digit starts of valid HK mobile numbers, read off libphonenumber's pattern.
+
+    The pattern is a 3- or 4-digit prefix followed by any 5 or 4 digits, so whether an 8-digit
+    number is a mobile depends on its first four digits only; the PostgreSQL check is then a
+    dictionary lookup, much cheaper per row than the long alternation (tested equal on samples).
+    """
+    if _HK_MOBILE is None:
+        return []
+    return [p for p in (f"{n:04d}" for n in range(10_000)) if _HK_MOBILE.fullmatch(p + "0000")]
+
+
+def hk_mobile_sql_pattern() -> str:
+    """libphonenumber's HK mobile pattern as a PostgreSQL regular expression (ASCII digits only)."""
+    pattern = _HK.mobile.national_number_pattern if _HK and _HK.mobile else None
+    if not pattern:
+        return "^$."  # matches nothing: every number then gets the full (library) check
+    return "^(?:" + pattern.replace(r"\d", "[0-9]") + ")$"
+
+
+def lines_are_records(text: str) -> bool:
+    """True when each physical line of the (CRLF-normalised) text is one CSV record, unquoted."""
+    return not any(mark in text for mark in _UNSAFE)
+
+
+def create_staging(cursor: Any) -> None:
+    cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+    cursor.execute(
+        f"CREATE TEMP TABLE {STAGING} (uid text PRIMARY KEY, name text, mobile text, language text,"
+        " district_id bigint, function_tag text, risk_level text, subscription_state text,"
+        " tag_ids bigint[])"
+    )
+
+
+def copy_clean_rows(cursor: Any, rows: Sequence[CleanRecipient]) -> None:
+    """COPY rows checked in Python into the staging table."""
+    with cursor.cursor.copy(f"COPY {STAGING} ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row(
+                (
+                    r.dingtalk_user_id,
+                    r.name,
+                    r.mobile,
+                    r.language,
+                    r.district_id,
+                    r.function_tag,
+                    r.risk_level,
+                    r.subscription_state,
+                    "{" + ",".join(map(str, r.tag_ids)) + "}",
+                )
+            )
+
+
+def _cell(columns: list[str], name: str, default: str = "''") -> str:
+    # PostgreSQL arrays are 1-based; a column the file lacks takes the validator's default.
+    return f"c[{columns.index(name) + 1}]" if name in columns else default
+
+
+def _checked_select(columns: list[str]) -> str:
+    """SELECT over audiences_raw: each data line, whether it is plainly valid, and its clean values.
+
+    `%(name)s` placeholders are the literal lookups filled in by stage_and_check.
+    """
+    uid, name, mobile = (_cell(columns, c) for c in ("dingtalk_user_id", "name", "mobile"))
+    language, district = _cell(columns, "language"), _cell(columns, "district")
+    function_tag, risk = _cell(columns, "function_tag"), _cell(columns, "risk_level")
+    tags = _cell(columns, "tags")
+    first = "".join(f"\\{ch}" if ch in "-]\\^" else ch for ch in FORMULA_PREFIXES)
+    if "subscription" in columns:
+        subscription = f"(%(subs)s::jsonb ->> {_cell(columns, 'subscription')})"
+    else:
+        subscription = "'subscribed'::text"
+    # A plain row's mobile is 8 digits, so a formula character anywhere at a cell start (the mobile
+    # cell included) already makes the row unusual: one test of the whole line is enough.
+    plain = f"""coalesce(
+        cardinality(c) = {len(columns)}
+        AND t !~ '(^|,)[{first}]'
+        AND {uid} ~ '^[A-Za-z0-9][A-Za-z0-9_.@-]*$' AND char_length({uid}) <= 64
+        AND first_line = line
+        AND {name} <> '' AND char_length({name}) <= 100 AND {name} = btrim({name}, ' ')
+        AND strpos({name}, '  ') = 0 AND {name} !~ '{_ODD_SPACE}'
+        AND octet_length({mobile}) = 8 AND translate({mobile}, '0123456789', '') = ''
+        AND %(mobile_prefixes)s::jsonb ? left({mobile}, 4)
+        AND (%(langs)s::jsonb ->> {language}) IS NOT NULL
+        AND (%(districts)s::jsonb ->> lower({district})) IS NOT NULL
+        AND ({function_tag} = ''
+             OR ({function_tag} ~ '^[a-z0-9][a-z0-9_-]*$' AND octet_length({function_tag}) <= 32))
+        AND (%(risks)s::jsonb ->> {risk}) IS NOT NULL
+        AND {subscription} IS NOT NULL
+        AND ({tags} = '' OR ({tags} ~ '^[a-z0-9_-]+(;[a-z0-9_-]+)*$'
+             AND %(tags)s::jsonb ?& string_to_array({tags}, ';'))),
+        FALSE)"""
+    tag_ids = (
+        f"CASE WHEN plain AND {tags} <> '' THEN ARRAY(SELECT DISTINCT (%(tags)s::jsonb ->> w)::bigint"  # noqa: S608
+        f" FROM unnest(string_to_array({tags}, ';')) w ORDER BY 1) ELSE '{{}}'::bigint[] END"
+    )
+    return f"""
+        SELECT line, plain, CASE WHEN NOT plain THEN t END AS t, {uid} AS uid,
+            CASE WHEN plain THEN {name} END AS name,
+            CASE WHEN plain THEN '+852' || {mobile} END AS mobile,
+            CASE WHEN plain THEN %(langs)s::jsonb ->> {language} END AS language,
+            CASE WHEN plain THEN (%(districts)s::jsonb ->> lower({district}))::bigint END
+                AS district_id,
+            {function_tag} AS function_tag,
+            CASE WHEN plain THEN %(risks)s::jsonb ->> {risk} END AS risk_level,
+            CASE WHEN plain THEN {subscription} END AS subscription_state,
+            {tag_ids} AS tag_ids
+        FROM (
+            SELECT line, t, c, {plain} AS plain
+            FROM (
+                SELECT line, t, c, min(line) OVER (PARTITION BY {uid} COLLATE "C") AS first_line
+                FROM (
+                    SELECT line, t, string_to_array(t, ',') AS c FROM audiences_raw
+                    WHERE line > 1 AND t IS NOT NULL AND btrim(t, ',') <> ''
+                ) numbered
+            ) windowed
+            -- OFFSET 0 keeps this subquery whole: pulled up, "plain" would be computed per use.
+            OFFSET 0
+        ) classified"""  # noqa: S608 - positions and names are ours; values come as literals
+
+
+def stage_and_check(
+    *,
+    text: str,
+    columns: list[str],
+    validator: RecipientValidator,
+    max_rows: int,
+    max_reported: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[int, list[RowError], int, str]:
+    """COPY `text` (header included), check it, and leave every valid row in the staging table.
+
+    Returns (data rows, first errors in line order, error count, file error). Must run inside a
+    transaction that the caller rolls back when anything is wrong: the temporary tables then vanish.
+    """
+    lookups = {
+        "mobile_prefixes": json.dumps(dict.fromkeys(hk_mobile_prefixes(), 1)),
+        "langs": json.dumps({k: str(v) for k, v in _LANGUAGES.items()}),
+        "districts": json.dumps(validator.districts),
+        "risks": json.dumps({k: str(v) for k, v in _RISKS.items()}),
+        "subs": json.dumps({k: str(v) for k, v in _SUBSCRIPTIONS.items()}),
+        "tags": json.dumps(validator.tags),
+    }
+    with connection.cursor() as cursor:
+        # Inlined as literals, not bound: a bound '...'::jsonb would be parsed again for every row.
+        quoted = {
+            key: Literal(value).as_string(cursor.cursor.connection)
+            for key, value in lookups.items()
+        }
+        cursor.execute("DROP TABLE IF EXISTS audiences_raw")
+        cursor.execute(
+            "CREATE TEMP TABLE audiences_raw (line bigint GENERATED ALWAYS AS IDENTITY, t text)"
+            " ON COMMIT DROP"
+        )
+        # One field per line: a delimiter and quote that lines_are_records() guarantees absent.
+        # Blank lines arrive as NULL, so the identity still counts physical lines.
+        with cursor.cursor.copy(
+            "COPY audiences_raw (t) FROM STDIN"
+            " WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
+        ) as copy:
+            step = 8 * 1024 * 1024
+            for start in range(0, len(text), step):
+                copy.write(text[start : start + step])
+        cursor.execute("SELECT max(line) FROM audiences_raw")
+        if int(cursor.fetchone()[0] or 0) - 1 > max_rows:
+            # More lines than allowed; count the real rows (blank lines are not rows) to be sure.
+            cursor.execute(
+                "SELECT count(*) FROM audiences_raw WHERE line > 1 AND btrim(t, ',') <> ''"
+            )
+            lines = int(cursor.fetchone()[0])
+            if lines > max_rows:
+                return (
+                    lines,
+                    [],
+                    0,
+                    _("The file has %(rows)s rows; the limit here is %(limit)s.")
+                    % {"rows": lines, "limit": max_rows},
+                )
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+        cursor.execute(
+            f"CREATE TEMP TABLE {STAGING} ON COMMIT DROP AS {_checked_select(columns) % quoted}"
+        )
+        cursor.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT plain) FROM {STAGING}")  # noqa: S608
+        total, unusual = (int(n) for n in cursor.fetchone())
+        if total == 0:
+            return 0, [], 0, _("The file has a header row but no recipients.")
+        if progress is not None:
+            progress(total // 2, total)
+        errors: list[RowError] = []
+        error_count = 0
+        if unusual:
+            errors, error_count = _check_unusual(
+                cursor,
+                columns=columns,
+                validator=validator,
+                max_reported=max_reported,
+            )
+        cursor.execute(f"ANALYZE {STAGING}")
+    return total, errors, error_count, ""
+
+
+def _check_unusual(
+    cursor: Any,
+    *,
+    columns: list[str],
+    validator: RecipientValidator,
+    max_reported: int,
+) -> tuple[list[RowError], int]:
+    """The full Python check for every row SQL did not find plainly valid; clean ones are staged."""
+    width = len(columns)
+    cursor.execute(f"SELECT line, t FROM {STAGING} WHERE NOT plain ORDER BY line")  # noqa: S608
+    unusual: list[tuple[int, list[str]]] = [
+        (int(line), t.split(",")) for line, t in cursor.fetchall()
+    ]
+    i_uid = columns.index("dingtalk_user_id")
+    wanted = sorted({cells[i_uid].strip() for _, cells in unusual if len(cells) == width})
+    # A plain row holds the first occurrence of its (whitespace-free) user id.
+    cursor.execute(
+        f"SELECT uid, line FROM {STAGING} WHERE plain AND uid = ANY(%s)",  # noqa: S608
+        [wanted],
+    )
+    plain_line: dict[str, int] = {u: int(line) for u, line in cursor.fetchall()}
+    errors: list[RowError] = []
+    clean: list[CleanRecipient] = []
+    for line, cells in unusual:
+        if len(cells) != width:
+            errors.append(
+                RowError(
+                    line,
+                    _("has %(got)s cells but the header has %(want)s columns")
+                    % {"got": len(cells), "want": width},
+                )
+            )
+            continue
+        user_id = cells[i_uid].strip()
+        earlier = plain_line.get(user_id)
+        if earlier is not None and earlier < line:
+            validator.seen.setdefault(user_id, earlier)
+        outcome = validator.check(line, dict(zip(columns, cells, strict=True)))
+        if isinstance(outcome, RowError):
+            errors.append(outcome)
+        if earlier is not None and earlier > line and validator.seen.get(user_id) == line:
+            # The plain row further down repeats this one's id: it is the duplicate.
+            errors.append(
+                RowError(
+                    earlier,
+                    _("dingtalk_user_id %(value)s also appears on line %(first)s")
+                    % {"value": user_id, "first": line},
+                )
+            )
+        if not isinstance(outcome, RowError):
+            clean.append(outcome)
+    cursor.execute(f"DELETE FROM {STAGING} WHERE NOT plain")  # noqa: S608
+    if not errors and clean:
+        copy_clean_rows(cursor, clean)
+    errors.sort(key=lambda e: e.line)
+    return errors[:max_reported], len(errors)
