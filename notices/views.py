@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -128,7 +129,12 @@ def _editor(request: AuthenticatedRequest, department: Any, notice: Notice | Non
     elif notice is not None:
         form = NoticeForm(initial=notice_initial(notice), department=department)
     elif filled is not None and template is not None:
-        form = NoticeForm(initial=template_initial(filled, template), department=department)
+        initial = template_initial(filled, template)
+        if template.expires_after_minutes:
+            initial["expires_at"] = timezone.localtime() + timedelta(
+                minutes=template.expires_after_minutes
+            )
+        form = NoticeForm(initial=initial, department=department)
     else:
         form = NoticeForm(initial={"tier": "targeted", "kind": "text"}, department=department)
     templates = selectors.template_list_for_user(user=request.user, department=department)

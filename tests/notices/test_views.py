@@ -187,6 +187,7 @@ def test_template_picker_asks_for_placeholders_then_fills(cast_a, verified_clien
     assert "10:15" in form.initial["body_en"]
     assert form.initial["tier"] == "citywide"
     assert form.initial["button_1_title_zh"] == "安全提示"
+    assert form.initial["expires_at"] is not None  # the template's six-hour expiry
 
 
 def test_detail_shows_versions_and_history(cast_a, verified_client, audience):
