@@ -32,6 +32,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import permissions as perms
@@ -232,19 +233,21 @@ def _void_approvals(notice: Notice) -> int:
 
 def _check_segments(department: Department, segments: list[Segment]) -> None:
     if any(s.department_id != department.pk for s in segments):
-        raise NoticeInvalid({"segments": ["Choose segments of this department only."]})
+        raise NoticeInvalid({"segments": [_("Choose segments of this department only.")]})
 
 
 def _validate(notice: Notice, segments: list[Segment], *, now: datetime | None = None) -> None:
     errors = nc.validate_content(nc.content_from_notice(notice), now=now)
     if notice.tier != Tier.CITYWIDE and not segments:
         errors.setdefault("segments", []).append(
-            "Choose at least one segment (a citywide notice reaches every subscriber)."
+            _("Choose at least one segment (a citywide notice reaches every subscriber).")
         )
     if notice.attachment is not None and notice.attachment.department_id != notice.department_id:
-        errors.setdefault("attachment", []).append("The attachment belongs to another department.")
+        errors.setdefault("attachment", []).append(
+            _("The attachment belongs to another department.")
+        )
     if notice.classification not in Classification.values:
-        errors.setdefault("classification", []).append("Choose a classification.")
+        errors.setdefault("classification", []).append(_("Choose a classification."))
     if errors:
         raise NoticeInvalid(errors)
 
@@ -433,7 +436,8 @@ def notice_update(*, actor: Actor, notice: Notice, changes: Mapping[str, Any]) -
         locked = _lock(notice)
         if locked.status not in (Status.DRAFT, Status.SUBMITTED):
             raise TransitionRefused(
-                f"A notice that is {locked.get_status_display().lower()} can no longer be edited.",
+                _("A notice that is %(status)s can no longer be edited.")
+                % {"status": locked.get_status_display().lower()},
                 code="not_editable",
             )
         previous = locked.version
@@ -484,7 +488,8 @@ def notice_submit(*, actor: Actor, notice: Notice) -> Notice:
         locked = _lock(notice)
         if locked.status != Status.DRAFT:
             raise TransitionRefused(
-                f"Only a draft can be submitted; this notice is {locked.get_status_display().lower()}.",
+                _("Only a draft can be submitted; this notice is %(status)s.")
+                % {"status": locked.get_status_display().lower()},
                 code="not_draft",
             )
         segments = list(locked.segments.all())
@@ -500,7 +505,9 @@ def notice_submit(*, actor: Actor, notice: Notice) -> Notice:
             _carry_contributions(locked, previous)
         reach = audience_count(locked.department, locked.tier, segments, fresh=True).count
         if reach == 0:
-            raise NoticeInvalid({"segments": ["The audience is empty: nobody would receive it."]})
+            raise NoticeInvalid(
+                {"segments": [_("The audience is empty: nobody would receive it.")]}
+            )
         now = timezone.now()
         Notice.objects.filter(pk=locked.pk).update(
             status=Status.SUBMITTED, submitted_at=now, reach=reach
@@ -561,25 +568,28 @@ def approval_count(notice: Notice) -> int:
 def _check_approver(actor: Actor, notice: Notice, version_hash: str, *, operation: str) -> Any:
     """The checks that do not depend on the second factor, in the order a person can fix them."""
     if actor is None or not actor.is_authenticated:
-        raise ApprovalRefused("Only a person can approve or reject a notice.", code="no_person")
+        raise ApprovalRefused(_("Only a person can approve or reject a notice."), code="no_person")
     if not perms.has_department_perm(actor, perms.APPROVE_NOTICE, notice.department):
         raise ApprovalRefused(
-            "Only supervisors of the notice's department may approve or reject it.",
+            _("Only supervisors of the notice's department may approve or reject it."),
             code="not_approver",
         )
     if notice.status != Status.SUBMITTED:
         raise ApprovalRefused(
-            f"The notice is {notice.get_status_display().lower()}, not waiting for approval.",
+            _("The notice is %(status)s, not waiting for approval.")
+            % {"status": notice.get_status_display().lower()},
             code="not_submitted",
         )
     if operation == "approve" and version_hash != notice.version_hash:
         raise ApprovalRefused(
-            "The notice changed since you looked at it: review the current version.",
+            _("The notice changed since you looked at it: review the current version."),
             code="stale_version",
         )
     if operation == "approve" and compute_version_hash(notice) != notice.version_hash:
         raise ApprovalRefused(
-            "The audience segments changed after submission: the notice must be submitted again.",
+            _(
+                "The audience segments changed after submission: the notice must be submitted again."
+            ),
             code="audience_changed",
         )
     if operation == "approve":
@@ -590,14 +600,15 @@ def _check_approver(actor: Actor, notice: Notice, version_hash: str, *, operatio
         )
         if roles:
             raise ApprovalRefused(
-                f"You {', '.join(sorted(roles))} this version, so you may not approve it.",
+                _("You %(roles)s this version, so you may not approve it.")
+                % {"roles": ", ".join(sorted(roles))},
                 code="own_work",
             )
         if Approval.objects.filter(
             notice=notice, version_hash=notice.version_hash, approver_id=actor.pk
         ).exists():
             raise ApprovalRefused(
-                "You have already approved this version.", code="already_approved"
+                _("You have already approved this version."), code="already_approved"
             )
     return actor
 
@@ -650,12 +661,15 @@ def notice_approve(
         if needed >= 2:
             if not totp_token:
                 raise ApprovalRefused(
-                    "This notice needs two approvers: enter a current code from your authenticator.",
+                    _(
+                        "This notice needs two approvers: enter a current code from your authenticator."
+                    ),
                     code="totp_required",
                 )
             if not reach_acknowledged:
                 raise ApprovalRefused(
-                    f"Confirm that you understand this notice reaches {current.reach or 0:,} people.",
+                    _("Confirm that you understand this notice reaches %(n)s people.")
+                    % {"n": f"{current.reach or 0:,}"},
                     code="reach_not_acknowledged",
                 )
         totp_ok = False
@@ -664,10 +678,14 @@ def notice_approve(
             # throttle even though the approval itself is refused.
             totp_ok = _verify_totp(actor, totp_token)
             if not totp_ok:
-                raise ApprovalRefused("The authenticator code is wrong or used.", code="bad_totp")
+                raise ApprovalRefused(
+                    _("The authenticator code is wrong or used."), code="bad_totp"
+                )
         elif not current_context().otp_verified:
             raise ApprovalRefused(
-                "Approving needs a second-factor verified session or a current authenticator code.",
+                _(
+                    "Approving needs a second-factor verified session or a current authenticator code."
+                ),
                 code="not_verified",
             )
         return _approve_locked(actor, notice, version_hash, totp_ok, reach_acknowledged)
@@ -695,7 +713,7 @@ def _approve_locked(
             )
     except IntegrityError as exc:
         raise ApprovalRefused(
-            "You have already approved this version.", code="already_approved"
+            _("You have already approved this version."), code="already_approved"
         ) from exc
     have = approval_count(locked)
     audit_record(
@@ -719,7 +737,7 @@ def _approve_locked(
         pk=locked.pk, status=Status.SUBMITTED, version_hash=locked.version_hash
     ).update(status=new_status, approved_at=now)
     if updated != 1:
-        raise ApprovalRefused("The notice changed while approving.", code="stale_version")
+        raise ApprovalRefused(_("The notice changed while approving."), code="stale_version")
     locked.status, locked.approved_at = new_status, now
     audit_record(
         actor=actor,
@@ -755,7 +773,7 @@ def notice_reject(*, actor: Actor, notice: Notice, reason: str) -> Notice:
         text = (reason or "").strip()
         if not text:
             raise ApplicationError(
-                "Give the reason for rejecting.", field="reason", code="reason_required"
+                _("Give the reason for rejecting."), field="reason", code="reason_required"
             )
         Rejection.objects.create(
             notice=locked,
@@ -805,11 +823,13 @@ def notice_cancel(*, actor: Actor, notice: Notice, reason: str) -> Notice:
             perms.has_department_perm(actor, perms.COMPOSE_NOTICE, notice.department)
             or perms.has_department_perm(actor, perms.APPROVE_NOTICE, notice.department)
         ):
-            raise PermissionDenied("Only the department's PR officers and supervisors may cancel.")
+            raise PermissionDenied(
+                _("Only the department's PR officers and supervisors may cancel.")
+            )
         text = (reason or "").strip()
         if not text:
             raise ApplicationError(
-                "Give the reason for cancelling.", field="reason", code="reason_required"
+                _("Give the reason for cancelling."), field="reason", code="reason_required"
             )
         updated = Notice.objects.filter(pk=notice.pk, status__in=CANCELLABLE_STATUSES).update(
             status=Status.CANCELLED, status_reason=text[:500], updated_at=timezone.now()
@@ -817,7 +837,8 @@ def notice_cancel(*, actor: Actor, notice: Notice, reason: str) -> Notice:
         locked = Notice.objects.select_related("department").get(pk=notice.pk)
         if updated != 1:
             raise TransitionRefused(
-                f"A notice that is {locked.get_status_display().lower()} cannot be cancelled.",
+                _("A notice that is %(status)s cannot be cancelled.")
+                % {"status": locked.get_status_display().lower()},
                 code="not_cancellable",
             )
         audit_record(
@@ -853,7 +874,12 @@ def template_fill(template: NoticeTemplate, values: Mapping[str, str]) -> dict[s
     clean = {k: str(v).strip() for k, v in values.items() if v is not None}
     missing = [n for n in names if not clean.get(n)]
     if missing:
-        raise NoticeInvalid({f"value_{n}": [f"Fill in the placeholder {{{n}}}."] for n in missing})
+        raise NoticeInvalid(
+            {
+                f"value_{n}": [_("Fill in the placeholder {%(name)s}.") % {"name": n}]
+                for n in missing
+            }
+        )
 
     def fill(text: str) -> str:
         return nc.fill_placeholders(text, clean)
@@ -897,9 +923,9 @@ def notice_create_from_template(
     (segments, send_at, ...). Expiry comes from the template's expires_after_minutes unless given.
     """
     if template.department_id != department.pk:
-        raise PermissionDenied("The template belongs to another department.")
+        raise PermissionDenied(_("The template belongs to another department."))
     if not template.is_active:
-        raise ApplicationError("This template is switched off.", code="template_inactive")
+        raise ApplicationError(_("This template is switched off."), code="template_inactive")
     fields = template_fill(template, values)
     fields.update(overrides or {})
     if template.expires_after_minutes and "expires_at" not in (overrides or {}):
@@ -967,7 +993,7 @@ def attachment_upload(
     name = upload.name or "upload"
     size = int(upload.size or 0)
     if media_type not in (MessageKind.IMAGE, MessageKind.FILE, MessageKind.VOICE):
-        raise NoticeInvalid({"attachment": ["Attach an image, a file or a voice clip."]})
+        raise NoticeInvalid({"attachment": [_("Attach an image, a file or a voice clip.")]})
     try:
         dt.validate_media_upload(media_type, name, size)
     except MessageInvalid as exc:
@@ -976,7 +1002,8 @@ def attachment_upload(
         raise NoticeInvalid(
             {
                 "attachment": [
-                    f"A file message may carry at most {dt.MAX_FILE_MESSAGE_BYTES:,} bytes."
+                    _("A file message may carry at most %(n)s bytes.")
+                    % {"n": f"{dt.MAX_FILE_MESSAGE_BYTES:,}"}
                 ]
             }
         )
@@ -984,7 +1011,8 @@ def attachment_upload(
         raise NoticeInvalid(
             {
                 "attachment": [
-                    f"Attachments are limited to {int(settings.NOTICES_MAX_ATTACHMENT_BYTES):,} bytes."
+                    _("Attachments are limited to %(n)s bytes.")
+                    % {"n": f"{int(settings.NOTICES_MAX_ATTACHMENT_BYTES):,}"}
                 ]
             }
         )
@@ -994,7 +1022,8 @@ def attachment_upload(
         raise NoticeInvalid(
             {
                 "attachment": [
-                    f"Give the voice clip's length, 1 to {dt.MAX_VOICE_SECONDS - 1} seconds."
+                    _("Give the voice clip's length, 1 to %(n)d seconds.")
+                    % {"n": dt.MAX_VOICE_SECONDS - 1}
                 ]
             }
         )
