@@ -8,6 +8,7 @@ from django.db import models
 class AudienceAuditAction(models.TextChoices):
     IMPORTED = "audiences.imported", "Recipients imported"
     IMPORT_REJECTED = "audiences.import_rejected", "Recipient import rejected"
+    IMPORT_FAILED = "audiences.import_failed", "Recipient import job failed"
     EXPORTED = "audiences.exported", "Recipients exported"
     RECIPIENT_CHANGED = "audiences.recipient_changed", "Recipient changed"
     ERASED = "audiences.erased", "Recipient's personal data erased"

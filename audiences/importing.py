@@ -545,7 +545,7 @@ def import_job_validate(*, job_id: int) -> None:
     """Dry-run a queued job's file and store counts and errors. A second call does nothing."""
     if (
         ImportJob.objects.filter(pk=job_id, state=ImportState.QUEUED).update(
-            state=ImportState.VALIDATING
+            state=ImportState.VALIDATING, state_changed_at=timezone.now()
         )
         != 1
     ):
@@ -590,7 +590,7 @@ def import_job_apply(*, job_id: int) -> None:
     """Import a confirmed job's file, all or nothing, as the person who confirmed it. Idempotent."""
     if (
         ImportJob.objects.filter(pk=job_id, state=ImportState.APPLY_QUEUED).update(
-            state=ImportState.APPLYING
+            state=ImportState.APPLYING, state_changed_at=timezone.now()
         )
         != 1
     ):

@@ -327,6 +327,8 @@ class ImportJob(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     errors = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker last claimed the job (validating/applying): the stale-work sweeper reads it.
+    state_changed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -411,6 +413,7 @@ class DirectorySync(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

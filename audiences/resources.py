@@ -20,7 +20,6 @@ from accounts import permissions as perms
 from accounts.models import Department
 from audiences.audit_actions import AudienceAuditAction
 from audiences.models import District, Recipient, SubscriptionSource, Tag
-from audiences.spreadsheets import neutralise_cell
 from audiences.validation import (
     ALL_COLUMNS,
     CleanRecipient,
@@ -30,6 +29,7 @@ from audiences.validation import (
     check_header,
 )
 from audit.services import audit_record
+from audit.spreadsheets import neutralise_cell
 
 
 class RecipientResource(resources.ModelResource):  # type: ignore[misc]

@@ -178,7 +178,7 @@ def directory_sync_run(
     """Walk the directory and apply it. Claims PENDING -> RUNNING, so a second delivery does nothing."""
     if (
         DirectorySync.objects.filter(pk=sync_id, state=SyncState.PENDING).update(
-            state=SyncState.RUNNING
+            state=SyncState.RUNNING, started_at=timezone.now()
         )
         != 1
     ):

@@ -49,3 +49,11 @@ def apply_directory_event_task(department_id: int, event_type: str, userids: lis
     from audiences.sync import directory_event_apply
 
     directory_event_apply(department_id=department_id, event_type=event_type, userids=userids)
+
+
+@shared_task(name="audiences.sweep_stale_work", queue=Queues.DEFAULT)
+def sweep_stale_work_task() -> dict[str, int]:
+    """Beat: import jobs and syncs whose worker died are marked failed (see audiences.maintenance)."""
+    from audiences.maintenance import stale_work_sweep
+
+    return stale_work_sweep()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from config.env import env_int
+from config.settings.celery import Queues
 
 # Whole-file limits for every recipient import path (admin, background job, bulk command).
 AUDIENCES_IMPORT_MAX_BYTES = env_int("AUDIENCES_IMPORT_MAX_BYTES", 200 * 1024 * 1024)
@@ -14,4 +15,14 @@ AUDIENCES_CHECKIN_MAX_ROWS = env_int("AUDIENCES_CHECKIN_MAX_ROWS", 200_000)
 # DingTalk allows 20 calls/s per app and API; stay well under it so a sync never trips 90018.
 AUDIENCES_SYNC_CALLS_PER_SECOND = env_int("AUDIENCES_SYNC_CALLS_PER_SECOND", 10)
 
-AUDIENCES_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# An import job or sync still "running" this long after its worker claimed it has lost its worker:
+# longer than every audiences task's hard time limit (1900 s, 3100 s), so a live one is never hit.
+AUDIENCES_STALE_WORK_AFTER_S = env_int("AUDIENCES_STALE_WORK_AFTER_S", 2 * 3600)
+
+AUDIENCES_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "audiences-sweep-stale-work": {
+        "task": "audiences.sweep_stale_work",
+        "schedule": 600.0,
+        "options": {"queue": Queues.DEFAULT},
+    },
+}
