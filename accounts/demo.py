@@ -11,7 +11,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
 from accounts.models import Department, Role
-from dingtalk.simulator.config import demo_apps
+from dingtalk.simulator.config import SimulatorConfig, demo_apps
+from dingtalk.simulator.directory import DISTRICTS as SIM_DISTRICTS
+from dingtalk.simulator.directory import Directory
 
 DEMO_PASSWORD = "Demo-Portal-2026"  # noqa: S105 - printed for demos; demo mode only
 
@@ -31,6 +33,53 @@ DEMO_ROLES: tuple[tuple[str, str, str], ...] = (
 
 def demo_secret_file(code: str) -> str:
     return f"dingtalk-{code.lower()}.secret"
+
+
+# Demo recipients are real members of the simulator's generated directory (same seed and
+# size as `python -m dingtalk.simulator` uses by default), so demo sends reach its phones.
+DEMO_RECIPIENTS = 300
+FIRST_RECIPIENT_INDEX = 10  # indexes 1-6 are the demo staff
+LANGUAGES = ("zh-hant", "en", "both")
+RISKS = ("low", "low", "medium", "high")
+FUNCTIONS = ("frontline", "logistics", "public", "public")
+
+
+def demo_recipients_csv(code: str) -> bytes:
+    """The department's demo recipients as an import file, built from the simulator's directory."""
+    import csv
+    import io
+
+    import phonenumbers
+
+    config = SimulatorConfig()
+    app = next(a for a in demo_apps() if a.code == code)
+    directory = Directory(code, config.directory_size, config.directory_seed, app.name)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["dingtalk_user_id", "name", "mobile", "language", "district", "function_tag", "risk_level"]
+    )
+    for index in range(FIRST_RECIPIENT_INDEX, FIRST_RECIPIENT_INDEX + DEMO_RECIPIENTS):
+        user = directory.get_user(directory.userid_for(index))
+        if user is None:
+            continue
+        number = phonenumbers.parse(user.mobile, "HK")
+        # A few generated numbers fall in blocks libphonenumber does not know as mobile.
+        if phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE:
+            continue
+        district = SIM_DISTRICTS[(user.dept_id_list[0] % 100) % len(SIM_DISTRICTS)][0]
+        writer.writerow(
+            [
+                user.userid,
+                user.name,
+                user.mobile,
+                LANGUAGES[index % 3],
+                district,
+                FUNCTIONS[index % 4],
+                RISKS[index % 4],
+            ]
+        )
+    return out.getvalue().encode()
 
 
 @dataclass(frozen=True)
@@ -97,4 +146,27 @@ def seed_demo() -> SeedReport:
             if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
                 TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
             logins.append((username, code, str(Role(role).label)))
+    for code in STAFFED:
+        _seed_workflows(Department.objects.get(code=code))
     return SeedReport(departments_created, users_created, logins)
+
+
+def _seed_workflows(department: Department) -> None:
+    """Templates, warning mappings and recipients, through each app's own services."""
+    from audiences.importing import recipients_import
+    from audiences.models import Recipient
+    from integrations.services import warning_mappings_seed
+    from notices.services import templates_seed
+
+    templates_seed(actor=None, department=department)
+    warning_mappings_seed(actor=None, department=department)
+    if not Recipient.objects.filter(department=department).exists():
+        report = recipients_import(
+            actor=None,
+            department=department,
+            data=demo_recipients_csv(department.code),
+            file_name=f"demo-{department.code.lower()}.csv",
+        )
+        if not report.ok:
+            problems = report.file_error or "; ".join(str(e) for e in report.errors[:3])
+            raise RuntimeError(f"Demo recipients for {department.code} did not import: {problems}")

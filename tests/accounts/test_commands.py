@@ -44,6 +44,16 @@ def test_seed_demo_is_idempotent_and_covers_every_role_in_two_departments(demo_m
     assert "demo_totp" in out.getvalue()
     assert DEMO_PASSWORD in out.getvalue()
     assert District.objects.count() == 18
+    from audiences.models import Recipient
+    from integrations.models import WarningMapping
+    from notices.models import NoticeTemplate
+
+    # Recipients are members of the simulator's directory; templates and warning mappings ready.
+    wsd_recipients = Recipient.objects.filter(department__code="WSD")
+    assert wsd_recipients.count() > 200
+    assert all(r.dingtalk_user_id.startswith("wsd") for r in wsd_recipients[:20])
+    assert NoticeTemplate.objects.filter(department__code="HKO").exists()
+    assert WarningMapping.objects.filter(department__code="HKO").exists()
     assert District.objects.get(code="SS").name_zh == "深水埗區"
     secret_file = demo_mode.DINGTALK_SECRETS_DIR / "dingtalk-wsd.secret"
     assert Department.objects.get(code="WSD").dingtalk_secret_ref == f"file:{secret_file}"
