@@ -54,6 +54,8 @@ class AudienceCount:
     count: int
     counted_at: float
     cached: bool
+    # Citywide only: nobody in the department opted out, so one to_all_user send can reach all.
+    everyone_subscribed: bool = False
 
     @property
     def age_s(self) -> int:
@@ -79,12 +81,28 @@ def audience_count(
     key = _count_key(department, tier, segment_list)
     if not fresh:
         hit = cache.get(key)
-        if isinstance(hit, tuple) and len(hit) == 2:
-            return AudienceCount(int(hit[0]), float(hit[1]), cached=True)
+        if isinstance(hit, tuple) and len(hit) == 3:
+            return AudienceCount(int(hit[0]), float(hit[1]), True, bool(hit[2]))
     count = audience_queryset(department, tier, segment_list).count()
+    everyone = False
+    if tier == Tier.CITYWIDE:
+        # The same test delivery applies before it chooses an organisation-wide send.
+        everyone = (
+            not Recipient.objects.filter(department=department)
+            .exclude(subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True)
+            .exists()
+        )
     now = time.time()
-    cache.set(key, (count, now), COUNT_CACHE_SECONDS)
-    return AudienceCount(count, now, cached=False)
+    cache.set(key, (count, now, everyone), COUNT_CACHE_SECONDS)
+    return AudienceCount(count, now, cached=False, everyone_subscribed=everyone)
+
+
+def _org_wide_sends_today(department: Department) -> int:
+    try:
+        delivery = importlib.import_module("delivery.services")
+    except ImportError:
+        return 0
+    return int(delivery.org_wide_sends_today(department))
 
 
 def _planning() -> Any:
@@ -150,6 +168,7 @@ def preflight(
     calls_left = None if used is None else max(0, monthly - used)
     # The same choices delivery.services makes when it plans the send.
     tracked = tier != Tier.CITYWIDE
+    org_wide = tier == Tier.CITYWIDE and not requires_confirmation and reach.everyone_subscribed
     planning = _planning()
     if planning is not None:
         figures = planning.estimate(
@@ -157,8 +176,9 @@ def preflight(
             recipients=reach.count,
             languages=max(1, languages),
             tracked=tracked,
-            org_wide_possible=tier == Tier.CITYWIDE and not requires_confirmation,
+            org_wide_possible=org_wide,
             personal_links=requires_confirmation,
+            org_wide_used_today=_org_wide_sends_today(department) if org_wide else 0,
             calls_left=calls_left,
         ).as_dict()
         source = "delivery.planning"
@@ -167,7 +187,7 @@ def preflight(
             tier=tier,
             recipients=reach.count,
             languages=max(1, languages),
-            tracked=tracked or requires_confirmation,
+            tracked=not org_wide,
         )
         source = "notices.preflight"
     eta_s = float(figures["eta_s"])

@@ -568,3 +568,43 @@ def test_attachments_are_checked_for_type_and_size(cast_a, audience, settings):
         **targeted_fields(audience, kind="image", attachment=image),
     )
     assert services.notice_snapshot(notice)["attachment"]["sha256"] == image.sha256
+
+
+def test_preflight_follows_delivery_strategy(cast_a):
+    from audiences.models import Recipient, SubscriptionState
+    from notices.preflight import preflight
+
+    add_recipients(cast_a.department, 250)
+    figures = preflight(
+        department=cast_a.department,
+        tier="citywide",
+        segments=[],
+        languages=2,
+        requires_confirmation=False,
+    )
+    assert figures["recipients"] == 250
+    assert figures["calls"] == 1  # one organisation-wide send
+    assert figures["sms_saving_hkd"] == pytest.approx(250 * 0.22)
+    assert figures["monthly_calls"] == 5000
+    # Once somebody opts out, an organisation-wide send would reach them: batches of 100 ids.
+    Recipient.objects.filter(pk=Recipient.objects.first().pk).update(
+        subscription_state=SubscriptionState.UNSUBSCRIBED
+    )
+    figures = preflight(
+        department=cast_a.department,
+        tier="citywide",
+        segments=[],
+        languages=2,
+        requires_confirmation=False,
+        fresh=True,
+    )
+    assert figures["recipients"] == 249
+    assert figures["calls"] == 4  # ceil(249 / 100) + one more for the second language
+    confirm = preflight(
+        department=cast_a.department,
+        tier="targeted",
+        segments=[everyone_segment(cast_a.department)],
+        languages=1,
+        requires_confirmation=True,
+    )
+    assert confirm["calls"] == 249  # one message per person: personal confirmation links
