@@ -265,24 +265,15 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
             transaction.set_rollback(True)
             return [], False
         new_batches: list[Batch] = []
-        deliveries: list[Delivery] = []
+        deliveries: list[DeliveryRow] = []
         if plan.strategy == planning.Strategy.ORG_WIDE:
             dispatch = _dispatch(plan, notice, "both")
             batch = Batch.objects.get(dispatch=dispatch, seq=0)
             accepted = batch.status == BatchStatus.ACCEPTED
+            state = DeliveryState.ACCEPTED if accepted else DeliveryState.QUEUED
+            at = batch.accepted_at if accepted else None
             for pk, userid, _language, district in rows:
-                deliveries.append(
-                    Delivery(
-                        plan=plan,
-                        dispatch=dispatch,
-                        batch=batch,
-                        recipient_id=pk,
-                        dingtalk_user_id=userid,
-                        district_id=district,
-                        state=DeliveryState.ACCEPTED if accepted else DeliveryState.QUEUED,
-                        accepted_at=batch.accepted_at if accepted else None,
-                    )
-                )
+                deliveries.append((plan.pk, dispatch.pk, batch.pk, pk, userid, district, state, at))
             _bulk_insert_deliveries(deliveries)
             if finished:
                 Batch.objects.filter(pk=batch.pk).update(size=plan.planned + len(rows))
@@ -321,19 +312,23 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
         for batch, group, dispatch in pending:
             for recipient_pk, userid, person_district in group:
                 deliveries.append(
-                    Delivery(
-                        plan=plan,
-                        dispatch=dispatch,
-                        batch=batch,
-                        recipient_id=recipient_pk,
-                        dingtalk_user_id=userid,
-                        district_id=person_district,
+                    (
+                        plan.pk,
+                        dispatch.pk,
+                        batch.pk,
+                        recipient_pk,
+                        userid,
+                        person_district,
+                        DeliveryState.QUEUED,
+                        None,
                     )
                 )
         _bulk_insert_deliveries(deliveries)
     return [b.pk for b in new_batches], finished
 
 
+# plan, dispatch, batch, recipient, DingTalk user id, district, state, accepted_at
+DeliveryRow = tuple[int, int, int | None, int, str, int | None, str, datetime | None]
 DELIVERY_COPY_COLUMNS = (
     "plan_id",
     "dispatch_id",
@@ -349,32 +344,33 @@ DELIVERY_COPY_COLUMNS = (
 )
 
 
-def _bulk_insert_deliveries(deliveries: list[Delivery]) -> None:
-    """COPY on PostgreSQL (one round trip, no per-row parse), bulk INSERT elsewhere."""
-    if connection.vendor != "postgresql" or len(deliveries) < 500:
-        Delivery.objects.bulk_create(deliveries, batch_size=2000)
+def _bulk_insert_deliveries(rows: list[DeliveryRow]) -> None:
+    """COPY on PostgreSQL (one round trip, no model instances), bulk INSERT elsewhere."""
+    if connection.vendor != "postgresql" or len(rows) < 500:
+        Delivery.objects.bulk_create(
+            [
+                Delivery(
+                    plan_id=plan,
+                    dispatch_id=dispatch,
+                    batch_id=batch,
+                    recipient_id=recipient,
+                    dingtalk_user_id=userid,
+                    district_id=district,
+                    state=state,
+                    accepted_at=accepted_at,
+                )
+                for plan, dispatch, batch, recipient, userid, district, state, accepted_at in rows
+            ],
+            batch_size=2000,
+        )
         return
     table = Delivery._meta.db_table
     columns = ", ".join(DELIVERY_COPY_COLUMNS)
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg 3 cursor under Django's wrapper
         with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for d in deliveries:
-                copy.write_row(
-                    (
-                        d.plan_id,
-                        d.dispatch_id,
-                        d.batch_id,
-                        d.recipient_id,
-                        d.dingtalk_user_id,
-                        d.district_id,
-                        d.state,
-                        d.accepted_at,
-                        0,
-                        "",
-                        "",
-                    )
-                )
+            for row in rows:
+                copy.write_row((*row, 0, "", ""))
 
 
 def plan_notice(notice_id: int) -> int:
@@ -416,18 +412,19 @@ def _release(batch_id: int, *, error: str = "", code: str = "") -> None:
 
 def batch_send(batch_id: int) -> SendOutcome:
     """Send one batch if it is still queued; record DingTalk's task id. Idempotent."""
-    claimed = Batch.objects.filter(pk=batch_id, status=BatchStatus.QUEUED).update(
-        status=BatchStatus.CLAIMED, claimed_at=_now(), attempts=F("attempts") + 1
-    )
+    # One statement claims the batch and checks its plan still sends (re-queued flow-control
+    # drops and reminders go out after the plan itself is done); a paused plan's batches stay
+    # queued for the resume.
+    claimed = Batch.objects.filter(
+        pk=batch_id,
+        status=BatchStatus.QUEUED,
+        dispatch__plan__status__in=(PlanStatus.SENDING, PlanStatus.DONE),
+    ).update(status=BatchStatus.CLAIMED, claimed_at=_now(), attempts=F("attempts") + 1)
     if claimed != 1:
-        return SendOutcome("skipped", detail="not queued")
+        return SendOutcome("skipped", detail="not queued or plan not sending")
     batch = Batch.objects.select_related("dispatch__plan__department").get(pk=batch_id)
     dispatch = batch.dispatch
     plan = dispatch.plan
-    # Re-queued flow-control drops and reminders go out after the plan itself is done.
-    if plan.status not in (PlanStatus.SENDING, PlanStatus.DONE):
-        _release(batch_id)
-        return SendOutcome("skipped", detail=f"plan {plan.status}")
     department = plan.department
     app_key = department.dingtalk_app_key or f"department:{department.code}"
     try:
@@ -519,6 +516,7 @@ def confirm_url(delivery_id: int) -> str:
 def _record_accepted(batch: Batch, task_id: int) -> None:
     now = _now()
     first_poll = now + timedelta(seconds=planning.RECEIPT_POLL_OFFSETS_S[0])
+    dispatch = batch.dispatch
     with transaction.atomic():
         moved = Batch.objects.filter(pk=batch.pk, status=BatchStatus.CLAIMED).update(
             status=BatchStatus.ACCEPTED,
@@ -532,14 +530,18 @@ def _record_accepted(batch: Batch, task_id: int) -> None:
             # The sweeper declared the call unknown meanwhile; keep the task id for reconciling.
             Batch.objects.filter(pk=batch.pk, task_id__isnull=True).update(task_id=task_id)
             return
-        if batch.dispatch.round == 0:
+        if dispatch.round == 0:
             Delivery.objects.filter(batch_id=batch.pk, state=DeliveryState.QUEUED).update(
                 state=DeliveryState.ACCEPTED, accepted_at=now
             )
-        DeliveryPlan.objects.filter(
-            pk=batch.dispatch.plan_id, first_accepted_at__isnull=True
-        ).update(first_accepted_at=now)
-    plan_finish_if_complete(batch.dispatch.plan_id)
+        if dispatch.plan.first_accepted_at is None:
+            DeliveryPlan.objects.filter(pk=dispatch.plan_id, first_accepted_at__isnull=True).update(
+                first_accepted_at=now
+            )
+    # Only the last batch of a dispatch checks whether the plan is complete (one query per
+    # batch saved); the planner and the sweeper check too.
+    if dispatch.plan.snapshot_done and batch.seq + 1 >= dispatch.next_seq:
+        plan_finish_if_complete(dispatch.plan_id)
 
 
 def _mark_unknown(batch_id: int, error: str) -> None:
@@ -625,6 +627,7 @@ def plan_resume(*, actor: Any, plan_id: int) -> int:
         from delivery.tasks import plan_notice_task
 
         plan_notice_task.apply_async(args=(plan.notice_id,), queue=_queue(plan.urgent))
+    plan_finish_if_complete(plan_id)
     return len(queued)
 
 

@@ -29,7 +29,9 @@ if _broker_dir:
 else:
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", CELERY_BROKER_URL)
     # Short, so messages of a killed worker come back within the test's time.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 10}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("DELIVERY_WORKER_VISIBILITY_S", "10"))
+    }
     # Whatever the visibility timeout, retries must stay below it.
     DELIVERY_MAX_COUNTDOWN_S = 5
 DELIVERY_CLAIM_STALE_S = float(os.environ.get("DELIVERY_CLAIM_STALE_S", "8"))
