@@ -8,13 +8,14 @@ holds in the admin as well. Approvals, rejections and contributions cannot be ad
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts import permissions as perms
@@ -112,6 +113,22 @@ class NoticeAdmin(_ReadOnly):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Notice]:
         return selectors.notice_list_for_user(user=request.user)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        action = request.POST.get("action", "") if request.method == "POST" else ""
+        if action in ("approve_selected", "reject_selected"):
+            # Notices of other departments are not in the queryset, so the action never sees
+            # them; the attempt is still put on record, as on the pages.
+            visible = set(self.get_queryset(request).values_list("pk", flat=True))
+            for raw in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+                if raw.isdigit() and int(raw) not in visible:
+                    with contextlib.suppress(Http404):
+                        services.notice_get_for_decision(
+                            actor=request.user, pk=int(raw), operation=action.split("_")[0]
+                        )
+        return super().changelist_view(request, extra_context)
 
     @admin.action(description="Approve selected notices")
     def approve_selected(

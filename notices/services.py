@@ -89,6 +89,7 @@ CONTENT_FIELDS = (
     "classification",
 )
 EDITABLE_FIELDS = frozenset((*CONTENT_FIELDS, "segments"))
+HIGH_RISK_TAGS = ("high-risk", "high_risk", "highrisk")
 
 
 class NoticeInvalid(ApplicationError):  # noqa: N818 - reads as the rule it names
@@ -542,7 +543,13 @@ def _has_high_risk(notice: Notice) -> bool:
         return True
     if notice.tier == Tier.CITYWIDE:
         return False
-    return any(RiskLevel.HIGH in (s.risk_levels or []) for s in notice.segments.all())
+    segments = list(notice.segments.all())
+    if any(RiskLevel.HIGH in (s.risk_levels or []) for s in segments):
+        return True
+    # A department's free tags may mark a high-risk group too ("high-risk", "high_risk").
+    return Segment.tags.through.objects.filter(
+        segment__in=segments, tag__name__in=HIGH_RISK_TAGS
+    ).exists()
 
 
 def required_approvals(notice: Notice) -> int:

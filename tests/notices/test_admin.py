@@ -178,3 +178,21 @@ def test_reject_action_needs_a_reason(cast_a, verified_client, audience):
     act(client, "reject_selected", [notice], apply="1", reason="Wrong district")
     notice.refresh_from_db()
     assert notice.status == Status.DRAFT
+
+
+def test_other_departments_supervisor_cannot_approve_in_the_admin(
+    cast_a, cast_b, verified_client, audience
+):
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
+    client = verified_client(cast_b.supervisor)
+    act(
+        client,
+        "approve_selected",
+        [notice],
+        apply="1",
+        **{f"version_hash_{notice.pk}": notice.version_hash},
+    )
+    notice.refresh_from_db()
+    assert notice.status == Status.SUBMITTED
+    assert not Approval.objects.exists()
+    assert refused(notice, "not_approver") == 1

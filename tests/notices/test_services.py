@@ -608,3 +608,17 @@ def test_preflight_follows_delivery_strategy(cast_a):
         requires_confirmation=True,
     )
     assert confirm["calls"] == 249  # one message per person: personal confirmation links
+
+
+def test_segment_with_a_high_risk_tag_needs_two(cast_a):
+    from audiences.models import Recipient, RecipientTag, Tag
+
+    add_recipients(cast_a.department, 3)
+    tag = Tag.objects.create(department=cast_a.department, name="high-risk")
+    RecipientTag.objects.bulk_create(
+        [RecipientTag(recipient=r, tag=tag) for r in Recipient.objects.all()]
+    )
+    segment = everyone_segment(cast_a.department, name="Tagged")
+    segment.tags.add(tag)
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(segment))
+    assert services.required_approvals(notice) == 2
