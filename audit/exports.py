@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from audit import receipts
 from audit.actions import AuditOwnAction
 from audit.context import AuditContext, audit_context, current_context
 from audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
+from audit.pgcopy import csv_copy_chunks
 from audit.resources import AuditEventResource, export_values
 from audit.selectors import EventFilters, event_list_for_user, events_filter
 from audit.services import audit_record, chain_head
@@ -71,6 +72,9 @@ def export_chunks(
 ) -> Iterator[bytes]:
     """The export file of `queryset` as a stream of bytes (CSV or JSON), in constant memory."""
     resource = AuditEventResource()
+    if fmt == ExportFormat.CSV and connection.vendor == "postgresql":
+        # Formatted and neutralised by the database (audit.pgcopy): same cells, far faster.
+        return csv_copy_chunks(queryset, resource.headers())
     rows = resource.export_rows(keyset_rows(queryset, page_rows=page_rows))
     # The resource already passed every cell through neutralise_cell.
     if fmt == ExportFormat.CSV:
@@ -204,6 +208,17 @@ def _write_file(
 ) -> int:
     """Write the export to `path`; returns the number of data rows."""
     resource = AuditEventResource()
+    if fmt == ExportFormat.CSV and connection.vendor == "postgresql":
+        written = [0]
+
+        def counted(rows: int) -> None:
+            written[0] = rows
+            report(rows)
+
+        with path.open("wb") as out:
+            for chunk in csv_copy_chunks(queryset, resource.headers(), on_rows=counted):
+                out.write(chunk)
+        return written[0]
     rows = _RowCounter(_counted(resource.export_rows(keyset_rows(queryset)), report))
     if fmt == ExportFormat.XLSX:
         write_xlsx(path, resource.headers(), rows, title="Audit trail")

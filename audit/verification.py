@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.actions import AuditOwnAction
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, event_hash
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, event_hash, legacy_event_hash
 from audit.models import AuditCheckpoint, AuditEvent
 
 CHUNK_SIZE = 5000
@@ -103,7 +103,8 @@ def chain_verify(*, up_to: int | None = None, chunk_size: int = CHUNK_SIZE) -> C
                 checked,
                 f"its prev_hash does not match the hash of event #{expected_sequence - 1}",
             )
-        if event_hash(row) != row["hash"]:
+        # Events written before the content-hash scheme carry a version 1 hash (audit.chain).
+        if event_hash(row) != row["hash"] and legacy_event_hash(row) != row["hash"]:
             return _broken(
                 row, checked, "its content does not match its hash (the row was altered)"
             )

@@ -463,6 +463,9 @@ def test_recall(wsd, cast_a) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
     delivery_services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    batches = list(Batch.objects.filter(dispatch__plan=plan).values_list("status", "error"))
+    assert plan.first_accepted_at is not None, (plan.status, plan.pause_reason, batches)
     followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="Wrong district")
     event = only_event("delivery.recalled")
     assert event.actor_id == cast_a.supervisor.pk
