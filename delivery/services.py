@@ -877,14 +877,25 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         if moved == 1:
             _enqueue_batches([(batch.pk, batch.urgent)])
             counts["resent"] += 1
-    queued = Batch.objects.filter(
-        status=BatchStatus.QUEUED,
-        dispatch__plan__status__in=(PlanStatus.SENDING, PlanStatus.DONE),
-        created_at__lt=lost,
-    ).values_list("pk", "urgent")[:2000]
-    for batch_id, urgent in queued:
-        _enqueue_batches([(batch_id, urgent)])
-        counts["requeued"] += 1
+    # A deep queue is normal (the governor paces a large send); only a plan where nothing was
+    # claimed lately has lost its messages, so only those are enqueued again.
+    stalled = (
+        DeliveryPlan.objects.filter(
+            status__in=(PlanStatus.SENDING, PlanStatus.DONE),
+            dispatches__batches__status=BatchStatus.QUEUED,
+            dispatches__batches__created_at__lt=lost,
+        )
+        .exclude(dispatches__batches__claimed_at__gte=lost)
+        .values_list("pk", flat=True)
+        .distinct()[:50]
+    )
+    for plan_id in list(stalled):
+        queued = Batch.objects.filter(
+            dispatch__plan_id=plan_id, status=BatchStatus.QUEUED
+        ).values_list("pk", "urgent")[:5000]
+        for batch_id, urgent in queued:
+            _enqueue_batches([(batch_id, urgent)])
+            counts["requeued"] += 1
     for plan in DeliveryPlan.objects.filter(status=PlanStatus.PAUSED).select_related("department"):
         if _pause_cleared(plan):
             counts["resumed"] += int(plan_resume(actor=None, plan_id=plan.pk) >= 0)
