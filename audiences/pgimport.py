@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.utils.translation import gettext as _
 from psycopg.sql import Literal
@@ -117,11 +118,11 @@ def _checked_select(columns: list[str]) -> str:
         subscription = f"(%(subs)s::jsonb ->> {_cell(columns, 'subscription')})"
     else:
         subscription = "'subscribed'::text"
-    # A plain row's mobile is 8 digits, so a formula character anywhere at a cell start (the mobile
-    # cell included) already makes the row unusual: one test of the whole line is enough.
+    # Only the name needs its own formula test: every other cell is held to a pattern or a list
+    # of words that cannot start with = + - @ tab or CR (the mobile cell is 8 digits).
     plain = f"""coalesce(
         cardinality(c) = {len(columns)}
-        AND t !~ '(^|,)[{first}]'
+        AND {name} !~ '^[{first}]'
         AND {uid} ~ '^[A-Za-z0-9][A-Za-z0-9_.@-]*$' AND char_length({uid}) <= 64
         AND first_line = line
         AND {name} <> '' AND char_length({name}) <= 100 AND {name} = btrim({name}, ' ')
@@ -134,7 +135,7 @@ def _checked_select(columns: list[str]) -> str:
              OR ({function_tag} ~ '^[a-z0-9][a-z0-9_-]*$' AND octet_length({function_tag}) <= 32))
         AND (%(risks)s::jsonb ->> {risk}) IS NOT NULL
         AND {subscription} IS NOT NULL
-        AND ({tags} = '' OR ({tags} ~ '^[a-z0-9_-]+(;[a-z0-9_-]+)*$'
+        AND ({tags} = '' OR ({tags} ~ '^[a-z0-9][a-z0-9_-]*(;[a-z0-9_-]+)*$'
              AND %(tags)s::jsonb ?& string_to_array({tags}, ';'))),
         FALSE)"""
     tag_ids = (
@@ -189,6 +190,14 @@ def stage_and_check(
         "tags": json.dumps(validator.tags),
     }
     with connection.cursor() as cursor:
+        # Temporary tables live in the session's local buffers (8 MB by default): a million-row
+        # file then thrashes them and the check takes twice as long. The size can only be set
+        # before the session's first temporary table (later it is silently ignored, no error);
+        # the sort behind the duplicate check gets memory for this transaction only.
+        cursor.execute(
+            "SELECT set_config('temp_buffers', %s, false), set_config('work_mem', %s, true)",
+            [settings.AUDIENCES_IMPORT_TEMP_BUFFERS, settings.AUDIENCES_IMPORT_WORK_MEM],
+        )
         # Inlined as literals, not bound: a bound '...'::jsonb would be parsed again for every row.
         quoted = {
             key: Literal(value).as_string(cursor.cursor.connection)

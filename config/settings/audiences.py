@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.env import env_int
+from config.env import env_int, env_str
 from config.settings.celery import Queues
 
 # Whole-file limits for every recipient import path (admin, background job, bulk command).
@@ -10,6 +10,10 @@ AUDIENCES_IMPORT_MAX_BYTES = env_int("AUDIENCES_IMPORT_MAX_BYTES", 200 * 1024 * 
 AUDIENCES_IMPORT_MAX_ROWS = env_int("AUDIENCES_IMPORT_MAX_ROWS", 1_000_000)
 # Above this many rows an admin upload is checked and imported by a Celery task with a progress bar.
 AUDIENCES_ADMIN_SYNC_MAX_ROWS = env_int("AUDIENCES_ADMIN_SYNC_MAX_ROWS", 2_000)
+# PostgreSQL memory for checking a bulk file in SQL (audiences.pgimport): the session's buffers
+# for temporary tables (kept by that connection afterwards) and the duplicate-id sort.
+AUDIENCES_IMPORT_TEMP_BUFFERS = env_str("AUDIENCES_IMPORT_TEMP_BUFFERS", "512MB")
+AUDIENCES_IMPORT_WORK_MEM = env_str("AUDIENCES_IMPORT_WORK_MEM", "256MB")
 # Venue and check-in CSV files.
 AUDIENCES_CHECKIN_MAX_ROWS = env_int("AUDIENCES_CHECKIN_MAX_ROWS", 200_000)
 # DingTalk allows 20 calls/s per app and API; stay well under it so a sync never trips 90018.
