@@ -128,6 +128,20 @@ def load_recipients(department_id: int, prefix: str, rows: int, languages: tuple
         cursor.execute(f"VACUUM ANALYZE {Recipient._meta.db_table}")
 
 
+def drain_queues(broker: str) -> None:
+    """Forget messages a killed earlier run left in the broker (they name batches of a dropped
+    database). Only the portal's queue keys are touched."""
+    import redis
+
+    from config.settings.celery import Queues
+
+    client = redis.Redis.from_url(broker)
+    for queue in Queues.ALL:
+        for key in client.scan_iter(match=f"{queue}*"):
+            client.delete(key)
+    client.delete("unacked", "unacked_index", "unacked_mutex")
+
+
 def wait(predicate: object, timeout: float, every: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,6 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
     apps = {a.code: a for a in demo_apps()}
     broker = os.environ["CELERY_BROKER_URL"]
+    drain_queues(broker)
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     os.environ["DELIVERY_GOVERNOR_PREFIX"] = prefix
     from django.conf import settings

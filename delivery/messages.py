@@ -11,7 +11,9 @@ from typing import Any
 from django.core import signing
 
 from dingtalk import messages as dt
-from notices.models import Notice
+from dingtalk.errors import MessageInvalid
+from notices.content import notice_message
+from notices.models import MEDIA_KINDS, Notice
 
 LANGUAGES = ("en", "zh", "both")
 CONFIRM_SALT = "delivery.confirm"
@@ -34,9 +36,20 @@ REMINDER_OPENERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def recipient_language(preference: str) -> str:
-    """Recipient preference (en, zh-hant, both) -> dispatch language (en, zh, both)."""
-    return {"en": "en", "zh-hant": "zh"}.get(preference, "both")
+def recipient_language(preference: str, notice: Notice | None = None) -> str:
+    """Recipient preference (en, zh-hant, both) -> the approved message they get (en or zh).
+
+    People who read both get the Chinese message when there is one; a notice written in one
+    language only goes out in that language to everyone.
+    """
+    has_en = notice is None or bool(notice.title_en.strip() or notice.body_en.strip())
+    has_zh = notice is None or bool(notice.title_zh.strip() or notice.body_zh.strip())
+    wanted = {"en": "en", "zh-hant": "zh"}.get(preference, "zh")
+    if wanted == "en" and not has_en:
+        return "zh"
+    if wanted == "zh" and not has_zh:
+        return "en"
+    return wanted
 
 
 def _texts(notice: Notice, language: str) -> tuple[str, str]:
@@ -70,7 +83,22 @@ def _truncate_bytes(text: str, limit: int) -> str:
 
 
 def build_message(notice: Notice, language: str, round_: int = 0) -> dict[str, Any]:
-    """The msg body for one language and round; confirmation links are filled per person."""
+    """The msg body for one language and round; confirmation links are filled per person.
+
+    Round 0 of a notice without a confirmation button is exactly the message approvers saw in
+    the preview (notices.content.notice_message); reminders, confirmation cards and the
+    bilingual organisation-wide message are built here.
+    """
+    if (
+        round_ == 0
+        and not notice.requires_confirmation
+        and language in ("en", "zh")
+        and notice.kind not in MEDIA_KINDS
+    ):
+        try:
+            return notice_message(notice, language)
+        except MessageInvalid:
+            pass  # the approved content did not fit; the compact card below does
     title, body = _texts(notice, language)
     opener = _opener(language, round_)
     if round_ > 0:

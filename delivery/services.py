@@ -280,7 +280,9 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
             return [], finished
         by_language: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
         for pk, userid, language, district in rows:
-            by_language[messages.recipient_language(language)].append((pk, userid, district))
+            by_language[messages.recipient_language(language, notice)].append(
+                (pk, userid, district)
+            )
         per_call = 1 if plan.strategy == planning.Strategy.PER_PERSON else 100
         pending: list[tuple[Batch, list[tuple[int, str, int | None]], Dispatch]] = []
         for language, people in sorted(by_language.items()):

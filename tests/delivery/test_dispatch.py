@@ -52,8 +52,12 @@ def test_a_targeted_notice_goes_out_in_batches_of_100_once_per_person(sim, wsd) 
     batches = Batch.objects.filter(dispatch__plan=plan)
     assert all(b.size <= 100 for b in batches)
     assert set(batches.values_list("status", flat=True)) == {BatchStatus.ACCEPTED}
-    # One message per language: en, zh, both.
-    assert set(plan.dispatches.values_list("language", flat=True)) == {"en", "zh", "both"}
+    # One message per language; people who read both get the Chinese one.
+    assert set(plan.dispatches.values_list("language", flat=True)) == {"en", "zh"}
+    from notices.content import notice_message
+
+    zh = plan.dispatches.get(language="zh")
+    assert zh.message == notice_message(notice, "zh")  # what the approvers previewed
     for batch in batches:
         tasks.send_batch_task.delay(*roundtrip(batch.pk))  # ran twice: skipped
     userids = list(Delivery.objects.filter(plan=plan).values_list("dingtalk_user_id", flat=True))
