@@ -27,6 +27,7 @@ from audit.context import AuditContext, audit_context
 from audit.exports import export_start
 from audit.models import AuditEvent
 from audit.selectors import EventFilters
+from audit.testing import send_notice
 from common.testing.cast import TEST_PASSWORD, verified_client_for
 from delivery import followup, messages
 from delivery import services as delivery_services
@@ -362,7 +363,7 @@ def test_cancellation(cast_a, audience) -> None:
 def test_dispatch_started_and_finished(wsd) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    delivery_services.plan_notice(notice.pk)
+    send_notice(notice.pk)
     for action in ("delivery.dispatch_started", "delivery.dispatch_finished"):
         event = only_event(action)
         assert_system(event)
@@ -409,7 +410,7 @@ def test_batch_with_unknown_outcome(wsd, sim, settings) -> None:
 def test_pause_and_resume(wsd, cast_a) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    delivery_services.plan_notice(notice.pk)
+    send_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     DeliveryPlan.objects.filter(pk=plan.pk).update(status="sending")
     assert delivery_services.plan_pause(plan.pk, code="manual", reason="Check the wording")
@@ -434,7 +435,7 @@ def test_reminder(wsd, sim) -> None:
     notice = make_notice(
         wsd, tier=Tier.CLOSED_LOOP, max_reminders=1, remind_after_minutes=30, remind_whom="unread"
     )
-    delivery_services.plan_notice(notice.pk)
+    send_notice(notice.pk)
     sim.sim.advance(60)
     poll_all(DeliveryPlan.objects.get(notice=notice))
     later = delivery_services._now() + timedelta(minutes=31)
@@ -448,7 +449,7 @@ def test_reminder(wsd, sim) -> None:
 def test_confirmation(wsd, sim) -> None:
     make_recipients(wsd, 2, languages=("en",))
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP, requires_confirmation=True)
-    delivery_services.plan_notice(notice.pk)
+    send_notice(notice.pk)
     person = Delivery.objects.filter(plan__notice=notice).order_by("pk").first()
     followup.delivery_confirm(token=messages.confirm_token(person.pk))
     event = only_event("delivery.confirmed")
@@ -462,7 +463,7 @@ def test_confirmation(wsd, sim) -> None:
 def test_recall(wsd, cast_a) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    delivery_services.plan_notice(notice.pk)
+    send_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     batches = list(Batch.objects.filter(dispatch__plan=plan).values_list("status", "error"))
     assert plan.first_accepted_at is not None, (plan.status, plan.pause_reason, batches)
@@ -591,7 +592,7 @@ def test_recipient_export(cast_a) -> None:
 def test_outreach_export(wsd, cast_a) -> None:
     make_recipients(wsd, 2, languages=("en",))
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
-    delivery_services.plan_notice(notice.pk)
+    send_notice(notice.pk)
     followup.outreach_rows(actor=cast_a.supervisor, plan=DeliveryPlan.objects.get(notice=notice))
     event = only_event("delivery.outreach_exported")
     assert event.actor_id == cast_a.supervisor.pk

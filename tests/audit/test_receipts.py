@@ -18,6 +18,7 @@ from audiences.services import recipient_update
 from audiences.testing import mobile_for
 from audit.models import AuditEvent, AuditExport, ExportStatus
 from audit.tasks import export_events_task
+from audit.testing import send_notice
 from delivery import followup, messages, services
 from delivery.models import Batch, Delivery, DeliveryPlan, DeliveryState
 from delivery.testing import connect_department, make_notice, make_recipients
@@ -46,7 +47,7 @@ def sent(cast_a, sim):
             changes={"name": f"Chan Tai Man {i}", "mobile": mobile_for(i)},
         )
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP, requires_confirmation=True)
-    services.plan_notice(notice.pk)
+    send_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     sim.sim.advance(5)
     people = list(Delivery.objects.filter(plan=plan).order_by("pk"))
