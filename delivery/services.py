@@ -68,6 +68,10 @@ PAUSING_ERRORS = (InvalidCredentials, PermissionDenied, QuotaExhausted)
 Enqueue = Callable[[int, bool], None]
 
 
+class SnapshotRaced(Exception):  # noqa: N818 - a state, like the dingtalk errors
+    """Another planner moved the snapshot cursor first; this chunk's transaction rolls back."""
+
+
 @dataclass(frozen=True)
 class SendOutcome:
     outcome: str  # sent | skipped | retry | paused | failed | unknown
@@ -236,6 +240,8 @@ def plan_broadcast_batch(plan: DeliveryPlan, notice: Notice) -> Batch | None:
 def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[int], bool]:
     """Write the next chunk of recipients (and their batches); returns (batch ids, finished).
 
+    Raises SnapshotRaced when another planner wrote this chunk first.
+
     The cursor moves with a conditional update inside the chunk's transaction, so two planners
     never write the same chunk: the second one's update matches nothing and rolls back.
     """
@@ -262,8 +268,7 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
             pk=plan.pk, snapshot_cursor=plan.snapshot_cursor, snapshot_done=False
         ).update(snapshot_cursor=cursor, snapshot_done=finished, planned=F("planned") + len(rows))
         if moved != 1:
-            transaction.set_rollback(True)
-            return [], False
+            raise SnapshotRaced(plan_id)
         new_batches: list[Batch] = []
         deliveries: list[DeliveryRow] = []
         if plan.strategy == planning.Strategy.ORG_WIDE:
@@ -392,9 +397,10 @@ def plan_notice(notice_id: int) -> int:
         enqueued += 1
     finished = plan.snapshot_done
     while not finished:
-        batch_ids, finished = plan_snapshot_chunk(plan.pk)
-        if not batch_ids and not finished:
-            # Another planner holds this chunk: let it finish the snapshot.
+        try:
+            batch_ids, finished = plan_snapshot_chunk(plan.pk)
+        except SnapshotRaced:
+            # Another planner holds this chunk (a redelivered message): let it finish.
             break
         _enqueue_batches((batch_id, plan.urgent) for batch_id in batch_ids)
         enqueued += len(batch_ids)

@@ -178,7 +178,9 @@ def test_an_unknown_outcome_is_reconciled_without_a_second_delivery(sim, wsd, se
 
 
 @pytest.mark.django_db
-def test_a_citywide_broadcast_uses_one_organisation_wide_call(sim, wsd) -> None:
+def test_a_citywide_broadcast_uses_one_organisation_wide_call(sim, wsd, settings) -> None:
+    settings.DELIVERY_SNAPSHOT_FIRST_CHUNK = 50
+    settings.DELIVERY_SNAPSHOT_CHUNK = 100
     make_recipients(wsd, 400)
     notice = make_notice(wsd, tier=Tier.CITYWIDE)
     services.dispatch_on_approved(notice.pk)
