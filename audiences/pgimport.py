@@ -1,9 +1,9 @@
 """PostgreSQL fast path of the recipient import: COPY the raw lines, check them in SQL, stage them.
 
 The rules stay those of audiences.validation. SQL decides which rows are *plainly* valid, with the
-same strict tests as RecipientValidator.fast_checker (the HK mobile test is libphonenumber's own
-pattern, see `hk_mobile_sql_pattern`; districts, tags and enums are dictionary lookups; duplicate
-user ids are found by a window function). Every other row - none in a clean file, the few bad ones
+same strict tests as RecipientValidator.fast_checker (the HK mobile test is a table of the 4-digit
+starts libphonenumber's pattern allows, see `hk_mobile_prefixes`; districts, tags and enums are
+dictionary lookups; duplicate user ids are found by a window function). Every other row - none in a clean file, the few bad ones
 in a rejected file - gets the full Python check, which accepts it (e.g. "+852 9123 4567") or gives
 the reason. So a million clean rows never pass through Python one by one, and a rejected file still
 reports every bad line with its reason.
