@@ -283,8 +283,24 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
             if finished:
                 Batch.objects.filter(pk=batch.pk).update(size=plan.planned + len(rows))
             return [], finished
+        capped = _over_daily_cap(plan, [userid for _, userid, _, _ in rows])
         by_language: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
         for pk, userid, language, district in rows:
+            if userid in capped:
+                # DingTalk would drop them silently (143105): record it instead of sending.
+                deliveries.append(
+                    (
+                        plan.pk,
+                        _dispatch(plan, notice, "en").pk,
+                        None,
+                        pk,
+                        userid,
+                        district,
+                        DeliveryState.FORBIDDEN,
+                        None,
+                    )
+                )
+                continue
             by_language[messages.recipient_language(language, notice)].append(
                 (pk, userid, district)
             )
@@ -349,6 +365,27 @@ DELIVERY_COPY_COLUMNS = (
     "outreach",
     "outreach_outcome",
 )
+
+
+def _over_daily_cap(plan: DeliveryPlan, userids: list[str]) -> set[str]:
+    """People of this chunk who already had the day's share of this app's notices.
+
+    DingTalk caps each person at 500 notices a day per app and drops the rest silently; the
+    governor's per-person limit (DELIVERY_LIMITS["per_person_daily"]) stays below it.
+    """
+    cap = int(settings.DELIVERY_LIMITS["per_person_daily"])
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return set(
+        Delivery.objects.filter(
+            plan__department_id=plan.department_id,
+            dingtalk_user_id__in=userids,
+            accepted_at__gte=start,
+        )
+        .values("dingtalk_user_id")
+        .annotate(n=Count("pk"))
+        .filter(n__gte=cap)
+        .values_list("dingtalk_user_id", flat=True)
+    )
 
 
 def _bulk_insert_deliveries(rows: list[DeliveryRow]) -> None:

@@ -207,3 +207,17 @@ def test_a_scheduled_notice_waits_for_the_sweeper(sim, wsd) -> None:
     Notice.objects.filter(pk=notice.pk).update(send_at=services._now() - timedelta(seconds=1))
     assert services.sweep()["planned"] == 1
     assert DeliveryPlan.objects.get(notice=notice).status == PlanStatus.DONE
+
+
+@pytest.mark.django_db
+def test_people_at_the_daily_cap_are_recorded_not_sent(sim, wsd, settings) -> None:
+    settings.DELIVERY_LIMITS = {**settings.DELIVERY_LIMITS, "per_person_daily": 1}
+    make_recipients(wsd, 20, languages=("en",))
+    first = make_notice(wsd, tier=Tier.TARGETED, title="First")
+    services.plan_notice(first.pk)
+    second = make_notice(wsd, tier=Tier.TARGETED, title="Second")
+    services.plan_notice(second.pk)
+    plan = DeliveryPlan.objects.get(notice=second)
+    assert Delivery.objects.filter(plan=plan, state=DeliveryState.FORBIDDEN).count() == 20
+    assert not Batch.objects.filter(dispatch__plan=plan).exists()
+    assert plan.status == PlanStatus.DONE
