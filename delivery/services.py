@@ -716,34 +716,51 @@ def plan_finish_if_complete(plan_id: int) -> bool:
 # --- receipts --------------------------------------------------------------------------------
 
 
-def receipts_due(*, now: datetime | None = None, limit: int = 20_000) -> list[int]:
+RECEIPT_LEASE_S = 300
+
+
+def receipts_due(*, now: datetime | None = None, limit: int = 20_000) -> list[tuple[int, str]]:
+    """Lease the due batches to one poll each: (batch id, lease) pairs for the poll tasks.
+
+    Moving next_poll_at to the lease means the next beat does not enqueue the same batch again
+    while its poll waits in the queue; a lost poll message comes due again when the lease ends.
+    """
     moment = now or _now()
-    return list(
+    ids = list(
         Batch.objects.filter(
             status=BatchStatus.ACCEPTED, receipts_done=False, next_poll_at__lte=moment
         )
         .order_by("next_poll_at")
         .values_list("pk", flat=True)[:limit]
     )
+    lease = moment + timedelta(seconds=RECEIPT_LEASE_S)
+    Batch.objects.filter(pk__in=ids, next_poll_at__lte=moment).update(next_poll_at=lease)
+    return [(batch_id, lease.isoformat()) for batch_id in ids]
 
 
 def _user_batch_ids(batch: Batch) -> list[str]:
     return [str(u) for u in batch.userids]
 
 
-def batch_poll_receipts(batch_id: int, *, now: datetime | None = None) -> str:
-    """Poll one accepted batch's result (or progress) and record each person's state."""
+def batch_poll_receipts(
+    batch_id: int, *, now: datetime | None = None, lease: str | None = None
+) -> str:
+    """Poll one accepted batch's result (or progress) and record each person's state.
+
+    ``lease`` is what receipts_due leased the batch with; without one the batch must be due.
+    """
     moment = now or _now()
-    lease = moment + timedelta(seconds=120)
     batch = Batch.objects.select_related("dispatch__plan__department").filter(pk=batch_id).first()
     if batch is None or batch.receipts_done or batch.status != BatchStatus.ACCEPTED:
         return "skipped"
-    if batch.next_poll_at is None or batch.next_poll_at > moment:
+    leased = lease is not None and batch.next_poll_at == datetime.fromisoformat(lease)
+    if not leased and (batch.next_poll_at is None or batch.next_poll_at > moment):
         return "skipped"  # not due (or another poller holds it)
+    lease_until = moment + timedelta(seconds=120)
     # Claim this poll: a second poller of the same batch matches nothing.
     claimed = Batch.objects.filter(
         pk=batch_id, next_poll_at=batch.next_poll_at, receipts_done=False
-    ).update(next_poll_at=lease)
+    ).update(next_poll_at=lease_until)
     if claimed != 1:
         return "skipped"
     plan = batch.dispatch.plan

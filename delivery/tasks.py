@@ -58,14 +58,14 @@ def send_batch_task(self: Task[Any, Any], batch_id: int) -> str:
 def poll_receipts_task() -> int:
     """Enqueue one receipt poll per due batch."""
     due = services.receipts_due()
-    for batch_id in due:
-        poll_batch_receipts_task.apply_async(args=(batch_id,), queue=Queues.RECEIPTS)
+    for batch_id, lease in due:
+        poll_batch_receipts_task.apply_async(args=(batch_id, lease), queue=Queues.RECEIPTS)
     return len(due)
 
 
 @shared_task(name="delivery.poll_batch_receipts", queue=Queues.RECEIPTS)
-def poll_batch_receipts_task(batch_id: int) -> str:
-    return services.batch_poll_receipts(batch_id)
+def poll_batch_receipts_task(batch_id: int, lease: str | None = None) -> str:
+    return services.batch_poll_receipts(batch_id, lease=lease)
 
 
 @shared_task(name="delivery.sweep_dispatches", queue=Queues.URGENT)
