@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, Group, Permission, User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -72,7 +72,9 @@ ROLE_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
 # Separation of duties: whoever administers accounts or audits must not also write or approve.
 CONFLICTING_ROLES: dict[str, frozenset[str]] = {
     Role.SYSTEM_ADMIN: frozenset({Role.PR_OFFICER, Role.SUPERVISOR, Role.AUDITOR}),
-    Role.AUDITOR: frozenset({Role.PR_OFFICER, Role.SUPERVISOR, Role.DEPARTMENT_ADMIN, Role.SYSTEM_ADMIN}),
+    Role.AUDITOR: frozenset(
+        {Role.PR_OFFICER, Role.SUPERVISOR, Role.DEPARTMENT_ADMIN, Role.SYSTEM_ADMIN}
+    ),
     Role.PR_OFFICER: frozenset({Role.SYSTEM_ADMIN, Role.AUDITOR}),
     Role.SUPERVISOR: frozenset({Role.SYSTEM_ADMIN, Role.AUDITOR}),
     Role.DEPARTMENT_ADMIN: frozenset({Role.AUDITOR}),
@@ -101,30 +103,34 @@ def role_groups_sync() -> list[Group]:
         wanted = []
         for dotted in ROLE_MODEL_PERMISSIONS[role]:
             app_label, codename = dotted.split(".")
-            wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+            wanted.append(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
         group.permissions.set(wanted)
         groups.append(group)
     return groups
 
 
-def _require_admin(actor: AbstractBaseUser | None, department: Department) -> None:
+def _require_admin(actor: User | None, department: Department) -> None:
     # actor=None is the system itself (management commands, seeding); every person is checked.
     if actor is not None:
         perms.require_department_perm(actor, perms.ADMINISTER_DEPARTMENT, department)
 
 
-def _sync_user(user: AbstractBaseUser, department: Department) -> None:
-    roles = set(Membership.objects.filter(user=user, department=department).values_list("role", flat=True))
+def _sync_user(user: User, department: Department) -> None:
+    roles = set(
+        Membership.objects.filter(user=user, department=department).values_list("role", flat=True)
+    )
     perms.sync_role_permissions(user, department, roles)
     all_roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
-    user.groups.set(Group.objects.filter(name__in=[role_group_name(r) for r in all_roles]))  # type: ignore[attr-defined]
+    user.groups.set(Group.objects.filter(name__in=[role_group_name(r) for r in all_roles]))
 
 
 @transaction.atomic
 def membership_grant(
     *,
-    actor: AbstractBaseUser | None,
-    user: AbstractBaseUser,
+    actor: User | None,
+    user: User,
     department: Department,
     role: str,
     dingtalk_user_id: str = "",
@@ -151,7 +157,10 @@ def membership_grant(
     if not Group.objects.filter(name=role_group_name(role)).exists():
         role_groups_sync()
     membership, created = Membership.objects.get_or_create(
-        user=user, department=department, role=role, defaults={"granted_by": actor, "dingtalk_user_id": dingtalk_user_id}
+        user=user,
+        department=department,
+        role=role,
+        defaults={"granted_by": actor, "dingtalk_user_id": dingtalk_user_id},
     )
     if created:
         _sync_user(user, department)
@@ -166,7 +175,7 @@ def membership_grant(
 
 
 @transaction.atomic
-def membership_revoke(*, actor: AbstractBaseUser | None, membership: Membership) -> None:
+def membership_revoke(*, actor: User | None, membership: Membership) -> None:
     """Remove a role. Permission: administer_department. Audit: accounts.role_revoked (before the delete)."""
     department = membership.department
     _require_admin(actor, department)
@@ -178,7 +187,11 @@ def membership_revoke(*, actor: AbstractBaseUser | None, membership: Membership)
         action=AuditAction.ROLE_REVOKED,
         target=locked,
         department=department,
-        data={"user": locked.user.get_username(), "role": locked.role, "department": department.code},
+        data={
+            "user": locked.user.get_username(),
+            "role": locked.role,
+            "department": department.code,
+        },
     )
     user = locked.user
     locked.delete()
@@ -188,7 +201,7 @@ def membership_revoke(*, actor: AbstractBaseUser | None, membership: Membership)
 @transaction.atomic
 def staff_create(
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     username: str,
     full_name: str,
     email: str,
@@ -219,12 +232,16 @@ def staff_create(
         department=department,
         data={"username": username, "department": department.code, "role": role},
     )
-    membership_grant(actor=actor, user=user, department=department, role=role, dingtalk_user_id=dingtalk_user_id)
+    membership_grant(
+        actor=actor, user=user, department=department, role=role, dingtalk_user_id=dingtalk_user_id
+    )
     return user
 
 
 @transaction.atomic
-def department_create(*, actor: AbstractBaseUser | None, code: str, name_en: str, name_zh: str, **fields: Any) -> Department:
+def department_create(
+    *, actor: User | None, code: str, name_en: str, name_zh: str, **fields: Any
+) -> Department:
     """Create a department. Only the system (seeding) or a superuser bootstrapping the platform may."""
     if actor is not None and not getattr(actor, "is_superuser", False):
         raise PermissionDenied("Only the platform's superuser creates departments.")
@@ -235,18 +252,29 @@ def department_create(*, actor: AbstractBaseUser | None, code: str, name_en: str
         actor=actor,
         action=AuditAction.DEPARTMENT_CREATED,
         target=department,
-        data={"after": {"code": code, "name_en": name_en, "name_zh": name_zh, **{k: str(v) for k, v in fields.items()}}},
+        data={
+            "after": {
+                "code": code,
+                "name_en": name_en,
+                "name_zh": name_zh,
+                **{k: str(v) for k, v in fields.items()},
+            }
+        },
     )
     return department
 
 
 @transaction.atomic
-def department_update(*, actor: AbstractBaseUser | None, department: Department, changes: dict[str, Any]) -> Department:
+def department_update(
+    *, actor: User | None, department: Department, changes: dict[str, Any]
+) -> Department:
     """Change a department's settings. Permission: administer_department. Audit: before/after."""
     _require_admin(actor, department)
     unknown = set(changes) - set(DEPARTMENT_EDITABLE_FIELDS)
     if unknown:
-        raise ApplicationError(f"These fields cannot be changed here: {', '.join(sorted(unknown))}.")
+        raise ApplicationError(
+            f"These fields cannot be changed here: {', '.join(sorted(unknown))}."
+        )
     locked = Department.objects.select_for_update().get(pk=department.pk)
     before = {name: getattr(locked, name) for name in changes}
     for name, value in changes.items():
@@ -267,7 +295,7 @@ def department_update(*, actor: AbstractBaseUser | None, department: Department,
     return locked
 
 
-def totp_device_for_enrolment(*, user: AbstractBaseUser) -> TOTPDevice:
+def totp_device_for_enrolment(*, user: User) -> TOTPDevice:
     """The unconfirmed authenticator a user is enrolling (created on first call, reused after)."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
     if device is None:
@@ -276,7 +304,7 @@ def totp_device_for_enrolment(*, user: AbstractBaseUser) -> TOTPDevice:
 
 
 @transaction.atomic
-def totp_enrol_confirm(*, user: AbstractBaseUser, device: TOTPDevice, token: str) -> list[str] | None:
+def totp_enrol_confirm(*, user: User, device: TOTPDevice, token: str) -> list[str] | None:
     """Confirm enrolment with a first valid code. Returns the new backup codes, or None if the code is wrong."""
     locked = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user)
     if locked.confirmed or not locked.verify_token(token):
@@ -285,20 +313,26 @@ def totp_enrol_confirm(*, user: AbstractBaseUser, device: TOTPDevice, token: str
     locked.save(update_fields=["confirmed"])
     # An enrolment replaces any earlier authenticator: only one can be trusted at a time.
     TOTPDevice.objects.filter(user=user).exclude(pk=locked.pk).delete()
-    audit_record(actor=user, action=AuditAction.TOTP_ENROLLED, target=user, data={"device": locked.name})
+    audit_record(
+        actor=user, action=AuditAction.TOTP_ENROLLED, target=user, data={"device": locked.name}
+    )
     return backup_codes_issue(user=user)
 
 
 @transaction.atomic
-def backup_codes_issue(*, user: AbstractBaseUser) -> list[str]:
-    device, _ = BackupCodeDevice.objects.get_or_create(user=user, defaults={"name": "Backup codes", "confirmed": True})
-    codes = device.issue_codes()
-    audit_record(actor=user, action=AuditAction.BACKUP_CODES_ISSUED, target=user, data={"count": len(codes)})
+def backup_codes_issue(*, user: User) -> list[str]:
+    device, _ = BackupCodeDevice.objects.get_or_create(
+        user=user, defaults={"name": "Backup codes", "confirmed": True}
+    )
+    codes: list[str] = device.issue_codes()
+    audit_record(
+        actor=user, action=AuditAction.BACKUP_CODES_ISSUED, target=user, data={"count": len(codes)}
+    )
     return codes
 
 
 @transaction.atomic
-def totp_reset(*, actor: AbstractBaseUser | None, user: User, department: Department) -> None:
+def totp_reset(*, actor: User | None, user: User, department: Department) -> None:
     """Remove a user's authenticator and backup codes so they enrol again at next login.
 
     Permission: administer_department in a department where `user` holds a role.

@@ -31,5 +31,7 @@ def test_forms_are_csrf_protected(cast_a) -> None:
     from django.test import Client
 
     client = Client(enforce_csrf_checks=True)
-    response = client.post(reverse("accounts:login"), {"username": cast_a.supervisor.username, "password": "x"})
+    response = client.post(
+        reverse("accounts:login"), {"username": cast_a.supervisor.username, "password": "x"}
+    )
     assert response.status_code == 403

@@ -27,5 +27,7 @@ if not CELERY_BROKER_URL:
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(VAR_DIR / "celery" / "processed"),
         "store_processed": False,
+        # Broadcast (pidbox) messages too, or kombu creates ./control in the working directory.
+        "control_folder": str(VAR_DIR / "celery" / "control"),
     }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
