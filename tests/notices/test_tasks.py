@@ -85,3 +85,17 @@ def test_no_alert_once_the_notice_left_the_inbox(cast_a, simulator, wired, mailo
     assert notice.status == Status.CANCELLED
     assert mailoutbox == []
     assert not AuditEvent.objects.filter(action="notices.approvers_alerted").exists()
+
+
+def test_two_notices_with_the_same_title_both_reach_the_supervisors(cast_a, simulator, wired):
+    # DingTalk drops identical content to the same person within a day; alerts must differ.
+    fields = targeted_fields(everyone_segment(cast_a.department))
+    first = submitted_notice(cast_a.pr_officer, cast_a.department, **fields)
+    second = submitted_notice(cast_a.pr_officer, cast_a.department, **fields)
+    assert first.title_en == second.title_en
+    run_task(first.pk)
+    run_task(second.pk)
+    simulator.sim.advance(60)
+    userid = cast_a.supervisor.memberships.get().dingtalk_user_id
+    assert len(simulator.sim.inbox(userid, app_key=wired.app_key)) == 2
+    assert simulator.sim.counters()["forbidden_total"] == 0
