@@ -13,9 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def worker_queues() -> set[str]:
     script = (ROOT / "bin" / "run-dev").read_text()
-    match = re.search(r"celery -A config worker .*-Q (\S+)", script)
-    assert match, "bin/run-dev starts no worker"
-    return set(match.group(1).split(","))
+    matches = re.findall(r"celery -A config worker .*-Q (\S+)", script)
+    assert matches, "bin/run-dev starts no worker"
+    return {queue for match in matches for queue in match.split(",")}
+
+
+def test_urgent_work_has_a_worker_of_its_own() -> None:
+    script = (ROOT / "bin" / "run-dev").read_text()
+    assert re.search(r"celery -A config worker .*-Q urgent(\s|$)", script, re.MULTILINE)
 
 
 def test_every_queue_has_a_worker() -> None:

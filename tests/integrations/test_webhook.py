@@ -337,3 +337,14 @@ def test_old_signatures_and_windows_are_purged_and_the_purge_runs_twice_safely(c
     assert purge_nonces_task.delay().get() == 0
     assert not SeenSignature.objects.exists()
     assert not RateWindow.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_approval_inbox_shows_how_long_a_triggered_notice_has_waited(client, caller, cast_a):
+    from common.testing.cast import verified_client_for
+
+    assert _post(client, caller).status_code == 201
+    inbox = verified_client_for(cast_a.supervisor).get(reverse("notices:inbox"))
+    assert inbox.status_code == 200
+    assert b"integrations-wait" in inbox.content
+    assert b"s target" in inbox.content
