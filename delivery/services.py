@@ -583,6 +583,19 @@ def _record_accepted(batch: Batch, task_id: int) -> None:
             DeliveryPlan.objects.filter(pk=dispatch.plan_id, first_accepted_at__isnull=True).update(
                 first_accepted_at=now
             )
+        # Every batch outcome is on the trail, with DingTalk's task id for later reconciliation.
+        audit_record(
+            actor=None,
+            action=Action.BATCH_ACCEPTED,
+            target=dispatch.plan.notice,
+            department=dispatch.plan.department_id and dispatch.plan.department,
+            data={
+                "batch": batch.pk,
+                "size": batch.size,
+                "task_id": task_id,
+                "round": dispatch.round,
+            },
+        )
     # Only the last batch of a dispatch checks whether the plan is complete (one query per
     # batch saved); the planner and the sweeper check too.
     if dispatch.plan.snapshot_done and batch.seq + 1 >= dispatch.next_seq:

@@ -372,6 +372,18 @@ def test_dispatch_started_and_finished(wsd) -> None:
 
 
 @pytest.mark.django_db
+def test_accepted_batch(wsd, sim) -> None:
+    make_recipients(wsd, 5, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    delivery_services.plan_notice(notice.pk)
+    event = only_event("delivery.batch_accepted")
+    assert_system(event)
+    assert_target(event, notice)
+    assert event.data["size"] == 5
+    assert event.data["task_id"]
+
+
+@pytest.mark.django_db
 def test_failed_batch(wsd, sim) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
