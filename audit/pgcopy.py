@@ -45,23 +45,8 @@ _INNER = (
     "prev_hash",
     "hash",
 )
-_ALIASES = (
-    "sequence",
-    "occurred_at",
-    "actor_label",
-    "actor_department",
-    "department_code",
-    "action",
-    "target_type",
-    "target_id",
-    "target_label",
-    "data",
-    "request_id",
-    "ip",
-    "otp_verified",
-    "prev_hash",
-    "hash",
-)
+# Column aliases of the inner query: the same names with Django's "__" lookups flattened.
+_ALIASES = tuple(name.replace("__", "_") for name in _INNER)
 
 
 def _trigger_class() -> str:
