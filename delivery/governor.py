@@ -113,11 +113,19 @@ if redis.call('ZCARD', KEYS[3]) >= ip_limit then
   return {0, tostring(tonumber(oldest[2]) + ip_window - now), 'ip_calls'}
 end
 if recipients > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
-  local entries = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
-  local used = 0
-  for i = 1, #entries, 2 do used = used + tonumber(string.match(entries[i], ':(%d+)$')) end
+  -- KEYS[6] keeps the window's running total, so a decision costs O(expired entries), not
+  -- O(window): members are 'uuid:recipients'.
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
+  local used = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if #expired > 0 then
+    for i = 1, #expired do used = used - tonumber(string.match(expired[i], ':(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
+  end
+  -- An empty window holds nothing, whatever a stale total says; a total never goes negative.
+  if used < 0 or redis.call('ZCARD', KEYS[4]) == 0 then used = 0 end
+  redis.call('SET', KEYS[6], used, 'EX', math.ceil(rpm_window) + 1)
   if used + recipients > rpm_limit then
+    local entries = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
     local freed = 0
     local wait = rpm_window
     for i = 1, #entries, 2 do
@@ -141,6 +149,8 @@ redis.call('EXPIRE', KEYS[3], math.ceil(ip_window) + 1)
 if recipients > 0 then
   redis.call('ZADD', KEYS[4], now, member .. ':' .. recipients)
   redis.call('EXPIRE', KEYS[4], math.ceil(rpm_window) + 1)
+  redis.call('INCRBY', KEYS[6], recipients)
+  redis.call('EXPIRE', KEYS[6], math.ceil(rpm_window) + 1)
 end
 if metered == 1 then
   redis.call('INCR', KEYS[5])
@@ -175,6 +185,7 @@ class RedisGovernor:
             self._key("ip"),
             self._key("rpm", app_key),
             self._key("month", app_key, month_key()),
+            self._key("rpm-total", app_key),
         ]
         args: list[str | int | float] = [
             int(limits["calls_per_second"]),

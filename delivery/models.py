@@ -128,6 +128,8 @@ class Batch(models.Model):
     )
     urgent = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Written by the claim's conditional UPDATE; reads back exactly the batches one claim took.
+    claim_token = models.CharField(max_length=32, blank=True, db_index=False)
     task_id = models.BigIntegerField(null=True, blank=True)
     # A resend of a batch whose first call's outcome was unknown: a duplicate-content drop
     # (143106) in its result means the first call did reach that person.
@@ -151,6 +153,11 @@ class Batch(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "claimed_at"], name="batch_status_idx"),
+            models.Index(
+                fields=["claim_token"],
+                name="batch_claim_token_idx",
+                condition=~models.Q(claim_token=""),
+            ),
             models.Index(
                 fields=["next_poll_at"],
                 name="batch_poll_due_idx",

@@ -16,15 +16,17 @@ Rules that make "ran twice, sent once" hold:
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import BigIntegerField, Case, Count, F, Q, QuerySet, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -83,11 +85,26 @@ def _now() -> datetime:
     return timezone.now()
 
 
-def _enqueue_batches(batch_ids: Iterable[tuple[int, bool]]) -> None:
-    from delivery.tasks import enqueue_batch
+def _time_scale() -> float:
+    """Simulated seconds per real second: receipt schedules follow a sped-up simulator clock."""
+    return max(float(getattr(settings, "DELIVERY_GOVERNOR_TIME_SCALE", 1.0)), 1e-9)
 
+
+def _enqueue_batches(batch_ids: Iterable[tuple[int, bool]]) -> None:
+    """Hand batches to the send tasks in groups of DELIVERY_SEND_GROUP, urgent ones apart."""
+    from delivery.tasks import enqueue_batches
+
+    size = max(1, int(settings.DELIVERY_SEND_GROUP))
+    groups: dict[bool, list[int]] = {True: [], False: []}
     for batch_id, urgent in batch_ids:
-        enqueue_batch(batch_id, urgent)
+        group = groups[bool(urgent)]
+        group.append(batch_id)
+        if len(group) >= size:
+            enqueue_batches(list(group), bool(urgent))
+            group.clear()
+    for urgent, group in groups.items():
+        if group:
+            enqueue_batches(group, urgent)
 
 
 def _client(department: Department) -> DingTalkClient:
@@ -451,58 +468,219 @@ def plan_notice(notice_id: int) -> int:
 
 def _release(batch_id: int, *, error: str = "", code: str = "") -> None:
     Batch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED).update(
-        status=BatchStatus.QUEUED, error=error[:300], error_code=code[:40]
+        status=BatchStatus.QUEUED, error=error[:300], error_code=code[:40], claim_token=""
+    )
+
+
+@dataclass
+class SendReport:
+    """What one send task did with its batches; ``retry`` ids go back to the broker."""
+
+    sent: int = 0
+    skipped: int = 0
+    paused: int = 0
+    failed: int = 0
+    unknown: int = 0
+    retry: list[int] = field(default_factory=list)
+    retry_in: float = 0.0
+    detail: str = ""
+
+    def outcome(self) -> SendOutcome:
+        """The single-batch view of this report (one id in, one outcome out)."""
+        for name in ("sent", "paused", "failed", "unknown"):
+            if getattr(self, name):
+                return SendOutcome(name, detail=self.detail)
+        if self.retry:
+            return SendOutcome("retry", retry_in=self.retry_in, detail=self.detail)
+        return SendOutcome("skipped", detail=self.detail or "not queued or plan not sending")
+
+
+def batches_claim(batch_ids: list[int]) -> list[Batch]:
+    """Claim whichever of these batches are still queued (and whose plan still sends).
+
+    One conditional UPDATE marks them with a fresh token; the token then reads back exactly the
+    batches this call claimed, so two workers handed the same ids never share a batch. Re-queued
+    flow-control drops and reminders go out after the plan itself is done; a paused plan's
+    batches stay queued for the resume.
+    """
+    if not batch_ids:
+        return []
+    token = uuid.uuid4().hex
+    claimed = Batch.objects.filter(
+        pk__in=batch_ids,
+        status=BatchStatus.QUEUED,
+        dispatch__plan__status__in=(PlanStatus.SENDING, PlanStatus.DONE),
+    ).update(
+        status=BatchStatus.CLAIMED,
+        claimed_at=_now(),
+        attempts=F("attempts") + 1,
+        claim_token=token,
+    )
+    if not claimed:
+        return []
+    return list(
+        Batch.objects.filter(claim_token=token, status=BatchStatus.CLAIMED)
+        .select_related("dispatch__plan__department", "dispatch__plan__notice")
+        .order_by("-urgent", "dispatch_id", "seq")
     )
 
 
 def batch_send(batch_id: int) -> SendOutcome:
     """Send one batch if it is still queued; record DingTalk's task id. Idempotent."""
-    # One statement claims the batch and checks its plan still sends (re-queued flow-control
-    # drops and reminders go out after the plan itself is done); a paused plan's batches stay
-    # queued for the resume.
-    claimed = Batch.objects.filter(
-        pk=batch_id,
-        status=BatchStatus.QUEUED,
-        dispatch__plan__status__in=(PlanStatus.SENDING, PlanStatus.DONE),
-    ).update(status=BatchStatus.CLAIMED, claimed_at=_now(), attempts=F("attempts") + 1)
-    if claimed != 1:
-        return SendOutcome("skipped", detail="not queued or plan not sending")
-    batch = Batch.objects.select_related("dispatch__plan__department").get(pk=batch_id)
-    dispatch = batch.dispatch
-    plan = dispatch.plan
-    department = plan.department
-    app_key = department.dingtalk_app_key or f"department:{department.code}"
-    try:
-        decision = get_governor().acquire(
-            app_key=app_key,
-            api="asyncsend_v2",
-            recipients=max(batch.size, 1),
-            edition=department.dingtalk_edition,
-        )
-    except GovernorUnavailable as exc:
-        _release(batch_id)
-        plan_pause(plan.pk, code="governor_down", reason=str(exc))
-        return SendOutcome("paused", detail="governor unavailable")
-    if not decision.allowed:
-        _release(batch_id)
-        if decision.reason == "monthly_quota":
-            plan_pause(
-                plan.pk,
-                code="quota_exhausted",
-                reason="The month's DingTalk API quota is used up.",
+    return batches_send([batch_id]).outcome()
+
+
+def _app_key(department: Department) -> str:
+    return department.dingtalk_app_key or f"department:{department.code}"
+
+
+def _confirm_links(batches: list[Batch]) -> dict[int, str]:
+    """Per-person confirmation links of one-person batches, read in one query."""
+    wanted = [
+        b for b in batches if b.userids and messages.CONFIRM_PLACEHOLDER in str(b.dispatch.message)
+    ]
+    if not wanted:
+        return {}
+    keys = {(b.dispatch.plan_id, str(b.userids[0])) for b in wanted}
+    ids = {
+        (plan_id, userid): pk
+        for pk, plan_id, userid in Delivery.objects.filter(
+            plan_id__in={plan for plan, _ in keys},
+            dingtalk_user_id__in={userid for _, userid in keys},
+        ).values_list("pk", "plan_id", "dingtalk_user_id")
+    }
+    return {b.pk: confirm_url(ids.get((b.dispatch.plan_id, str(b.userids[0])), 0)) for b in wanted}
+
+
+def batches_send(batch_ids: list[int], *, inline_wait_s: float | None = None) -> SendReport:
+    """Send a group of batches with one claim and one commit per flush. Idempotent.
+
+    The task's unit is a group of batches (tens of DingTalk calls): the claim is one UPDATE,
+    and accepted outcomes are written together (``_record_accepted_many``) before any wait and
+    at the end, so a crash leaves at most one flush's worth of claimed batches for the sweeper
+    to reconcile (as unknown: resent, and DingTalk's duplicate-content drop shows who had it).
+
+    The governor is asked before every call. A wait shorter than ``inline_wait_s``
+    (DELIVERY_INLINE_WAIT_S) is slept through here, which keeps the per-minute budget fully
+    used; a longer one gives the rest of the group back to the queue with that countdown, so a
+    large paced send never holds a worker that another department's notice needs.
+    """
+    report = SendReport()
+    claimed = batches_claim(batch_ids)
+    report.skipped = len(batch_ids) - len(claimed)
+    if not claimed:
+        return report
+    budget = float(settings.DELIVERY_INLINE_WAIT_S if inline_wait_s is None else inline_wait_s)
+    flush_s = float(settings.DELIVERY_FLUSH_S)
+    governor = get_governor()
+    links = _confirm_links(claimed)
+    clients: dict[int, DingTalkClient] = {}
+    paused: set[int] = set()
+    accepted: list[tuple[Batch, int]] = []
+    pending = list(reversed(claimed))  # pop() takes them in order
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal accepted, last_flush
+        if accepted:
+            _record_accepted_many(accepted)
+            report.sent += len(accepted)
+        accepted = []
+        last_flush = time.monotonic()
+
+    def give_back(batches: list[Batch], wait_s: float, detail: str) -> None:
+        for other in batches:
+            _release(other.pk)
+        report.retry.extend(b.pk for b in batches)
+        report.retry_in = max(report.retry_in, wait_s)
+        report.detail = detail
+
+    while pending:
+        batch = pending.pop()
+        plan = batch.dispatch.plan
+        if plan.pk in paused:
+            _release(batch.pk)
+            report.paused += 1
+            continue
+        department = plan.department
+        app_key = _app_key(department)
+        try:
+            decision = governor.acquire(
+                app_key=app_key,
+                api="asyncsend_v2",
+                recipients=max(batch.size, 1),
+                edition=department.dingtalk_edition,
             )
-            return SendOutcome("paused", detail="quota")
-        return SendOutcome("retry", retry_in=decision.wait_s, detail=decision.reason)
+        except GovernorUnavailable as exc:
+            _release(batch.pk)
+            flush()
+            plan_pause(plan.pk, code="governor_down", reason=str(exc))
+            paused.add(plan.pk)
+            report.paused += 1
+            report.detail = "governor unavailable"
+            continue
+        if not decision.allowed:
+            if decision.reason == "monthly_quota":
+                _release(batch.pk)
+                flush()
+                plan_pause(
+                    plan.pk,
+                    code="quota_exhausted",
+                    reason="The month's DingTalk API quota is used up.",
+                )
+                paused.add(plan.pk)
+                report.paused += 1
+                report.detail = "quota"
+                continue
+            if decision.wait_s <= budget:
+                flush()
+                time.sleep(decision.wait_s)
+                budget -= decision.wait_s
+                pending.append(batch)
+                continue
+            flush()
+            give_back([batch, *reversed(pending)], decision.wait_s, decision.reason)
+            break
+        outcome = _send_one(batch, clients, links, app_key)
+        if isinstance(outcome, int):
+            accepted.append((batch, outcome))
+            if time.monotonic() - last_flush >= flush_s:
+                flush()
+            continue
+        flush()
+        report.detail = outcome.detail
+        if outcome.outcome == "retry":
+            give_back([batch, *reversed(pending)], outcome.retry_in, outcome.detail)
+            break
+        if outcome.outcome == "paused":
+            paused.add(plan.pk)
+            report.paused += 1
+        elif outcome.outcome == "failed":
+            report.failed += 1
+        elif outcome.outcome == "unknown":
+            report.unknown += 1
+    flush()
+    for plan_id in {b.dispatch.plan_id for b in claimed if b.dispatch.plan.snapshot_done}:
+        plan_finish_if_complete(plan_id)
+    return report
+
+
+def _send_one(
+    batch: Batch, clients: dict[int, DingTalkClient], links: dict[int, str], app_key: str
+) -> int | SendOutcome:
+    """One asyncsend_v2 call: DingTalk's task id, or the outcome of a call that did not go out.
+
+    Everything but acceptance is written here (release, pause, failure, unknown); acceptances
+    are written by the caller in groups.
+    """
+    plan = batch.dispatch.plan
     try:
-        client = _client(department)
-        msg = dispatch.message
-        if batch.userids and messages.CONFIRM_PLACEHOLDER in str(msg):
-            delivery_id = (
-                Delivery.objects.filter(plan=plan, dingtalk_user_id=batch.userids[0])
-                .values_list("pk", flat=True)
-                .first()
-            )
-            msg = messages.personalise(msg, confirm_url(delivery_id or 0))
+        client = clients.get(plan.department_id)
+        if client is None:
+            client = clients[plan.department_id] = _client(plan.department)
+        msg = batch.dispatch.message
+        if batch.pk in links:
+            msg = messages.personalise(msg, links[batch.pk])
         result = client.send(
             msg,
             userids=list(batch.userids),
@@ -510,37 +688,36 @@ def batch_send(batch_id: int) -> SendOutcome:
             to_all_user=batch.to_all,
         )
     except ApplicationError as exc:
-        _release(batch_id)
+        _release(batch.pk)
         plan_pause(plan.pk, code=exc.code, reason=exc.message)
         return SendOutcome("paused", detail=exc.code)
     except TransportError as exc:
         if exc.ambiguous:
-            _mark_unknown(batch_id, str(exc))
+            _mark_unknown(batch.pk, str(exc))
             return SendOutcome("unknown", detail=str(exc))
-        _release(batch_id, error=str(exc), code="transport")
+        _release(batch.pk, error=str(exc), code="transport")
         return SendOutcome("retry", retry_in=2.0, detail=str(exc))
     except Throttled as exc:
-        _release(batch_id, error=str(exc), code=str(exc.errcode or exc.scope))
+        _release(batch.pk, error=str(exc), code=str(exc.errcode or exc.scope))
         try:
             get_governor().pause(app_key=app_key, seconds=exc.retry_after)
         except GovernorUnavailable:
             logger.warning("delivery: governor down while pausing %s", app_key)
         return SendOutcome("retry", retry_in=exc.retry_after, detail=str(exc))
     except PAUSING_ERRORS as exc:
-        _release(batch_id, error=str(exc), code=str(exc.errcode or type(exc).__name__))
+        _release(batch.pk, error=str(exc), code=str(exc.errcode or type(exc).__name__))
         plan_pause(plan.pk, code=type(exc).__name__, reason=_pause_text(exc))
         return SendOutcome("paused", detail=str(exc))
     except InvalidRequest as exc:
-        _fail_batch(batch_id, exc)
+        _fail_batch(batch.pk, exc)
         return SendOutcome("failed", detail=str(exc))
     except DingTalkError as exc:
         if exc.is_transient:
-            _release(batch_id, error=str(exc), code=str(exc.errcode or "transient"))
+            _release(batch.pk, error=str(exc), code=str(exc.errcode or "transient"))
             return SendOutcome("retry", retry_in=2.0, detail=str(exc))
-        _fail_batch(batch_id, exc)
+        _fail_batch(batch.pk, exc)
         return SendOutcome("failed", detail=str(exc))
-    _record_accepted(batch, result.task_id)
-    return SendOutcome("sent", detail=str(result.task_id))
+    return result.task_id
 
 
 def _pause_text(exc: DingTalkError) -> str:
@@ -559,47 +736,74 @@ def confirm_url(delivery_id: int) -> str:
 
 
 def _record_accepted(batch: Batch, task_id: int) -> None:
+    _record_accepted_many([(batch, task_id)])
+
+
+def _record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
+    """Write a group of accepted calls in one transaction: batches, their people, the trail.
+
+    A batch the sweeper declared unknown meanwhile (its claim went stale) is not moved; it only
+    keeps its task id, which the sweeper then uses to record it as sent instead of resending.
+    """
     now = _now()
-    first_poll = now + timedelta(seconds=planning.RECEIPT_POLL_OFFSETS_S[0])
-    dispatch = batch.dispatch
+    first_poll = now + timedelta(seconds=planning.RECEIPT_POLL_OFFSETS_S[0] / _time_scale())
+    task_ids = {batch.pk: task_id for batch, task_id in accepted}
     with transaction.atomic():
-        moved = Batch.objects.filter(pk=batch.pk, status=BatchStatus.CLAIMED).update(
-            status=BatchStatus.ACCEPTED,
-            task_id=task_id,
-            accepted_at=now,
-            next_poll_at=first_poll,
-            error="",
-            error_code="",
+        mine = set(
+            Batch.objects.select_for_update()
+            .filter(pk__in=task_ids, status=BatchStatus.CLAIMED)
+            .values_list("pk", flat=True)
         )
-        if moved != 1:
-            # The sweeper declared the call unknown meanwhile; keep the task id for reconciling.
-            Batch.objects.filter(pk=batch.pk, task_id__isnull=True).update(task_id=task_id)
-            return
-        if dispatch.round == 0:
-            Delivery.objects.filter(batch_id=batch.pk, state=DeliveryState.QUEUED).update(
+        if mine:
+            Batch.objects.filter(pk__in=mine, status=BatchStatus.CLAIMED).update(
+                status=BatchStatus.ACCEPTED,
+                task_id=Case(
+                    *(When(pk=pk, then=Value(task_ids[pk])) for pk in sorted(mine)),
+                    output_field=BigIntegerField(),
+                ),
+                accepted_at=now,
+                next_poll_at=first_poll,
+                error="",
+                error_code="",
+                claim_token="",
+            )
+        for pk in sorted(set(task_ids) - mine):
+            Batch.objects.filter(pk=pk, task_id__isnull=True).update(task_id=task_ids[pk])
+        moved = [(batch, task_id) for batch, task_id in accepted if batch.pk in mine]
+        first_round = [batch.pk for batch, _ in moved if batch.dispatch.round == 0]
+        if first_round:
+            Delivery.objects.filter(batch_id__in=first_round, state=DeliveryState.QUEUED).update(
                 state=DeliveryState.ACCEPTED, accepted_at=now
             )
-        if dispatch.plan.first_accepted_at is None:
-            DeliveryPlan.objects.filter(pk=dispatch.plan_id, first_accepted_at__isnull=True).update(
-                first_accepted_at=now
+        by_plan: dict[int, list[tuple[Batch, int]]] = defaultdict(list)
+        for batch, task_id in moved:
+            by_plan[batch.dispatch.plan_id].append((batch, task_id))
+        for plan_id, group in by_plan.items():
+            plan = group[0][0].dispatch.plan
+            if plan.first_accepted_at is None:
+                DeliveryPlan.objects.filter(pk=plan_id, first_accepted_at__isnull=True).update(
+                    first_accepted_at=now
+                )
+            # Every batch outcome is on the trail, with DingTalk's task id for reconciliation;
+            # one event per plan and flush lists the batches it covers.
+            audit_record(
+                actor=None,
+                action=Action.BATCH_ACCEPTED,
+                target=plan.notice,
+                department=plan.department,
+                data={
+                    "size": sum(batch.size for batch, _ in group),
+                    "batches": [
+                        {
+                            "batch": batch.pk,
+                            "size": batch.size,
+                            "task_id": task_id,
+                            "round": batch.dispatch.round,
+                        }
+                        for batch, task_id in group
+                    ],
+                },
             )
-        # Every batch outcome is on the trail, with DingTalk's task id for later reconciliation.
-        audit_record(
-            actor=None,
-            action=Action.BATCH_ACCEPTED,
-            target=dispatch.plan.notice,
-            department=dispatch.plan.department_id and dispatch.plan.department,
-            data={
-                "batch": batch.pk,
-                "size": batch.size,
-                "task_id": task_id,
-                "round": dispatch.round,
-            },
-        )
-    # Only the last batch of a dispatch checks whether the plan is complete (one query per
-    # batch saved); the planner and the sweeper check too.
-    if dispatch.plan.snapshot_done and batch.seq + 1 >= dispatch.next_seq:
-        plan_finish_if_complete(dispatch.plan_id)
 
 
 def _mark_unknown(batch_id: int, error: str) -> None:
@@ -751,92 +955,224 @@ def receipts_due(*, now: datetime | None = None, limit: int = 20_000) -> list[tu
     return [(batch_id, lease.isoformat()) for batch_id in ids]
 
 
-def _user_batch_ids(batch: Batch) -> list[str]:
-    return [str(u) for u in batch.userids]
-
-
 def batch_poll_receipts(
     batch_id: int, *, now: datetime | None = None, lease: str | None = None
 ) -> str:
-    """Poll one accepted batch's result (or progress) and record each person's state.
+    """Poll one batch's receipts (see :func:`batches_poll_receipts`); returns its outcome."""
+    return batches_poll_receipts([batch_id], now=now, lease=lease).get(batch_id, "skipped")
 
-    ``lease`` is what receipts_due leased the batch with; without one the batch must be due.
+
+@dataclass
+class _Poll:
+    batch: Batch
+    outcome: str
+    result: Any = None
+    next_poll_at: datetime | None = None
+    done: bool = False
+    counted: bool = True  # the poll counts against the schedule (polls_done + 1)
+    result_unread: bool = False
+
+
+def _claim_polls(
+    batch_ids: list[int], moment: datetime, lease: str | None
+) -> tuple[list[Batch], dict[int, str]]:
+    """The batches of this group that are due (or leased to this poll), claimed for 120 s."""
+    outcomes: dict[int, str] = {}
+    leased_at = datetime.fromisoformat(lease) if lease else None
+    candidates = list(
+        Batch.objects.filter(
+            pk__in=batch_ids, status=BatchStatus.ACCEPTED, receipts_done=False
+        ).values_list("pk", "next_poll_at")
+    )
+    due = [
+        (pk, at)
+        for pk, at in candidates
+        if at is not None and ((leased_at is not None and at == leased_at) or at <= moment)
+    ]
+    for pk in batch_ids:
+        outcomes[pk] = "skipped"
+    if not due:
+        return [], outcomes
+    # Claim: a second poller of the same batches matches nothing. The claim's deadline is
+    # unique to this call, so it also reads back exactly the batches claimed here.
+    lease_until = moment + timedelta(seconds=120, microseconds=uuid.uuid4().int % 999_983)
+    by_at: dict[datetime, list[int]] = defaultdict(list)
+    for pk, at in due:
+        by_at[at].append(pk)
+    for at, pks in by_at.items():
+        Batch.objects.filter(pk__in=pks, next_poll_at=at, receipts_done=False).update(
+            next_poll_at=lease_until
+        )
+    claimed = list(
+        Batch.objects.filter(pk__in=[pk for pk, _ in due], next_poll_at=lease_until)
+        .select_related("dispatch__plan__department")
+        .order_by("pk")
+    )
+    return claimed, outcomes
+
+
+def batches_poll_receipts(
+    batch_ids: list[int], *, now: datetime | None = None, lease: str | None = None
+) -> dict[int, str]:
+    """Poll a group of accepted batches' results (or progress) and record each person's state.
+
+    ``lease`` is what receipts_due leased the batches with; without one a batch must be due.
+    The calls go one after another (each asks the governor first); the people's states of the
+    whole group are then written in one transaction, a handful of set-based UPDATEs per plan.
+    Returns each batch's outcome: polled, done, expired, in_progress, throttled, error, skipped.
     """
     moment = now or _now()
-    batch = Batch.objects.select_related("dispatch__plan__department").filter(pk=batch_id).first()
-    if batch is None or batch.receipts_done or batch.status != BatchStatus.ACCEPTED:
-        return "skipped"
-    leased = lease is not None and batch.next_poll_at == datetime.fromisoformat(lease)
-    if not leased and (batch.next_poll_at is None or batch.next_poll_at > moment):
-        return "skipped"  # not due (or another poller holds it)
-    lease_until = moment + timedelta(seconds=120)
-    # Claim this poll: a second poller of the same batch matches nothing.
-    claimed = Batch.objects.filter(
-        pk=batch_id, next_poll_at=batch.next_poll_at, receipts_done=False
-    ).update(next_poll_at=lease_until)
-    if claimed != 1:
-        return "skipped"
-    plan = batch.dispatch.plan
-    department = plan.department
-    accepted_at = batch.accepted_at or moment
-    if (moment - accepted_at).total_seconds() > planning.RECEIPT_WINDOW_S:
-        Batch.objects.filter(pk=batch_id).update(receipts_done=True, next_poll_at=None)
-        return "expired"
-    app_key = department.dingtalk_app_key or f"department:{department.code}"
-    api = "getsendresult" if batch.userids else "getsendprogress"
-    try:
-        decision = get_governor().acquire(
-            app_key=app_key, api=api, edition=department.dingtalk_edition
-        )
-    except GovernorUnavailable:
-        Batch.objects.filter(pk=batch_id).update(next_poll_at=moment + timedelta(seconds=60))
-        return "governor_down"
-    if not decision.allowed:
-        Batch.objects.filter(pk=batch_id).update(
-            next_poll_at=moment + timedelta(seconds=max(1.0, decision.wait_s))
-        )
-        return "throttled"
+    claimed, outcomes = _claim_polls(batch_ids, moment, lease)
+    if not claimed:
+        return outcomes
+    governor = get_governor()
+    budget = float(settings.DELIVERY_INLINE_WAIT_S)
+    clients: dict[int, DingTalkClient] = {}
+    polls: list[_Poll] = []
+    scale = _time_scale()
+    for index, batch in enumerate(claimed):
+        accepted_at = batch.accepted_at or moment
+        if (moment - accepted_at).total_seconds() * scale > planning.RECEIPT_WINDOW_S:
+            polls.append(_Poll(batch, "expired", done=True, counted=False))
+            continue
+        department = batch.dispatch.plan.department
+        api = "getsendresult" if batch.userids else "getsendprogress"
+        try:
+            decision = governor.acquire(
+                app_key=_app_key(department), api=api, edition=department.dingtalk_edition
+            )
+            while not decision.allowed and decision.wait_s <= budget:
+                time.sleep(decision.wait_s)
+                budget -= decision.wait_s
+                decision = governor.acquire(
+                    app_key=_app_key(department), api=api, edition=department.dingtalk_edition
+                )
+        except GovernorUnavailable:
+            for rest in claimed[index:]:
+                polls.append(
+                    _Poll(
+                        rest,
+                        "governor_down",
+                        next_poll_at=moment + timedelta(seconds=60),
+                        counted=False,
+                    )
+                )
+            break
+        if not decision.allowed:
+            wait = moment + timedelta(seconds=max(1.0, decision.wait_s))
+            for rest in claimed[index:]:
+                polls.append(_Poll(rest, "throttled", next_poll_at=wait, counted=False))
+            break
+        polls.append(_poll_one(batch, clients, moment))
+    _record_polls(polls, moment)
+    requeue = [(p.result, p.batch.urgent) for p in polls if p.outcome == "requeued"]
+    for poll in polls:
+        outcomes[poll.batch.pk] = "polled" if poll.outcome == "requeued" else poll.outcome
+        if poll.outcome in ("polled", "requeued") and poll.done:
+            outcomes[poll.batch.pk] = "done"
+    if requeue:
+        _enqueue_batches(requeue)
+    return outcomes
+
+
+def _poll_one(batch: Batch, clients: dict[int, DingTalkClient], moment: datetime) -> _Poll:
+    """One getsendresult (or getsendprogress) call; nothing is written here."""
     assert batch.task_id is not None  # noqa: S101 - accepted batches always carry their task id
+    department = batch.dispatch.plan.department
+    scale = _time_scale()
     try:
-        client = _client(department)
+        client = clients.get(department.pk)
+        if client is None:
+            client = clients[department.pk] = _client(department)
         if not batch.userids:
             progress = client.get_send_progress(batch.task_id)
             if progress.done:
-                Batch.objects.filter(pk=batch_id).update(
-                    receipts_done=True, next_poll_at=None, polls_done=F("polls_done") + 1
-                )
-                return "done"
-            Batch.objects.filter(pk=batch_id).update(
-                next_poll_at=moment + timedelta(seconds=30), polls_done=F("polls_done") + 1
-            )
-            return "in_progress"
+                return _Poll(batch, "done", done=True)
+            return _Poll(batch, "in_progress", next_poll_at=moment + timedelta(seconds=30 / scale))
         result = client.get_send_result(batch.task_id)
     except ResultUnavailable:
-        Batch.objects.filter(pk=batch_id).update(next_poll_at=moment + timedelta(seconds=30))
-        return "in_progress"
+        return _Poll(
+            batch,
+            "in_progress",
+            next_poll_at=moment + timedelta(seconds=30 / scale),
+            counted=False,
+        )
     except (DingTalkError, ApplicationError) as exc:
-        logger.warning("delivery: receipts of batch %s failed: %s", batch_id, exc)
-        Batch.objects.filter(pk=batch_id).update(next_poll_at=moment + timedelta(seconds=60))
-        return "error"
-    requeue = _apply_result(batch, result, moment)
-    polls = batch.polls_done + 1
-    offset = planning.next_poll_offset(polls)
-    all_settled = not result.unread and not requeue
-    done = all_settled or offset is None or offset > planning.RECEIPT_WINDOW_S
-    Batch.objects.filter(pk=batch_id).update(
-        polls_done=polls,
-        receipts_done=done,
-        next_poll_at=None if done else accepted_at + timedelta(seconds=offset or 0),
-    )
-    if requeue:
-        _enqueue_batches([(requeue, batch.urgent)])
-    return "done" if done else "polled"
+        logger.warning("delivery: receipts of batch %s failed: %s", batch.pk, exc)
+        return _Poll(
+            batch, "error", next_poll_at=moment + timedelta(seconds=60 / scale), counted=False
+        )
+    return _Poll(batch, "polled", result=result)
 
 
-def _apply_result(batch: Batch, result: Any, moment: datetime) -> int | None:
-    """Write one getsendresult into the deliveries; returns a re-queued batch id, if any."""
-    plan_id = batch.dispatch.plan_id
+def _record_polls(polls: list[_Poll], moment: datetime) -> None:
+    """Write a group's poll outcomes: people's states per plan, then each batch's schedule."""
+    scale = _time_scale()
+    with transaction.atomic():
+        by_plan: dict[int, list[_Poll]] = defaultdict(list)
+        for poll in polls:
+            if poll.outcome == "polled":
+                by_plan[poll.batch.dispatch.plan_id].append(poll)
+        for plan_id, group in by_plan.items():
+            _apply_results(plan_id, group, moment)
+        schedule: dict[tuple[bool, datetime | None, bool], list[int]] = defaultdict(list)
+        for poll in polls:
+            batch = poll.batch
+            polls_done = batch.polls_done + int(poll.counted)
+            if poll.outcome in ("polled", "requeued"):
+                offset = planning.next_poll_offset(polls_done)
+                settled = not poll.result_unread and poll.outcome != "requeued"
+                poll.done = settled or offset is None or offset > planning.RECEIPT_WINDOW_S
+                accepted_at = batch.accepted_at or moment
+                poll.next_poll_at = (
+                    None if poll.done else accepted_at + timedelta(seconds=(offset or 0) / scale)
+                )
+            if poll.done:
+                poll.next_poll_at = None
+            schedule[(poll.done, poll.next_poll_at, poll.counted)].append(batch.pk)
+        for (done, next_at, counted), pks in schedule.items():
+            Batch.objects.filter(pk__in=pks).update(
+                receipts_done=done,
+                next_poll_at=next_at,
+                polls_done=F("polls_done") + int(counted),
+            )
+
+
+def _apply_results(plan_id: int, polls: list[_Poll], moment: datetime) -> None:
+    """Write the getsendresult answers of one plan's batches into its people's rows."""
     people = Delivery.objects.filter(plan_id=plan_id)
+    read: list[str] = []
+    unread: list[str] = []
+    for poll in polls:
+        result = poll.result
+        poll.result_unread = bool(result.unread)
+        read.extend(result.read)
+        if poll.batch.dispatch.round == 0:
+            unread.extend(result.unread)
+    if read:
+        people.filter(dingtalk_user_id__in=read, first_read_at__isnull=True).update(
+            first_read_at=moment
+        )
+        people.filter(dingtalk_user_id__in=read).exclude(state=DeliveryState.READ).update(
+            state=DeliveryState.READ
+        )
+    if unread:
+        people.filter(
+            dingtalk_user_id__in=unread,
+            state__in=(DeliveryState.ACCEPTED, DeliveryState.QUEUED),
+        ).update(state=DeliveryState.UNREAD)
+    for poll in polls:
+        requeued = _apply_exceptions(poll.batch, poll.result, people)
+        if requeued is not None:
+            poll.outcome = "requeued"
+            poll.result = requeued
+
+
+def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> int | None:
+    """The rare per-person outcomes of one batch: failed, invalid, dropped, re-queued.
+
+    Returns the id of a new batch for people DingTalk's flow control dropped (143103...).
+    """
     codes = result.forbidden_codes()
     forbidden = set(result.forbidden_userids) | set(codes)
     requeue_ids = sorted(u for u in forbidden if codes.get(u) in FLOW_CONTROL_REQUEUE)
@@ -844,51 +1180,35 @@ def _apply_result(batch: Batch, result: Any, moment: datetime) -> int | None:
         u for u in forbidden if batch.after_unknown and codes.get(u) in DUPLICATE_CONTENT
     )
     dropped = sorted(u for u in forbidden if u not in requeue_ids and u not in already)
-    new_batch_id: int | None = None
-    with transaction.atomic():
-        if result.read:
-            people.filter(dingtalk_user_id__in=result.read, first_read_at__isnull=True).update(
-                first_read_at=moment
+    if batch.dispatch.round == 0:
+        if already:
+            people.filter(dingtalk_user_id__in=already).exclude(state=DeliveryState.READ).update(
+                state=DeliveryState.UNREAD
             )
-            people.filter(dingtalk_user_id__in=result.read).exclude(
-                state=DeliveryState.READ
-            ).update(state=DeliveryState.READ)
-        if batch.dispatch.round == 0:
-            if result.unread:
-                people.filter(
-                    dingtalk_user_id__in=result.unread,
-                    state__in=(DeliveryState.ACCEPTED, DeliveryState.QUEUED),
-                ).update(state=DeliveryState.UNREAD)
-            if already:
-                people.filter(dingtalk_user_id__in=already).exclude(
-                    state=DeliveryState.READ
-                ).update(state=DeliveryState.UNREAD)
-            if result.failed:
-                people.filter(dingtalk_user_id__in=result.failed).update(state=DeliveryState.FAILED)
-            if result.invalid:
-                people.filter(dingtalk_user_id__in=result.invalid).update(
-                    state=DeliveryState.INVALID
-                )
-            for userid in dropped:
-                people.filter(dingtalk_user_id=userid).update(
-                    state=DeliveryState.FORBIDDEN, code=codes.get(userid)
-                )
-        if requeue_ids:
-            dispatch = Dispatch.objects.select_for_update().get(pk=batch.dispatch_id)
-            new = Batch.objects.create(
-                dispatch=dispatch,
-                seq=dispatch.next_seq,
-                userids=requeue_ids,
-                size=len(requeue_ids),
-                urgent=batch.urgent,
+        if result.failed:
+            people.filter(dingtalk_user_id__in=result.failed).update(state=DeliveryState.FAILED)
+        if result.invalid:
+            people.filter(dingtalk_user_id__in=result.invalid).update(state=DeliveryState.INVALID)
+        for userid in dropped:
+            people.filter(dingtalk_user_id=userid).update(
+                state=DeliveryState.FORBIDDEN, code=codes.get(userid)
             )
-            Dispatch.objects.filter(pk=dispatch.pk).update(next_seq=F("next_seq") + 1)
-            if batch.dispatch.round == 0:
-                people.filter(dingtalk_user_id__in=requeue_ids).update(
-                    state=DeliveryState.QUEUED, batch=new, code=None
-                )
-            new_batch_id = new.pk
-    return new_batch_id
+    if not requeue_ids:
+        return None
+    dispatch = Dispatch.objects.select_for_update().get(pk=batch.dispatch_id)
+    new = Batch.objects.create(
+        dispatch=dispatch,
+        seq=dispatch.next_seq,
+        userids=requeue_ids,
+        size=len(requeue_ids),
+        urgent=batch.urgent,
+    )
+    Dispatch.objects.filter(pk=dispatch.pk).update(next_seq=F("next_seq") + 1)
+    if batch.dispatch.round == 0:
+        people.filter(dingtalk_user_id__in=requeue_ids).update(
+            state=DeliveryState.QUEUED, batch=new, code=None
+        )
+    return new.pk
 
 
 # --- sweeper ---------------------------------------------------------------------------------
@@ -927,9 +1247,10 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     counts["unknown"] = Batch.objects.filter(
         status=BatchStatus.CLAIMED, claimed_at__lt=stale
     ).update(status=BatchStatus.UNKNOWN, error_code="stale_claim")
-    for batch in Batch.objects.filter(status=BatchStatus.UNKNOWN).select_related("dispatch__plan")[
-        :500
-    ]:
+    resend: list[tuple[int, bool]] = []
+    for batch in Batch.objects.filter(status=BatchStatus.UNKNOWN).select_related(
+        "dispatch__plan__department", "dispatch__plan__notice"
+    )[:500]:
         if batch.task_id is not None:
             # The call did return a task id after all: it went out.
             Batch.objects.filter(pk=batch.pk, status=BatchStatus.UNKNOWN).update(
@@ -950,8 +1271,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
                     data={"batch": batch.pk, "size": batch.size, "error": batch.error},
                 )
         if moved == 1:
-            _enqueue_batches([(batch.pk, batch.urgent)])
-            counts["resent"] += 1
+            resend.append((batch.pk, batch.urgent))
+    _enqueue_batches(resend)
+    counts["resent"] = len(resend)
     # A deep queue is normal (the governor paces a large send); only a plan where nothing was
     # claimed lately has lost its messages, so only those are enqueued again.
     stalled = (
@@ -965,12 +1287,13 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         .distinct()[:50]
     )
     for plan_id in list(stalled):
-        queued = Batch.objects.filter(
-            dispatch__plan_id=plan_id, status=BatchStatus.QUEUED
-        ).values_list("pk", "urgent")[:5000]
-        for batch_id, urgent in queued:
-            _enqueue_batches([(batch_id, urgent)])
-            counts["requeued"] += 1
+        queued = list(
+            Batch.objects.filter(dispatch__plan_id=plan_id, status=BatchStatus.QUEUED)
+            .order_by("pk")
+            .values_list("pk", "urgent")[:5000]
+        )
+        _enqueue_batches(queued)
+        counts["requeued"] += len(queued)
     for plan in DeliveryPlan.objects.filter(status=PlanStatus.PAUSED).select_related("department"):
         if _pause_cleared(plan):
             counts["resumed"] += int(plan_resume(actor=None, plan_id=plan.pk) >= 0)

@@ -22,14 +22,15 @@ logger = logging.getLogger("delivery.tasks")
 
 
 def _countdown(seconds: float) -> float:
-    # Capped far below the broker's visibility timeout, with jitter so workers do not align.
+    # Capped far below the broker's visibility timeout. The jitter is small and additive: the
+    # governor's wait is exact, and a late start wastes the per-minute budget it waited for.
     cap = float(getattr(settings, "DELIVERY_MAX_COUNTDOWN_S", 300))
-    return min(cap, max(0.05, seconds)) * (1 + random.random() * 0.1)  # noqa: S311 - jitter
+    return min(cap, max(0.01, seconds)) + random.random() * 0.02  # noqa: S311 - jitter
 
 
-def enqueue_batch(batch_id: int, urgent: bool, countdown: float | None = None) -> None:
-    send_batch_task.apply_async(
-        args=(batch_id,),
+def enqueue_batches(batch_ids: list[int], urgent: bool, countdown: float | None = None) -> None:
+    send_batches_task.apply_async(
+        args=(batch_ids,),
         queue=Queues.URGENT if urgent else Queues.SEND,
         priority=9 if urgent else 5,
         countdown=countdown or 0,
@@ -42,30 +43,52 @@ def plan_notice_task(notice_id: int) -> int:
     return services.plan_notice(notice_id)
 
 
-@shared_task(bind=True, name="delivery.send_batch", queue=Queues.SEND, max_retries=None)
-def send_batch_task(self: Task[Any, Any], batch_id: int) -> str:
-    """Send one batch. Throttling waits are re-enqueued (the batch is back in queued state)."""
-    outcome = services.batch_send(batch_id)
-    if outcome.outcome == "retry":
+@shared_task(bind=True, name="delivery.send_batches", queue=Queues.SEND, max_retries=None)
+def send_batches_task(self: Task[Any, Any], batch_ids: list[int]) -> dict[str, int]:
+    """Send a group of batches; the ones the governor holds back come back with a countdown."""
+    report = services.batches_send([int(b) for b in batch_ids])
+    summary = {
+        "sent": report.sent,
+        "skipped": report.skipped,
+        "paused": report.paused,
+        "failed": report.failed,
+        "unknown": report.unknown,
+        "retry": len(report.retry),
+    }
+    if report.retry:
         if getattr(self.request, "is_eager", False) or settings.CELERY_TASK_ALWAYS_EAGER:
-            # Eager runs (tests) cannot wait; the sweeper re-enqueues the queued batch.
-            return outcome.outcome
-        raise self.retry(countdown=_countdown(outcome.retry_in), max_retries=200)
-    return outcome.outcome
+            # Eager runs (tests) cannot wait; the sweeper re-enqueues the queued batches.
+            return summary
+        raise self.retry(
+            args=(report.retry,), countdown=_countdown(report.retry_in), max_retries=200
+        )
+    return summary
 
 
 @shared_task(name="delivery.poll_receipts", queue=Queues.RECEIPTS)
 def poll_receipts_task() -> int:
-    """Enqueue one receipt poll per due batch."""
+    """Lease the due batches and enqueue their polls in groups of DELIVERY_RECEIPT_GROUP."""
     due = services.receipts_due()
+    size = max(1, int(settings.DELIVERY_RECEIPT_GROUP))
+    by_lease: dict[str, list[int]] = {}
     for batch_id, lease in due:
-        poll_batch_receipts_task.apply_async(args=(batch_id, lease), queue=Queues.RECEIPTS)
+        by_lease.setdefault(lease, []).append(batch_id)
+    for lease, ids in by_lease.items():
+        for start in range(0, len(ids), size):
+            poll_batch_receipts_task.apply_async(
+                args=(ids[start : start + size], lease), queue=Queues.RECEIPTS
+            )
     return len(due)
 
 
 @shared_task(name="delivery.poll_batch_receipts", queue=Queues.RECEIPTS)
-def poll_batch_receipts_task(batch_id: int, lease: str | None = None) -> str:
-    return services.batch_poll_receipts(batch_id, lease=lease)
+def poll_batch_receipts_task(batch_ids: list[int], lease: str | None = None) -> dict[str, int]:
+    """Poll a group of batches' receipts; returns how many batches ended in each outcome."""
+    outcomes = services.batches_poll_receipts([int(b) for b in batch_ids], lease=lease)
+    summary: dict[str, int] = {}
+    for outcome in outcomes.values():
+        summary[outcome] = summary.get(outcome, 0) + 1
+    return summary
 
 
 @shared_task(name="delivery.sweep_dispatches", queue=Queues.URGENT)

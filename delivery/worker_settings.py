@@ -18,6 +18,10 @@ CELERY_TASK_EAGER_PROPAGATES = False
 _db_name = os.environ.get("DELIVERY_WORKER_DB_NAME")
 if _db_name:
     DATABASES["default"]["NAME"] = _db_name  # noqa: F405
+# A worker keeps its database connection between tasks, as in production (base settings).
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["CONN_MAX_AGE"] = 60  # noqa: F405
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # noqa: F405
 _broker_dir = os.environ.get("DELIVERY_WORKER_BROKER_DIR")
 if _broker_dir:
     CELERY_BROKER_URL = "filesystem://"

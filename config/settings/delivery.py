@@ -26,6 +26,15 @@ DELIVERY_LIMITS: dict[str, float] = {
 # Chunk of recipients snapshotted per transaction; the first batches go out after the first chunk.
 DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 10_000)
 DELIVERY_SNAPSHOT_FIRST_CHUNK = env_int("DELIVERY_SNAPSHOT_FIRST_CHUNK", 500)
+# Batches per send task: one claim and one commit per flush for tens of DingTalk calls.
+DELIVERY_SEND_GROUP = env_int("DELIVERY_SEND_GROUP", 20)
+# Batches per receipt-poll task (their people's states are written in one transaction).
+DELIVERY_RECEIPT_GROUP = env_int("DELIVERY_RECEIPT_GROUP", 50)
+# The longest governor wait a task sleeps through; longer waits go back to the broker with a
+# countdown, so a paced send never holds a worker another department's notice needs.
+DELIVERY_INLINE_WAIT_S = float(env_str("DELIVERY_INLINE_WAIT_S", "2"))
+# Accepted calls are written at least this often (seconds) while a group is being sent.
+DELIVERY_FLUSH_S = float(env_str("DELIVERY_FLUSH_S", "0.5"))
 # Where the public confirmation page is reached from a phone (absolute URL prefix).
 DELIVERY_PUBLIC_BASE_URL = env_str("DELIVERY_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.

@@ -380,7 +380,9 @@ def test_accepted_batch(wsd, sim) -> None:
     assert_system(event)
     assert_target(event, notice)
     assert event.data["size"] == 5
-    assert event.data["task_id"]
+    [batch] = event.data["batches"]
+    assert batch["size"] == 5
+    assert batch["task_id"]
 
 
 @pytest.mark.django_db
