@@ -16,11 +16,12 @@ csv.reader numbers it. Other files take the Python path with identical rules.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DataError, connection, transaction
 from django.utils.translation import gettext as _
 from psycopg.sql import Literal
 
@@ -44,6 +45,8 @@ _STAGING_COLUMNS = "uid, name, mobile, language, district_id, function_tag, risk
 _ODD_SPACE = (
     r"[\t\n\v\f\r\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 )
+
+logger = logging.getLogger("audiences.import")
 
 
 def hk_mobile_prefixes() -> list[str]:
@@ -192,11 +195,19 @@ def stage_and_check(
     with connection.cursor() as cursor:
         # Temporary tables live in the session's local buffers (8 MB by default): a million-row
         # file then thrashes them and the check takes twice as long. The size can only be set
-        # before the session's first temporary table (later it is silently ignored, no error);
-        # the sort behind the duplicate check gets memory for this transaction only.
+        # before the session's first temporary table: a worker whose connection already used
+        # one (the delivery snapshot does) keeps its size, so the attempt has its own savepoint.
+        # The sort behind the duplicate check gets memory for this transaction only.
+        try:
+            with transaction.atomic():
+                cursor.execute(
+                    "SELECT set_config('temp_buffers', %s, false)",
+                    [settings.AUDIENCES_IMPORT_TEMP_BUFFERS],
+                )
+        except DataError:
+            logger.info("audiences: temp_buffers already fixed for this session; import goes on")
         cursor.execute(
-            "SELECT set_config('temp_buffers', %s, false), set_config('work_mem', %s, true)",
-            [settings.AUDIENCES_IMPORT_TEMP_BUFFERS, settings.AUDIENCES_IMPORT_WORK_MEM],
+            "SELECT set_config('work_mem', %s, true)", [settings.AUDIENCES_IMPORT_WORK_MEM]
         )
         # Inlined as literals, not bound: a bound '...'::jsonb would be parsed again for every row.
         quoted = {

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, Count, F, Q, QuerySet, Value, When
+from django.db.models import BigIntegerField, Case, Count, F, Q, QuerySet, Sum, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -273,6 +273,10 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
             else int(settings.DELIVERY_SNAPSHOT_CHUNK)
         )
         notice = plan.notice
+        if connection.vendor == "postgresql" and (
+            plan.strategy == planning.Strategy.ORG_WIDE or not _daily_cap_reachable(plan)
+        ):
+            return _pg_snapshot_chunk(plan, notice, size)
         rows = list(
             audience_recipients(notice)
             .filter(pk__gt=plan.snapshot_cursor)
@@ -290,7 +294,9 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
         deliveries: list[DeliveryRow] = []
         if plan.strategy == planning.Strategy.ORG_WIDE:
             dispatch = _dispatch(plan, notice, "both")
-            batch = Batch.objects.get(dispatch=dispatch, seq=0)
+            # Locked so a concurrent acceptance commits either before this chunk reads the
+            # batch's status or after its people are written (then it moves them too).
+            batch = Batch.objects.select_for_update().get(dispatch=dispatch, seq=0)
             accepted = batch.status == BatchStatus.ACCEPTED
             state = DeliveryState.ACCEPTED if accepted else DeliveryState.QUEUED
             at = batch.accepted_at if accepted else None
@@ -326,8 +332,7 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
         for language, people in sorted(by_language.items()):
             dispatch = _dispatch(plan, notice, language)
             groups = [people[i : i + per_call] for i in range(0, len(people), per_call)]
-            start = dispatch.next_seq
-            Dispatch.objects.filter(pk=dispatch.pk).update(next_seq=F("next_seq") + len(groups))
+            start = _reserve_seqs(dispatch.pk, len(groups))
             for offset, group in enumerate(groups):
                 batch = Batch(
                     dispatch=dispatch,
@@ -338,17 +343,7 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
                 )
                 new_batches.append(batch)
                 pending.append((batch, group, dispatch))
-        Batch.objects.bulk_create(new_batches, batch_size=1000)
-        if any(b.pk is None for b in new_batches):
-            # Backends that do not return ids from bulk inserts: read them back by natural key.
-            ids = {
-                (d, s): batch_pk
-                for d, s, batch_pk in Batch.objects.filter(
-                    dispatch__plan=plan, seq__in=[b.seq for b in new_batches]
-                ).values_list("dispatch_id", "seq", "pk")
-            }
-            for b in new_batches:
-                b.pk = ids[(b.dispatch_id, b.seq)]
+        _insert_batches(plan, new_batches)
         for batch, group, dispatch in pending:
             for recipient_pk, userid, person_district in group:
                 deliveries.append(
@@ -365,6 +360,122 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
                 )
         _bulk_insert_deliveries(deliveries)
     return [b.pk for b in new_batches], finished
+
+
+def _reserve_seqs(dispatch_id: int, count: int) -> int:
+    """Take ``count`` batch numbers of a dispatch (under its row lock); returns the first."""
+    start = (
+        Dispatch.objects.select_for_update()
+        .filter(pk=dispatch_id)
+        .values_list("next_seq", flat=True)
+        .get()
+    )
+    Dispatch.objects.filter(pk=dispatch_id).update(next_seq=F("next_seq") + count)
+    return int(start)
+
+
+SNAPSHOT_TABLE = "delivery_snapshot_chunk"
+
+
+def _pg_snapshot_chunk(plan: DeliveryPlan, notice: Notice, size: int) -> tuple[list[int], bool]:
+    """One snapshot chunk written by the database itself (PostgreSQL): no row passes Python.
+
+    The chunk's recipients land in a temporary table with their message language and their
+    rank within it; the batches are then one INSERT ... SELECT grouped by rank / 100 (their
+    user ids aggregated in order), and the people one INSERT ... SELECT joined to their batch.
+    Runs inside the caller's transaction, which also moves the cursor.
+    """
+    table = SNAPSHOT_TABLE
+    audience = (
+        audience_recipients(notice)
+        .filter(pk__gt=plan.snapshot_cursor)
+        .order_by("pk")
+        .values_list("pk", "dingtalk_user_id", "language", "district_id")[:size]
+    )
+    audience_sql, audience_params = audience.query.sql_with_params()
+    language_of = [messages.recipient_language(p, notice) for p in ("en", "zh-hant", "both")]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {table} (pk bigint, userid text, lang text, "
+            "district bigint, rn bigint) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute(f"TRUNCATE {table}")
+        cursor.execute(
+            f"INSERT INTO {table} (pk, userid, lang, district, rn) "  # noqa: S608 - names from model metadata, values bound
+            "SELECT pk, userid, lang, district, "
+            "row_number() OVER (PARTITION BY lang ORDER BY pk) - 1 FROM ("
+            "SELECT s.pk, s.userid, s.district, CASE s.language WHEN 'en' THEN %s "
+            "WHEN 'zh-hant' THEN %s ELSE %s END AS lang "
+            f"FROM ({audience_sql}) AS s(pk, userid, language, district)) AS m",
+            [*language_of, *audience_params],
+        )
+        cursor.execute(f"SELECT lang, count(*), max(pk) FROM {table} GROUP BY lang ORDER BY lang")  # noqa: S608 - names from model metadata, values bound
+        counts = [(str(lang), int(n), int(top)) for lang, n, top in cursor.fetchall()]
+    rows = sum(n for _, n, _ in counts)
+    finished = rows < size
+    cursor_to = max((top for _, _, top in counts), default=plan.snapshot_cursor)
+    moved = DeliveryPlan.objects.filter(
+        pk=plan.pk, snapshot_cursor=plan.snapshot_cursor, snapshot_done=False
+    ).update(snapshot_cursor=cursor_to, snapshot_done=finished, planned=F("planned") + rows)
+    if moved != 1:
+        raise SnapshotRaced(plan.pk)
+    delivery_table = Delivery._meta.db_table
+    batch_table = Batch._meta.db_table
+    if plan.strategy == planning.Strategy.ORG_WIDE:
+        dispatch = _dispatch(plan, notice, "both")
+        # Locked so a concurrent acceptance commits either before this chunk reads the
+        # batch's status or after its people are written (then it moves them too).
+        batch = Batch.objects.select_for_update().get(dispatch=dispatch, seq=0)
+        accepted = batch.status == BatchStatus.ACCEPTED
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {delivery_table} (plan_id, dispatch_id, batch_id, recipient_id, "  # noqa: S608 - names from model metadata, values bound
+                "dingtalk_user_id, district_id, state, accepted_at, reminders_sent, outreach, "
+                f"outreach_outcome) SELECT %s, %s, %s, pk, userid, district, %s, %s, 0, '', '' "
+                f"FROM {table}",
+                [
+                    plan.pk,
+                    dispatch.pk,
+                    batch.pk,
+                    DeliveryState.ACCEPTED if accepted else DeliveryState.QUEUED,
+                    batch.accepted_at if accepted else None,
+                ],
+            )
+        if finished:
+            Batch.objects.filter(pk=batch.pk).update(size=plan.planned + rows)
+        return [], finished
+    per_call = 1 if plan.strategy == planning.Strategy.PER_PERSON else 100
+    layout: list[tuple[str, int, int]] = []  # language, dispatch id, first seq
+    for language, n, _ in counts:
+        dispatch = _dispatch(plan, notice, language)
+        layout.append((language, dispatch.pk, _reserve_seqs(dispatch.pk, -(-n // per_call))))
+    if not layout:
+        return [], finished
+    values = ", ".join(["(%s::text, %s::bigint, %s::bigint)"] * len(layout))
+    layout_params = [value for row in layout for value in row]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {batch_table} (dispatch_id, seq, userids, dept_ids, to_all, size, "  # noqa: S608 - names from model metadata, values bound
+            "status, urgent, attempts, claim_token, after_unknown, error_code, error, "
+            "created_at, polls_done, receipts_done) "
+            "SELECT m.dispatch_id, m.start + t.rn / %s, jsonb_agg(t.userid ORDER BY t.rn), "
+            "'[]'::jsonb, false, count(*), %s, %s, 0, '', false, '', '', %s, 0, false "
+            f"FROM {table} t JOIN (VALUES {values}) AS m(lang, dispatch_id, start) "
+            "ON m.lang = t.lang GROUP BY m.dispatch_id, m.start + t.rn / %s RETURNING id",
+            [per_call, BatchStatus.QUEUED, plan.urgent, _now(), *layout_params, per_call],
+        )
+        batch_ids = sorted(int(pk) for (pk,) in cursor.fetchall())
+        cursor.execute(
+            f"INSERT INTO {delivery_table} (plan_id, dispatch_id, batch_id, recipient_id, "  # noqa: S608 - names from model metadata, values bound
+            "dingtalk_user_id, district_id, state, reminders_sent, outreach, outreach_outcome) "
+            "SELECT %s, m.dispatch_id, b.id, t.pk, t.userid, t.district, %s, 0, '', '' "
+            f"FROM {table} t JOIN (VALUES {values}) AS m(lang, dispatch_id, start) "
+            f"ON m.lang = t.lang JOIN (SELECT id, dispatch_id, seq FROM {batch_table} "
+            "WHERE id = ANY(%s)) AS b "
+            "ON b.dispatch_id = m.dispatch_id AND b.seq = m.start + t.rn / %s",
+            [plan.pk, DeliveryState.QUEUED, *layout_params, batch_ids, per_call],
+        )
+    return batch_ids, finished
 
 
 # plan, dispatch, batch, recipient, DingTalk user id, district, state, accepted_at
@@ -384,12 +495,65 @@ DELIVERY_COPY_COLUMNS = (
 )
 
 
+def _insert_batches(plan: DeliveryPlan, batches: list[Batch]) -> None:
+    """Insert a chunk's batches and give each its id.
+
+    On PostgreSQL the ids are drawn from the table's sequence first and the rows COPYed (every
+    column from the model's own field preparation); elsewhere a bulk INSERT, reading the ids
+    back by natural key where the backend does not return them.
+    """
+    if connection.vendor == "postgresql" and len(batches) >= 20:
+        table = Batch._meta.db_table
+        fields = list(Batch._meta.concrete_fields)
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [table, len(batches)],
+            )
+            for batch, (pk,) in zip(batches, cursor.fetchall(), strict=True):
+                batch.pk = pk
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for batch in batches:
+                    copy.write_row(
+                        [f.get_db_prep_save(f.pre_save(batch, True), connection) for f in fields]
+                    )
+        return
+    Batch.objects.bulk_create(batches, batch_size=1000)
+    if any(b.pk is None for b in batches):
+        ids = {
+            (d, s): batch_pk
+            for d, s, batch_pk in Batch.objects.filter(
+                dispatch__plan=plan, seq__in=[b.seq for b in batches]
+            ).values_list("dispatch_id", "seq", "pk")
+        }
+        for b in batches:
+            b.pk = ids[(b.dispatch_id, b.seq)]
+
+
+def _daily_cap_reachable(plan: DeliveryPlan) -> bool:
+    """Whether anyone can have reached the per-person daily cap with this department's app.
+
+    Each of today's notices reaches a person at most once plus its reminders, so when their
+    sum is under the cap nobody can be over it and the per-person count is skipped (on a
+    million-person snapshot that count is most of the planner's time).
+    """
+    cap = int(settings.DELIVERY_LIMITS["per_person_daily"])
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    bound = DeliveryPlan.objects.filter(
+        department_id=plan.department_id, created_at__gte=start
+    ).aggregate(n=Sum(F("notice__max_reminders") + 1))["n"]
+    return int(bound or 0) >= cap
+
+
 def _over_daily_cap(plan: DeliveryPlan, userids: list[str]) -> set[str]:
     """People of this chunk who already had the day's share of this app's notices.
 
     DingTalk caps each person at 500 notices a day per app and drops the rest silently; the
     governor's per-person limit (DELIVERY_LIMITS["per_person_daily"]) stays below it.
     """
+    if not _daily_cap_reachable(plan):
+        return set()
     cap = int(settings.DELIVERY_LIMITS["per_person_daily"])
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     return set(
@@ -750,7 +914,8 @@ def _record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
     task_ids = {batch.pk: task_id for batch, task_id in accepted}
     with transaction.atomic():
         mine = set(
-            Batch.objects.select_for_update()
+            # NO KEY UPDATE: it does not wait for the planner's key-share checks on new rows.
+            Batch.objects.select_for_update(no_key=True)
             .filter(pk__in=task_ids, status=BatchStatus.CLAIMED)
             .values_list("pk", flat=True)
         )
@@ -778,12 +943,8 @@ def _record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
         by_plan: dict[int, list[tuple[Batch, int]]] = defaultdict(list)
         for batch, task_id in moved:
             by_plan[batch.dispatch.plan_id].append((batch, task_id))
-        for plan_id, group in by_plan.items():
+        for group in by_plan.values():
             plan = group[0][0].dispatch.plan
-            if plan.first_accepted_at is None:
-                DeliveryPlan.objects.filter(pk=plan_id, first_accepted_at__isnull=True).update(
-                    first_accepted_at=now
-                )
             # Every batch outcome is on the trail, with DingTalk's task id for reconciliation;
             # one event per plan and flush lists the batches it covers.
             audit_record(
@@ -803,6 +964,13 @@ def _record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
                         for batch, task_id in group
                     ],
                 },
+            )
+    # After the commit, in its own statement: the plan row is never locked while batch rows
+    # are (the planner locks them in the other order).
+    for plan_id, group in by_plan.items():
+        if group[0][0].dispatch.plan.first_accepted_at is None:
+            DeliveryPlan.objects.filter(pk=plan_id, first_accepted_at__isnull=True).update(
+                first_accepted_at=now
             )
 
 
