@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,16 @@ from django.db.models import Sum
 logger = logging.getLogger("delivery.governor")
 
 EDITION_QUOTAS = {"standard": 5_000, "professional": 200_000}
+
+
+def edition_quota(edition: str) -> int:
+    """Metered calls a month for a DingTalk edition (DELIVERY_EDITION_QUOTAS overrides)."""
+    quotas: dict[str, int] = dict(
+        getattr(settings, "DELIVERY_EDITION_QUOTAS", None) or EDITION_QUOTAS
+    )
+    return int(quotas.get(edition) or quotas.get("standard") or EDITION_QUOTAS["standard"])
+
+
 # Calls DingTalk does not meter (dingtalk-api.md §9): token and directory APIs.
 EXEMPT_APIS = frozenset(
     {
@@ -57,6 +67,15 @@ class GovernorUnavailable(Exception):  # noqa: N818 - reads as a state, like the
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
+    wait_s: float = 0.0
+    reason: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """How many of the calls asked for may go now (a prefix); if not all, why and how long."""
+
+    granted: int
     wait_s: float = 0.0
     reason: str = "ok"
 
@@ -85,6 +104,10 @@ class Governor(Protocol):
         self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
     ) -> Decision: ...
 
+    def acquire_many(
+        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+    ) -> Grant: ...
+
     def pause(self, *, app_key: str, seconds: float) -> None: ...
 
     def monthly_used(self, *, app_key: str) -> int: ...
@@ -93,70 +116,93 @@ class Governor(Protocol):
 
 
 _REDIS_SCRIPT = """
+-- Grant the longest prefix of the calls in ARGV[11..] (each call's recipients) that fits every
+-- limit now; returns {granted, wait before the next call could go, the limit that stopped it}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local api_limit = tonumber(ARGV[1]); local api_window = tonumber(ARGV[2])
 local ip_limit = tonumber(ARGV[3]); local ip_window = tonumber(ARGV[4])
 local rpm_limit = tonumber(ARGV[5]); local rpm_window = tonumber(ARGV[6])
-local recipients = tonumber(ARGV[7]); local month_limit = tonumber(ARGV[8])
-local month_ttl = tonumber(ARGV[9]); local member = ARGV[10]; local metered = tonumber(ARGV[11])
+local month_limit = tonumber(ARGV[7]); local month_ttl = tonumber(ARGV[8])
+local member = ARGV[9]; local metered = tonumber(ARGV[10])
+local n = #ARGV - 10
 local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
 if pause > now then return {0, tostring(pause - now), 'paused'} end
+local granted = n
+local wait = 0
+local reason = 'ok'
+local function cap(k, w, why)
+  if k < granted then granted = k; wait = w; reason = why end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - api_window)
-if redis.call('ZCARD', KEYS[2]) >= api_limit then
+local api_used = redis.call('ZCARD', KEYS[2])
+if api_used + n > api_limit then
+  local k = math.max(api_limit - api_used, 0)
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {0, tostring(tonumber(oldest[2]) + api_window - now), 'calls_per_second'}
+  cap(k, oldest[2] and (tonumber(oldest[2]) + api_window - now) or api_window, 'calls_per_second')
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ip_window)
-if redis.call('ZCARD', KEYS[3]) >= ip_limit then
+local ip_used = redis.call('ZCARD', KEYS[3])
+if ip_used + n > ip_limit then
+  local k = math.max(ip_limit - ip_used, 0)
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  return {0, tostring(tonumber(oldest[2]) + ip_window - now), 'ip_calls'}
+  cap(k, oldest[2] and (tonumber(oldest[2]) + ip_window - now) or ip_window, 'ip_calls')
 end
-if recipients > 0 then
-  -- KEYS[6] keeps the window's running total, so a decision costs O(expired entries), not
-  -- O(window): members are 'uuid:recipients'.
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
-  local used = tonumber(redis.call('GET', KEYS[6]) or '0')
-  if #expired > 0 then
-    for i = 1, #expired do used = used - tonumber(string.match(expired[i], ':(%d+)$')) end
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
-  end
-  -- An empty window holds nothing, whatever a stale total says; a total never goes negative.
-  if used < 0 or redis.call('ZCARD', KEYS[4]) == 0 then used = 0 end
-  redis.call('SET', KEYS[6], used, 'EX', math.ceil(rpm_window) + 1)
-  if used + recipients > rpm_limit then
-    local entries = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+-- KEYS[6] keeps the recipient window's running total, so a decision costs O(expired entries),
+-- not O(window): members are 'uuid:recipients'.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
+local used = tonumber(redis.call('GET', KEYS[6]) or '0')
+if #expired > 0 then
+  for i = 1, #expired do used = used - tonumber(string.match(expired[i], ':(%d+)$')) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - rpm_window)
+end
+-- An empty window holds nothing, whatever a stale total says; a total never goes negative.
+if used < 0 or redis.call('ZCARD', KEYS[4]) == 0 then used = 0 end
+local total = 0
+for i = 1, n do
+  local r = tonumber(ARGV[10 + i])
+  if r > 0 and used + total + r > rpm_limit then
     local freed = 0
-    local wait = rpm_window
-    for i = 1, #entries, 2 do
-      freed = freed + tonumber(string.match(entries[i], ':(%d+)$'))
-      if used - freed + recipients <= rpm_limit then
-        wait = tonumber(entries[i + 1]) + rpm_window - now
+    local w = rpm_window
+    local entries = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+    for j = 1, #entries, 2 do
+      freed = freed + tonumber(string.match(entries[j], ':(%d+)$'))
+      if used + total - freed + r <= rpm_limit then
+        w = tonumber(entries[j + 1]) + rpm_window - now
         break
       end
     end
-    return {0, tostring(wait), 'recipients_per_minute'}
+    cap(i - 1, w, 'recipients_per_minute')
+    break
   end
+  total = total + r
 end
 if metered == 1 and month_limit > 0 then
   local month_used = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if month_used >= month_limit then return {0, '3600', 'monthly_quota'} end
+  if month_used + granted > month_limit then
+    cap(math.max(month_limit - month_used, 0), 3600, 'monthly_quota')
+  end
 end
-redis.call('ZADD', KEYS[2], now, member)
+if granted == 0 then return {0, tostring(math.max(wait, 0)), reason} end
+total = 0
+for i = 1, granted do
+  total = total + tonumber(ARGV[10 + i])
+  redis.call('ZADD', KEYS[2], now, member .. ':' .. i)
+  redis.call('ZADD', KEYS[3], now, member .. ':' .. i)
+end
 redis.call('EXPIRE', KEYS[2], math.ceil(api_window) + 1)
-redis.call('ZADD', KEYS[3], now, member)
 redis.call('EXPIRE', KEYS[3], math.ceil(ip_window) + 1)
-if recipients > 0 then
-  redis.call('ZADD', KEYS[4], now, member .. ':' .. recipients)
-  redis.call('EXPIRE', KEYS[4], math.ceil(rpm_window) + 1)
-  redis.call('INCRBY', KEYS[6], recipients)
-  redis.call('EXPIRE', KEYS[6], math.ceil(rpm_window) + 1)
+if total > 0 then
+  redis.call('ZADD', KEYS[4], now, member .. ':' .. total)
+  used = used + total
 end
+redis.call('SET', KEYS[6], used, 'EX', math.ceil(rpm_window) + 1)
+redis.call('EXPIRE', KEYS[4], math.ceil(rpm_window) + 1)
 if metered == 1 then
-  redis.call('INCR', KEYS[5])
+  redis.call('INCRBY', KEYS[5], granted)
   redis.call('EXPIRE', KEYS[5], month_ttl)
 end
-return {1, '0', 'ok'}
+return {granted, tostring(math.max(wait, 0)), reason}
 """
 
 
@@ -177,6 +223,14 @@ class RedisGovernor:
     def acquire(
         self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
     ) -> Decision:
+        grant = self.acquire_many(
+            app_key=app_key, api=api, recipients=[recipients], edition=edition
+        )
+        return Decision(grant.granted == 1, grant.wait_s, grant.reason)
+
+    def acquire_many(
+        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+    ) -> Grant:
         limits, scale = _limits(), _scale()
         metered = api not in EXEMPT_APIS
         keys = [
@@ -194,20 +248,20 @@ class RedisGovernor:
             limits["ip_window_s"] / scale,
             int(limits["recipients_per_minute"]),
             limits["recipients_window_s"] / scale,
-            int(recipients),
-            EDITION_QUOTAS.get(edition, EDITION_QUOTAS["standard"]),
+            edition_quota(edition),
             MONTH_TTL_S,
             uuid.uuid4().hex,
             1 if metered else 0,
+            *(max(0, int(r)) for r in recipients),
         ]
         try:
-            allowed, wait, reason = self._script(keys=keys, args=args)
+            granted, wait, reason = self._script(keys=keys, args=args)
         except self._errors as exc:
             raise GovernorUnavailable(
                 f"rate governor store unavailable: {type(exc).__name__}"
             ) from None
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return Decision(bool(int(allowed)), max(0.0, float(wait)), reason_text)
+        return Grant(int(granted), max(0.0, float(wait)), reason_text)
 
     def pause(self, *, app_key: str, seconds: float) -> None:
         try:
@@ -297,7 +351,7 @@ class DatabaseGovernor:
                     counter, _ = GovernorCounter.objects.select_for_update().get_or_create(
                         key=month, defaults={"value": 0}
                     )
-                    if counter.value >= EDITION_QUOTAS.get(edition, EDITION_QUOTAS["standard"]):
+                    if counter.value >= edition_quota(edition):
                         return Decision(False, 3600.0, "monthly_quota")
                     counter.value += 1
                     counter.save(update_fields=["value"])
@@ -315,6 +369,18 @@ class DatabaseGovernor:
             raise GovernorUnavailable(
                 f"rate governor store unavailable: {type(exc).__name__}"
             ) from None
+
+    def acquire_many(
+        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+    ) -> Grant:
+        """One decision per call (each its own short transaction), up to the first refusal."""
+        granted = 0
+        for count in recipients:
+            decision = self.acquire(app_key=app_key, api=api, recipients=count, edition=edition)
+            if not decision.allowed:
+                return Grant(granted, decision.wait_s, decision.reason)
+            granted += 1
+        return Grant(granted)
 
     def pause(self, *, app_key: str, seconds: float) -> None:
         from delivery.models import GovernorCounter

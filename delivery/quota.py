@@ -8,11 +8,11 @@ counts it; these functions read that count.
 from __future__ import annotations
 
 from accounts.models import Department
-from delivery.governor import EDITION_QUOTAS, get_governor
+from delivery.governor import edition_quota, get_governor
 
 
 def monthly_quota(department: Department) -> int:
-    return EDITION_QUOTAS.get(department.dingtalk_edition, EDITION_QUOTAS["standard"])
+    return edition_quota(department.dingtalk_edition)
 
 
 def _app_key(department: Department) -> str:

@@ -102,3 +102,40 @@ def test_the_redis_governor_fails_closed_when_redis_is_down() -> None:
 def test_content_fingerprint_ignores_key_order() -> None:
     assert content_fingerprint({"a": 1, "b": "x"}) == content_fingerprint({"b": "x", "a": 1})
     assert content_fingerprint({"a": 1}) != content_fingerprint({"a": 2})
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_acquire_many_grants_the_prefix_that_fits_the_calls_per_second(governor) -> None:
+    grant = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[1, 1, 1, 1, 1])
+    assert grant.granted == 3
+    assert grant.reason == "calls_per_second"
+    assert 0 < grant.wait_s <= 1.0
+    # The three granted calls are in the window: the next one waits.
+    assert not governor.acquire(app_key="a", api="asyncsend_v2").allowed
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS, DELIVERY_GOVERNOR_TIME_SCALE=10.0)
+def test_acquire_many_stops_at_the_recipient_budget(governor) -> None:
+    grant = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[100, 100, 100])
+    assert grant.granted == 2  # 250 a minute: the third call's 100 would overshoot
+    assert grant.reason == "recipients_per_minute"
+    assert grant.wait_s > 0
+    over = governor.acquire(app_key="a", api="asyncsend_v2", recipients=60)
+    assert not over.allowed  # 200 used + 60 > 250
+    assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=50).allowed
+
+
+def test_acquire_many_never_grants_past_the_monthly_quota(governor, cast_a) -> None:
+    app_key = f"ding-quota-many-{uuid.uuid4().hex[:6]}"
+    for _ in range(4):
+        assert governor.acquire(app_key=app_key, api="getsendresult").allowed
+    with override_settings(
+        DELIVERY_LIMITS={**LIMITS, "calls_per_second": 100},
+        DELIVERY_EDITION_QUOTAS={"standard": 6, "professional": 200_000},
+    ):
+        grant = governor.acquire_many(
+            app_key=app_key, api="getsendprogress", recipients=[0, 0, 0, 0]
+        )
+    assert grant.granted == 2
+    assert grant.reason == "monthly_quota"
+    assert governor.monthly_used(app_key=app_key) == 6
