@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -246,6 +247,13 @@ class DingTalkClient:
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
+            # The environment (proxy, CA bundle) is read once here instead of on every request,
+            # which requests would otherwise do: a quarter of a send's client-side time.
+            session.trust_env = False
+            session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
         self.session = session
         _install_log_redaction()
 
