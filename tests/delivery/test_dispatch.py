@@ -229,3 +229,39 @@ def test_people_at_the_daily_cap_are_recorded_not_sent(sim, wsd, settings) -> No
     assert Delivery.objects.filter(plan=plan, state=DeliveryState.FORBIDDEN).count() == 20
     assert not Batch.objects.filter(dispatch__plan=plan).exists()
     assert plan.status == PlanStatus.DONE
+
+
+@pytest.mark.django_db
+def test_receipt_polls_follow_a_sped_up_simulator_clock(sim, wsd, settings) -> None:
+    settings.DELIVERY_GOVERNOR_TIME_SCALE = 60.0  # a simulated minute per real second
+    make_recipients(wsd, 30, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
+    services.plan_notice(notice.pk)
+    batch = Batch.objects.get(dispatch__plan__notice=notice)
+    # The schedule's first poll is one simulated minute after acceptance.
+    assert (batch.next_poll_at - batch.accepted_at).total_seconds() == pytest.approx(1.0)
+    sim.sim.advance(60)
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
+    assert services.batch_poll_receipts(batch.pk) == "polled"
+    batch.refresh_from_db()
+    # The second poll is three simulated minutes after acceptance.
+    assert (batch.next_poll_at - batch.accepted_at).total_seconds() == pytest.approx(3.0)
+
+
+@pytest.mark.django_db
+def test_a_send_group_stops_at_a_long_governor_wait_and_gives_the_rest_back(
+    sim, wsd, settings
+) -> None:
+    settings.DELIVERY_LIMITS = {**settings.DELIVERY_LIMITS, "recipients_per_minute": 250}
+    make_recipients(wsd, 400, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    services.plan_notice(notice.pk)  # eager: the first group sends what the minute allows
+    batches = Batch.objects.filter(dispatch__plan__notice=notice)
+    assert batches.filter(status=BatchStatus.ACCEPTED).count() == 2
+    held = list(batches.filter(status=BatchStatus.QUEUED).values_list("pk", flat=True))
+    assert len(held) == 2  # given back queued, not claimed: the retry (or sweeper) sends them
+    report = services.batches_send(held, inline_wait_s=0)
+    assert report.sent == 0
+    assert sorted(report.retry) == sorted(held)
+    assert report.retry_in > 2  # the minute's window, not a busy loop
+    assert sim.sim.counters()["calls"]["asyncsend_v2"] == 2
