@@ -28,6 +28,10 @@ DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 10_000)
 DELIVERY_SNAPSHOT_FIRST_CHUNK = env_int("DELIVERY_SNAPSHOT_FIRST_CHUNK", 500)
 # Where the public confirmation page is reached from a phone (absolute URL prefix).
 DELIVERY_PUBLIC_BASE_URL = env_str("DELIVERY_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Age after which a notice attachment is uploaded to DingTalk again before it is sent. DingTalk's
+# media page says media ids do not expire (dingtalk-api.md §5); this is a safety margin costing
+# one metered call per media notice (see delivery.media).
+DELIVERY_MEDIA_MAX_AGE_S = env_int("DELIVERY_MEDIA_MAX_AGE_S", 3 * 86_400)
 # A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.
 DELIVERY_CLAIM_STALE_S = 60.0
 # A batch still queued this long after creation lost its broker message: enqueue it again.
