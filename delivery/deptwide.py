@@ -33,7 +33,7 @@ at most 20 departments and 5,000 people. A person in two chosen departments coun
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -119,6 +119,26 @@ def load_tree(department: Department | int) -> DeptTree | None:
     if tree is None or tree.root != row.root_dept_id:
         return None
     return tree
+
+
+def batch_assigner(
+    department: Department | int, batches: Iterable[tuple[int, list[int]]]
+) -> Callable[[list[int]], int | None]:
+    """For the snapshot: person's departments -> the department-wide batch that reaches them.
+
+    ``batches`` are (batch id, its dept_ids) pairs. None for someone no batch reaches (they
+    joined a department outside the plan since it was made): send to them by user id.
+    """
+    tree = load_tree(department)
+    chosen = {int(dept_id): batch_id for batch_id, dept_ids in batches for dept_id in dept_ids}
+
+    def assign(dept_ids: list[int]) -> int | None:
+        if tree is None:
+            return None
+        dept_id = tree.covering(dept_ids, chosen)
+        return None if dept_id is None else chosen[dept_id]
+
+    return assign
 
 
 def dept_wide_ids(notice: Notice) -> list[int] | None:

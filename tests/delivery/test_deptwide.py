@@ -254,3 +254,14 @@ def test_the_tree_finds_the_chosen_department_that_covers_a_person() -> None:
     assert tree.covering([200, 901], {100}) == 100
     assert tree.covering([999], {1}) is None  # a department the sync never saw
     assert deptwide.DeptTree.from_json({}) is None
+
+
+def test_the_snapshot_can_tell_which_batch_reaches_a_person(
+    wsd, django_capture_on_commit_callbacks
+) -> None:
+    sync(wsd, django_capture_on_commit_callbacks)
+    assign = deptwide.batch_assigner(wsd, [(11, [100, 101]), (12, [SHELTER])])
+    assert assign([200]) == 11  # Central and Western volunteers, below district 100
+    assert assign([DRIVERS]) == 12
+    assert assign([CONTRACTORS]) is None  # not in the plan: the snapshot sends by user id
+    assert assign([]) is None
