@@ -364,6 +364,9 @@ class DirectorySettings(models.Model):
         help_text=_("env:NAME or file:/path; never the key itself."),
     )
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # The DingTalk department tree the last sync walked: {"root": id, "parents": {"child": parent}}.
+    # Delivery needs it to know what a dept_id_list send reaches (sub-departments included).
+    dept_tree = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "directory settings"

@@ -89,6 +89,7 @@ class DirectorySnapshot:
     parents: dict[int, int]
     calls: int
     throttled: int
+    root: int = 1
 
 
 def walk_directory(client: DingTalkClient, *, root: int, pacer: Pacer) -> DirectorySnapshot:
@@ -114,7 +115,9 @@ def walk_directory(client: DingTalkClient, *, root: int, pacer: Pacer) -> Direct
             for user in page.users:
                 people[user.userid] = _person(user)
             cursor = page.next_cursor if page.has_more else None
-    return DirectorySnapshot(people=people, parents=parents, calls=calls, throttled=pacer.throttled)
+    return DirectorySnapshot(
+        people=people, parents=parents, calls=calls, throttled=pacer.throttled, root=root
+    )
 
 
 def _person(user: DingTalkUser) -> DirectoryPerson:
@@ -254,12 +257,19 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
             updates.append(recipient)
         else:
             unchanged += 1
-    leavers = [
+    absent = [r for uid, r in existing.items() if uid not in snapshot.people]
+    leavers = [r for r in absent if r.subscription_state == SubscriptionState.SUBSCRIBED]
+    # Out of the directory, out of its departments: a dept_id_list send no longer reaches them.
+    departed = [
         r
-        for uid, r in existing.items()
-        if uid not in snapshot.people and r.subscription_state == SubscriptionState.SUBSCRIBED
+        for r in absent
+        if r.subscription_state != SubscriptionState.SUBSCRIBED and r.dingtalk_dept_ids
     ]
+    for r in departed:
+        r.dingtalk_dept_ids = []
+        r.updated_at = now
     for r in leavers:
+        r.dingtalk_dept_ids = []
         r.subscription_state = SubscriptionState.UNSUBSCRIBED
         r.subscription_source = SubscriptionSource.DIRECTORY
         r.subscription_changed_at = now
@@ -276,7 +286,7 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
         "subscription_changed_at",
         "updated_at",
     ]
-    for chunk in _chunks(updates + leavers):
+    for chunk in _chunks(updates + leavers + departed):
         Recipient.objects.bulk_update(chunk, fields)
     counts = {
         "people": len(snapshot.people),
@@ -290,8 +300,9 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
     DirectorySync.objects.filter(pk=sync.pk).update(
         state=SyncState.DONE, counts=counts, finished_at=now
     )
+    tree = {"root": snapshot.root, "parents": {str(k): v for k, v in snapshot.parents.items()}}
     DirectorySettings.objects.update_or_create(
-        department=department, defaults={"last_synced_at": now}
+        department=department, defaults={"last_synced_at": now, "dept_tree": tree}
     )
     audit_record(
         actor=None,
@@ -400,6 +411,7 @@ def _apply_event(
                 recipient is not None
                 and recipient.subscription_state == SubscriptionState.SUBSCRIBED
             ):
+                recipient.dingtalk_dept_ids = []
                 recipient.subscription_state = SubscriptionState.UNSUBSCRIBED
                 recipient.subscription_source = SubscriptionSource.EVENT
                 recipient.subscription_changed_at = now

@@ -11,6 +11,7 @@ class DeliveryAuditAction(models.TextChoices):
     BATCH_ACCEPTED = "delivery.batch_accepted", "Batch accepted by DingTalk"
     BATCH_FAILED = "delivery.batch_failed", "Batch failed"
     BATCH_UNKNOWN = "delivery.batch_unresolved", "Batch outcome unknown, resent for reconciliation"
+    MEDIA_UPLOADED = "delivery.media_uploaded", "Attachment uploaded to DingTalk"
     PAUSED = "delivery.paused", "Sending paused"
     RESUMED = "delivery.resumed", "Sending resumed"
     REMINDED = "delivery.reminded", "Reminder sent"

@@ -30,6 +30,16 @@ FAILED_STATES = (DeliveryState.FAILED, DeliveryState.INVALID, DeliveryState.FORB
 CHART_W, CHART_H = 600, 200
 
 
+def plan_for_public_token(token: str) -> DeliveryPlan | None:
+    """The plan behind a public notice link (None when the link is bad or nothing was sent)."""
+    from delivery.messages import notice_from_token
+
+    notice_id = notice_from_token(token)
+    if notice_id is None:
+        return None
+    return DeliveryPlan.objects.select_related("notice").filter(notice_id=notice_id).first()
+
+
 def plan_list_for_user(*, user: UserLike) -> QuerySet[DeliveryPlan]:
     return DeliveryPlan.objects.filter(
         department__in=perms.departments_with_perm(user, perms.VIEW_NOTICES)

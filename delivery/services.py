@@ -36,7 +36,7 @@ from audiences.models import Recipient, SubscriptionState
 from audiences.selectors import segments_recipients
 from audit.services import audit_record
 from common.errors import ApplicationError
-from delivery import messages, planning
+from delivery import media, messages, planning
 from delivery.audit_actions import DeliveryAuditAction as Action
 from delivery.governor import GovernorUnavailable, Grant, content_fingerprint, get_governor
 from delivery.models import (
@@ -611,6 +611,12 @@ def plan_notice(notice_id: int) -> int:
     if plan is None or plan.status not in (PlanStatus.SENDING, PlanStatus.PAUSED):
         return 0
     notice = plan.notice
+    try:
+        # Uploaded before any message is built; a transient DingTalkError raises for a retry.
+        media.ensure_media(notice)
+    except ApplicationError as exc:
+        plan_pause(plan.pk, code=exc.code, reason=exc.message)
+        return 0
     broadcast = plan_broadcast_batch(plan, notice)
     enqueued = 0
     if broadcast is not None and broadcast.status == BatchStatus.QUEUED:

@@ -25,4 +25,5 @@ urlpatterns: list[URLPattern] = [
         name="outreach-close",
     ),
     path("c/<str:token>/", views.confirm, name="confirm"),
+    path("n/<str:token>/", views.notice_page, name="notice-page"),
 ]

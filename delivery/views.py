@@ -1,5 +1,5 @@
 """Delivery pages: the live dashboard per notice (+ its JSON), the department summary, the
-outreach list, recall and resume, and the public confirmation page.
+outreach list, recall and resume, and the public confirmation and notice pages.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from common.types import AuthenticatedRequest
 from common.views import public_view
 from delivery import followup, selectors, services
 from delivery.forms import ConfirmForm, OutreachCloseForm, RecallForm
-from delivery.models import Delivery
+from delivery.models import Delivery, PlanStatus
 
 
 @require_GET
@@ -158,3 +158,16 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
             context["error"] = exc.message
         context["delivery"] = delivery
     return render(request, "delivery/confirm.html", context)
+
+
+@public_view
+@require_GET
+def notice_page(request: HttpRequest, token: str) -> HttpResponse:
+    """The whole text of a sent notice, opened from its image card (no login)."""
+    plan = selectors.plan_for_public_token(token)
+    if plan is None:
+        return render(request, "delivery/notice_page.html", {"invalid": True}, status=404)
+    withdrawn = plan.status in (PlanStatus.RECALLING, PlanStatus.RECALLED)
+    return render(
+        request, "delivery/notice_page.html", {"notice": plan.notice, "withdrawn": withdrawn}
+    )

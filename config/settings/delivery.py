@@ -37,6 +37,13 @@ DELIVERY_INLINE_WAIT_S = float(env_str("DELIVERY_INLINE_WAIT_S", "2"))
 DELIVERY_FLUSH_S = float(env_str("DELIVERY_FLUSH_S", "0.5"))
 # Where the public confirmation page is reached from a phone (absolute URL prefix).
 DELIVERY_PUBLIC_BASE_URL = env_str("DELIVERY_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Age after which a notice attachment is uploaded to DingTalk again before it is sent. DingTalk's
+# media page says media ids do not expire (dingtalk-api.md §5); this is a safety margin costing
+# one metered call per media notice (see delivery.media).
+DELIVERY_MEDIA_MAX_AGE_S = env_int("DELIVERY_MEDIA_MAX_AGE_S", 3 * 86_400)
+# Department-wide sends rely on the last directory sync (who sits in which department): older
+# than this, a citywide notice goes out in user batches instead (see delivery.deptwide).
+DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S = env_int("DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S", 86_400)
 # A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.
 DELIVERY_CLAIM_STALE_S = 60.0
 # A batch still queued this long after creation lost its broker message: enqueue it again.

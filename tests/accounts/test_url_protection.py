@@ -26,6 +26,8 @@ PUBLIC = {
     "api:cap",
     "audiences:dingtalk-callback",
     "delivery:confirm",
+    # A sent notice's whole text, opened from its image card (a signed link, read-only).
+    "delivery:notice-page",
 }
 PRE_OTP = {"accounts:verify", "accounts:enrol", "accounts:logout"}
 
