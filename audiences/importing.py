@@ -204,7 +204,12 @@ def recipients_import(
                     action=AudienceAuditAction.IMPORT_REJECTED,
                     department=department,
                     target_label=file_name,
-                    data={**report.as_dict(), "first_errors": [str(e) for e in report.errors[:20]]},
+                    # Line numbers, not the reasons: those quote the cells (user ids, numbers,
+                    # names), and the trail cannot forget a person whose data is erased later.
+                    data={
+                        **report.as_dict(),
+                        "first_error_lines": [e.line for e in report.errors[:20]],
+                    },
                 )
         return report
     try:
