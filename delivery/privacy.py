@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Q
 
-from delivery.models import Batch, BatchStatus, Delivery, DeliveryState
+from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, DeliveryState
 
 # No imported or synced user id can start like this: the import only takes ids that start with a
 # letter or digit and have no colon (audiences.validation).
@@ -51,15 +51,17 @@ def anonymise_recipient_deliveries(
     if not connection.in_atomic_block:
         raise RuntimeError("anonymise_recipient_deliveries must run inside the erasure transaction")
     # By link, and by user id for rows whose link is gone (plans of the same department only:
-    # another department may have a different person under the same id).
-    match = Q(recipient_id=recipient_id)
+    # another department may have a different person under the same id). Two queries, so each
+    # uses its index (recipient_id; plan and user id).
+    columns = ("pk", "plan_id", "dingtalk_user_id")
+    found = set(Delivery.objects.filter(recipient_id=recipient_id).values_list(*columns))
     if dingtalk_user_id and not is_erased_userid(dingtalk_user_id):
-        match |= Q(plan__department_id=department_id, dingtalk_user_id=dingtalk_user_id)
-    found = list(
-        Delivery.objects.filter(match)
-        .order_by("pk")
-        .values_list("pk", "plan_id", "dingtalk_user_id")
-    )
+        found.update(
+            Delivery.objects.filter(
+                plan__in=DeliveryPlan.objects.filter(department_id=department_id),
+                dingtalk_user_id=dingtalk_user_id,
+            ).values_list(*columns)
+        )
     if not found:
         return DeliveryErasure(0, 0, 0)
     token_of_plan = {plan_id: erased_token() for _pk, plan_id, _uid in found}
@@ -67,7 +69,11 @@ def anonymise_recipient_deliveries(
     # Batches first, then deliveries: the order in which sending (accepted batch, then its
     # deliveries) takes the same locks.
     batches, dropped = _rewrite_batches(token_of_plan, old_ids)
-    rows = list(Delivery.objects.select_for_update().filter(pk__in=[pk for pk, _p, _u in found]))
+    rows = list(
+        Delivery.objects.select_for_update()
+        .filter(pk__in=sorted(pk for pk, _p, _u in found))
+        .order_by("pk")
+    )
     not_sent = 0
     for row in rows:
         row.dingtalk_user_id = token_of_plan[row.plan_id]

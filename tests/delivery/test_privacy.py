@@ -192,3 +192,27 @@ def test_erased_people_get_no_reminder_and_no_outreach_call(sim, wsd, cast_a) ->
 def test_anonymising_runs_only_inside_the_erasure_transaction() -> None:
     with pytest.raises(RuntimeError):
         anonymise_recipient_deliveries(recipient_id=1, department_id=1, dingtalk_user_id="u1")
+
+
+@pytest.mark.django_db
+def test_rows_whose_link_is_gone_are_found_by_user_id_in_the_department_only(
+    sim, wsd, cast_a, cast_b
+) -> None:
+    fehd = connect_department(cast_b.department, next(a for a in sim.apps if a.code == "FEHD"))
+    make_recipients(wsd, 2, start=10, languages=("en",))
+    # Another department's recipient under the same user id is another person.
+    make_recipients(fehd, 2, start=10, languages=("en",), userid_prefix="wsd")
+    ours, theirs = make_notice(wsd, tier=Tier.TARGETED), make_notice(fehd, tier=Tier.TARGETED)
+    services.plan_notice(ours.pk)
+    services.plan_notice(theirs.pk)
+    person = Recipient.objects.get(department=wsd, dingtalk_user_id="wsd0000011")
+    lost = Delivery.objects.get(plan__notice=ours, recipient=person)
+    Delivery.objects.filter(pk=lost.pk).update(recipient=None)  # e.g. an earlier row deleted
+
+    recipient_erase(actor=cast_a.department_admin, recipient=person)
+
+    lost.refresh_from_db()
+    assert lost.dingtalk_user_id.startswith(ERASED_PREFIX)
+    other = Delivery.objects.get(plan__notice=theirs, dingtalk_user_id="wsd0000011")
+    assert other.recipient.department == fehd
+    assert "wsd0000011" in Batch.objects.get(dispatch__plan__notice=theirs).userids
