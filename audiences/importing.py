@@ -1,8 +1,9 @@
 """Recipient file import: validate every row, then write all of it or none of it.
 
-PostgreSQL: valid rows are COPYed into a temporary staging table and merged into the recipient
-table by one INSERT ... ON CONFLICT DO UPDATE (only rows that differ are touched, so a re-import
-changes nothing). Other databases take a slower ORM path with the same rules and counts.
+PostgreSQL: the file is COPYed into a temporary table and checked in SQL (audiences.pgimport), and
+the valid rows are merged into the recipient table by one UPDATE of the rows that differ and one
+INSERT of the new ones (so a re-import changes nothing). Other databases take a slower ORM path
+with the same rules and counts.
 """
 
 from __future__ import annotations

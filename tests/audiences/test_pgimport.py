@@ -67,7 +67,9 @@ TRICKY_FILES = {
     'u2,"Lee, Siu Ming",61234567,zh,KC,office,medium,yes\r\n\r\n',
     "duplicates in every order": HEADER + "\nu1,A,91234567,en,SS,,,\nu2,B  B,91234568,en,SS,,,"
     "\nu1,C,91234569,en,SS,,,\nu2,D,91234560,en,SS,,,\n u3,E,91234561,en,SS,,,"
-    "\nu3,F,91234562,en,SS,,,\nu4,G,91234563,en,SS,,,\nu4,H\u3000H,91234564,en,SS,,,\n",
+    "\nu3,F,91234562,en,SS,,,\nu4,G,91234563,en,SS,,,\nu4,H\u3000H,91234564,en,SS,,,"
+    "\nu5,=bad,91234565,en,SS,,,\nu5,Fine,91234566,en,SS,,,\nu6,Ok,91234567,en,SS,,,"
+    "\nu6,Ok,2123,en,SS,,,\n",
     "every kind of bad cell": HEADER + '\nu1,"=HYPERLINK(""x"")",91234567,en,SS,,,'
     "\nu2, Lee ,91234567,en,SS,,,\nu3,Lee\u00a0Ka,21234567,en,SS,,,\nu4,Ng,9123456,fr,XX,,,"
     "\nu5,Ho,91234567,en,SS,-x,extreme,maybe\nu6,Yu,91234567,en,SS,Front Line,,"
