@@ -1,8 +1,9 @@
 """Recipient file import: validate every row, then write all of it or none of it.
 
-PostgreSQL: valid rows are COPYed into a temporary staging table and merged into the recipient
-table by one INSERT ... ON CONFLICT DO UPDATE (only rows that differ are touched, so a re-import
-changes nothing). Other databases take a slower ORM path with the same rules and counts.
+PostgreSQL: the file is COPYed into a temporary table and checked in SQL (audiences.pgimport), and
+the valid rows are merged into the recipient table by one UPDATE of the rows that differ and one
+INSERT of the new ones (so a re-import changes nothing). Other databases take a slower ORM path
+with the same rules and counts.
 """
 
 from __future__ import annotations
@@ -169,13 +170,13 @@ def recipients_import(
         file_name=file_name, file_sha256=hashlib.sha256(data).hexdigest(), dry_run=dry_run
     )
     limit = max_rows or settings.AUDIENCES_IMPORT_MAX_ROWS
-    text = _sql_checkable_text(data, file_format, report)
-    if text is not None:
+    checkable = _sql_checkable_text(data, file_format, report)
+    if checkable is not None:
         try:
             _import_via_sql(
                 actor=actor,
                 department=department,
-                text=text,
+                checkable=checkable,
                 report=report,
                 max_rows=limit,
                 progress=progress,
@@ -204,7 +205,12 @@ def recipients_import(
                     action=AudienceAuditAction.IMPORT_REJECTED,
                     department=department,
                     target_label=file_name,
-                    data={**report.as_dict(), "first_errors": [str(e) for e in report.errors[:20]]},
+                    # Line numbers, not the reasons: those quote the cells (user ids, numbers,
+                    # names), and the trail cannot forget a person whose data is erased later.
+                    data={
+                        **report.as_dict(),
+                        "first_error_lines": [e.line for e in report.errors[:20]],
+                    },
                 )
         return report
     try:
@@ -229,8 +235,15 @@ def _too_large(data: bytes, report: ImportReport) -> bool:
     return True
 
 
-def _sql_checkable_text(data: bytes, file_format: str, report: ImportReport) -> str | None:
-    """The file's text when the PostgreSQL path can check it (see audiences.pgimport), else None.
+@dataclass(frozen=True)
+class _SqlText:
+    text: str  # one record a line, header first
+    separator: str  # between the cells of a line
+    columns: list[str]
+
+
+def _sql_checkable_text(data: bytes, file_format: str, report: ImportReport) -> _SqlText | None:
+    """The file as the PostgreSQL path can check it (see audiences.pgimport), else None.
 
     None also when the file is refused as a whole (size, encoding, header): report.file_error says
     why, and the Python path below repeats the cheap refusal with the same message.
@@ -246,32 +259,36 @@ def _sql_checkable_text(data: bytes, file_format: str, report: ImportReport) -> 
         return None
     if "\r" in text:
         text = text.replace("\r\n", "\n")
+    separator = ","
     if not pgimport.lines_are_records(text):
-        return None
+        records = pgimport.quoted_records_text(text)
+        if records is None:
+            return None
+        text, separator = records, pgimport.RECORD_SEPARATOR
     header, _newline, _rest = text.partition("\n")
     try:
-        check_header(header.split(","))
+        columns = check_header(header.split(separator))
     except ImportFileError as exc:
         report.file_error = exc.message
         return None
-    return text
+    return _SqlText(text=text, separator=separator, columns=columns)
 
 
 def _import_via_sql(
     *,
     actor: AbstractBaseUser | None,
     department: Department,
-    text: str,
+    checkable: _SqlText,
     report: ImportReport,
     max_rows: int,
     progress: Progress | None,
 ) -> None:
     """Check and merge a line-per-record CSV inside one transaction, rolled back unless written."""
-    header = text.partition("\n")[0]
-    columns = check_header(header.split(","))
+    columns = checkable.columns
     with transaction.atomic():
         total, errors, error_count, file_error = pgimport.stage_and_check(
-            text=text,
+            text=checkable.text,
+            separator=checkable.separator,
             columns=columns,
             validator=RecipientValidator(department.pk),
             max_rows=max_rows,
@@ -416,15 +433,23 @@ def _merge_staged(
             )
         if report.new:
             # New rows take every column from the file. A concurrent import adding the same person
-            # makes this fail on the unique index, and the whole import is rolled back.
+            # makes this fail on the unique index, and the whole import is rolled back. When the
+            # count found no existing row at all, there is nothing to skip (no anti-join).
+            params: list[Any] = [department.pk, SubscriptionSource.IMPORT, now, now, now]
+            skip_existing = ""
+            if report.new != report.total:
+                skip_existing = (
+                    f" WHERE NOT EXISTS (SELECT 1 FROM {table} r"  # noqa: S608
+                    " WHERE r.department_id = %s AND r.dingtalk_user_id = s.uid)"
+                )
+                params.append(department.pk)
             cursor.execute(
                 f"INSERT INTO {table} (department_id, dingtalk_user_id, name, mobile, language, district_id,"  # noqa: S608
                 " function_tag, risk_level, subscription_state, subscription_source, subscription_changed_at,"
                 " dingtalk_dept_ids, created_at, updated_at)"
                 " SELECT %s, s.uid, s.name, s.mobile, s.language, s.district_id, s.function_tag, s.risk_level,"
-                " s.subscription_state, %s, %s, '[]'::jsonb, %s, %s FROM audiences_staging s"
-                f" WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.department_id = %s AND r.dingtalk_user_id = s.uid)",
-                [department.pk, SubscriptionSource.IMPORT, now, now, now, department.pk],
+                f" s.subscription_state, %s, %s, '[]'::jsonb, %s, %s FROM audiences_staging s{skip_existing}",
+                params,
             )
         if with_tags:
             cursor.execute(

@@ -52,6 +52,7 @@ from audiences.validation import (
 )
 from audit.services import audit_record
 from common.errors import ApplicationError
+from delivery.privacy import anonymise_recipient_deliveries
 
 # Hong Kong's extent with a margin: a venue outside it is a typo (swapped lat/long, missing minus).
 HK_LATITUDE = (22.1, 22.6)
@@ -285,11 +286,14 @@ def recipient_update(
     locked.save()
     after = {k: str(getattr(locked, k)) for k in changes}
     if before != after:
-        mask = {"mobile"}  # the trail records that a number changed, never the number
+        # The trail records that a name or number changed, never the value: it cannot be
+        # rewritten when the person's data is erased later (so no name in the label either).
+        mask = {"name", "mobile"}
         audit_record(
             actor=actor,
             action=AudienceAuditAction.RECIPIENT_CHANGED,
             target=locked,
+            target_label=f"recipient #{locked.pk}",
             data={
                 "before": {
                     k: ("…" if k in mask else v) for k, v in before.items() if v != after[k]
@@ -308,20 +312,19 @@ def recipient_erase(
 
     Permission: manage_audience. The row stays, blanked and unsubscribed, so delivery history
     that points at it remains countable but no longer identifies anyone. Check-ins, tags and list
-    memberships are deleted. Audit: audiences.erased (no personal data in the event).
+    memberships are deleted; the person's deliveries lose their user id, location and outreach
+    notes (delivery.privacy). Audit: audiences.erased, with counts and no personal data.
     """
     require_manage(actor, recipient.department)
     locked = Recipient.objects.select_for_update().get(pk=recipient.pk)
     if locked.erased_at is not None:
         return locked
-    audit_record(
-        actor=actor,
-        action=AudienceAuditAction.ERASED,
-        target=locked,
-        target_label=f"recipient #{locked.pk}",
-        data={"reason": reason[:200]},
-    )
     now = timezone.now()
+    deliveries = anonymise_recipient_deliveries(
+        recipient_id=locked.pk,
+        department_id=locked.department_id,
+        dingtalk_user_id=locked.dingtalk_user_id,
+    )
     CheckIn.objects.filter(recipient=locked).delete()
     RecipientTag.objects.filter(recipient=locked).delete()
     SegmentMember.objects.filter(recipient=locked).delete()
@@ -338,6 +341,18 @@ def recipient_erase(
     locked.subscription_changed_at = now
     locked.erased_at = now
     locked.save()
+    audit_record(
+        actor=actor,
+        action=AudienceAuditAction.ERASED,
+        target=locked,
+        target_label=f"recipient #{locked.pk}",
+        data={
+            "reason": reason[:200],
+            "deliveries_anonymised": deliveries.deliveries,
+            "batches_rewritten": deliveries.batches,
+            "deliveries_not_sent": deliveries.not_sent,
+        },
+    )
     return locked
 
 

@@ -35,6 +35,7 @@ from delivery.models import (
     OutreachStatus,
     PlanStatus,
 )
+from delivery.privacy import ERASED_PREFIX
 from dingtalk.errors import DingTalkError
 from notices.models import Notice, RemindWhom, Status
 
@@ -49,7 +50,10 @@ def _now() -> datetime:
 
 
 def _silent(plan: DeliveryPlan, notice: Notice) -> QuerySet[Delivery]:
-    people = Delivery.objects.filter(plan=plan, outreach=OutreachStatus.NONE)
+    # Erased people get no reminder and no outreach call.
+    people = Delivery.objects.filter(plan=plan, outreach=OutreachStatus.NONE).exclude(
+        dingtalk_user_id__startswith=ERASED_PREFIX
+    )
     if notice.remind_whom == RemindWhom.UNCONFIRMED or notice.requires_confirmation:
         return people.filter(
             confirmed_at__isnull=True,
@@ -159,7 +163,13 @@ def delivery_for_token(token: str) -> Delivery | None:
     delivery_id = messages.delivery_from_token(token)
     if delivery_id is None:
         return None
-    return Delivery.objects.select_related("plan__notice").filter(pk=delivery_id).first()
+    # An erased person's link stops working: a late click must not record them again.
+    return (
+        Delivery.objects.select_related("plan__notice")
+        .filter(pk=delivery_id)
+        .exclude(dingtalk_user_id__startswith=ERASED_PREFIX)
+        .first()
+    )
 
 
 def delivery_confirm(
@@ -179,17 +189,26 @@ def delivery_confirm(
     )
     with transaction.atomic():
         now = _now()
-        moved = Delivery.objects.filter(pk=delivery.pk, confirmed_at__isnull=True).update(
-            confirmed_at=now,
-            first_read_at=delivery.first_read_at or now,
-            state=DeliveryState.READ,
-            latitude=latitude if located else None,
-            longitude=longitude if located else None,
+        # Re-checked in the update: an erasure committed since the read leaves nothing to record.
+        moved = (
+            Delivery.objects.filter(pk=delivery.pk, confirmed_at__isnull=True)
+            .exclude(dingtalk_user_id__startswith=ERASED_PREFIX)
+            .update(
+                confirmed_at=now,
+                first_read_at=delivery.first_read_at or now,
+                state=DeliveryState.READ,
+                latitude=latitude if located else None,
+                longitude=longitude if located else None,
+            )
         )
         if moved == 1:
             audit_record(
                 actor=None,
-                actor_label=f"recipient {delivery.dingtalk_user_id}",
+                # The recipient's number, not their user id: the trail cannot be rewritten, so it
+                # holds nothing that still names the person once their data is erased.
+                actor_label=(
+                    f"recipient #{delivery.recipient_id}" if delivery.recipient_id else "recipient"
+                ),
                 action=Action.CONFIRMED,
                 target=delivery.plan.notice,
                 department=delivery.plan.department,
@@ -331,7 +350,9 @@ def outreach_close(*, actor: AbstractBaseUser, delivery: Delivery, outcome: str)
                 action=Action.OUTREACH_CLOSED,
                 target=delivery.plan.notice,
                 department=delivery.plan.department,
-                data={"delivery": delivery.pk, "outcome": outcome.strip()[:300]},
+                # Not the text: staff write about the person, and the trail cannot forget it
+                # when the person's data is erased (the delivery row keeps it until then).
+                data={"delivery": delivery.pk, "outcome_chars": len(outcome.strip()[:300])},
             )
 
 

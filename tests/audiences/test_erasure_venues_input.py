@@ -94,7 +94,12 @@ def test_erasure_blanks_the_person_keeps_an_anonymous_row_and_is_audited(cast_a)
 
     event = AuditEvent.objects.get(action="audiences.erased")
     assert event.actor == cast_a.department_admin
-    assert event.data == {"reason": "PDPO request 42"}
+    assert event.data == {
+        "reason": "PDPO request 42",
+        "deliveries_anonymised": 0,
+        "batches_rewritten": 0,
+        "deliveries_not_sent": 0,
+    }
     assert "u0000001" not in str(event.target_label)
     assert "Person 1" not in str(event.data)
 

@@ -84,7 +84,11 @@ def test_rejected_file_writes_nothing_and_reports_every_bad_line(cast_a):
     assert "language" in lines[7]
     assert "risk_level" in lines[7]
     assert "vocabulary" in lines[8]
-    assert AuditEvent.objects.filter(action="audiences.import_rejected").count() == 1
+    event = AuditEvent.objects.get(action="audiences.import_rejected")
+    assert event.data["first_error_lines"] == [3, 4, 5, 6, 7, 8]
+    # The trail quotes no cell: it cannot forget a person whose data is erased later.
+    assert "21234567" not in str(event.data)
+    assert "u0000000" not in str(event.data)
 
 
 @pytest.mark.parametrize(
