@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audiences.models import DirectorySettings, Recipient
 from audiences.services import owned_save, recipient_erase, recipient_update
@@ -25,6 +26,7 @@ from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk import messages as dt
 from dingtalk.client import DingTalkClient
 from dingtalk.simulator.testing import running_simulator
+from notices import services as notice_services
 from notices.models import Notice, Status, Tier
 
 APP_KEY = "ding-demo-wsd"
@@ -406,3 +408,36 @@ def test_someone_no_department_batch_reaches_still_gets_a_user_batch(
     assert inbox_counts(sim, [*audience_ids(wsd)]) == Counter({1: PEOPLE})
     assert sim.sim.inbox("contractor1", APP_KEY) == []
     assert sim.sim.counters()["calls"]["asyncsend_v2"] == 2
+
+
+def test_a_file_notice_sent_by_department_carries_its_text_card_too(
+    sim, wsd, django_capture_on_commit_callbacks
+) -> None:
+    sync(wsd, django_capture_on_commit_callbacks)
+    opt_out("contractor1")
+    item = notice_services.attachment_upload(
+        actor=None,
+        department=wsd,
+        media_type="file",
+        upload=SimpleUploadedFile("shelters.pdf", b"%PDF-1.4 shelters " + b"0" * 100),
+        duration_s=None,
+    )
+    notice = citywide(wsd)
+    Notice.objects.filter(pk=notice.pk).update(kind="file", attachment=item)
+    services.plan_notice(notice.pk)
+    services.plan_notice(notice.pk)  # ran twice
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "dept_wide"
+    media_batch, card_batch = Batch.objects.filter(dispatch__plan=plan).order_by("dispatch_id")
+    assert (media_batch.dispatch.language, card_batch.dispatch.language) == ("both", "both+t")
+    assert media_batch.dept_ids == card_batch.dept_ids
+    assert {media_batch.status, card_batch.status} == {BatchStatus.ACCEPTED}
+    audience = audience_ids(wsd)
+    assert inbox_counts(sim, audience) == Counter({2: PEOPLE - 1})
+    for userid in audience[:5]:
+        kinds = sorted(entry["msg"]["msgtype"] for entry in sim.sim.inbox(userid, APP_KEY))
+        assert kinds == ["file", "markdown"]
+    assert sim.sim.inbox("contractor1", APP_KEY) == []
+    assert set(Delivery.objects.filter(plan=plan).values_list("batch_id", flat=True)) == {
+        media_batch.pk
+    }
