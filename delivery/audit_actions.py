@@ -8,6 +8,7 @@ from django.db import models
 class DeliveryAuditAction(models.TextChoices):
     DISPATCH_STARTED = "delivery.dispatch_started", "Dispatch started"
     DISPATCH_FINISHED = "delivery.dispatch_finished", "Dispatch finished"
+    STRATEGY_CHANGED = "delivery.strategy_changed", "Send strategy changed before sending"
     BATCH_ACCEPTED = "delivery.batch_accepted", "Batch accepted by DingTalk"
     BATCH_FAILED = "delivery.batch_failed", "Batch failed"
     BATCH_UNKNOWN = "delivery.batch_unresolved", "Batch outcome unknown, resent for reconciliation"

@@ -15,8 +15,8 @@ has one type (§3), and only some types can carry text next to the media, so:
   but the media id (and the clip's length), so the text cannot travel with them. The text goes
   in a second message per person, :func:`companion_message` (the same card a text notice gets,
   naming the attachment, with the Confirm button when the notice asks for one). The planner
-  sends it as its own dispatch alongside the media one (see the wiring note in the lead's
-  report); without that dispatch a file or voice notice would arrive without its words.
+  sends it as a companion dispatch of each language (``en+t``, ``zh+t``, ``both+t``) whose
+  batches mirror the media dispatch's (delivery.services, "Companion cards").
 - Reminders (round >= 1) of every media notice are text cards: the media reached the person
   with the first message; a reminder only needs to be read, and worded differently.
 """
@@ -54,6 +54,10 @@ ATTACHMENT_LINES: dict[str, dict[str, str]] = {
         MessageKind.VOICE: "{seconds} 秒語音訊息 (另以訊息傳送)。",
     },
 }
+# File and voice messages carry nothing but the media: their text goes in a companion
+# dispatch, whose language is the primary's with this suffix ("en+t"; Dispatch.language <= 8).
+COMPANION_KINDS = frozenset({MessageKind.FILE, MessageKind.VOICE})
+COMPANION_SUFFIX = "+t"
 TAP_TO_CONFIRM = {"en": "Tap to read and confirm.", "zh": "請點擊閱讀並確認。"}
 
 REMINDER_OPENERS: dict[str, tuple[str, ...]] = {
@@ -202,13 +206,27 @@ def media_message(notice: Notice, language: str) -> dict[str, Any]:
     )
 
 
+def has_companion(notice: Notice) -> bool:
+    """Whether the notice's text travels in a second message beside its media."""
+    return notice.kind in COMPANION_KINDS
+
+
+def companion_language(language: str) -> str:
+    """The dispatch language of the text card sent beside a language's media message."""
+    return f"{language}{COMPANION_SUFFIX}"
+
+
+def is_companion(language: str) -> bool:
+    return language.endswith(COMPANION_SUFFIX)
+
+
 def companion_message(notice: Notice, language: str) -> dict[str, Any] | None:
     """The text that travels beside a file or voice message (None for every other kind).
 
     The same compact card a text notice gets, plus a line naming the attachment; it carries
     the Confirm button when the notice asks for one (the media message cannot).
     """
-    if notice.kind not in (MessageKind.FILE, MessageKind.VOICE):
+    if not has_companion(notice):
         return None
     attachment = notice.attachment
     name = attachment.original_name if attachment is not None else ""

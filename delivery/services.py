@@ -36,7 +36,7 @@ from audiences.models import Recipient, SubscriptionState
 from audiences.selectors import segments_recipients
 from audit.services import audit_record
 from common.errors import ApplicationError
-from delivery import media, messages, planning
+from delivery import deptwide, media, messages, planning
 from delivery.audit_actions import DeliveryAuditAction as Action
 from delivery.governor import GovernorUnavailable, Grant, content_fingerprint, get_governor
 from delivery.models import (
@@ -179,12 +179,26 @@ def org_wide_sends_today(department: Department) -> int:
 
 
 def choose_plan_strategy(notice: Notice) -> str:
+    """The notice's send strategy (planning.choose_strategy on what the database says now).
+
+    DingTalk allows three to_all_user calls a day, and a file or voice notice needs two (the
+    media and its companion card), so it counts as one more used. The department layout
+    (several queries) is only worked out when an organisation-wide send is out of the question.
+    """
+    possible = org_wide_possible(notice)
+    used = 0
+    if possible:
+        used = org_wide_sends_today(notice.department) + int(messages.has_companion(notice))
+    dept_ids = None
+    if not possible or used >= planning.ORG_WIDE_SENDS_PER_DAY:
+        dept_ids = deptwide.dept_wide_ids(notice)
     return planning.choose_strategy(
         tier=notice.tier,
         tracked=notice.tier != Tier.CITYWIDE,
-        org_wide_possible=org_wide_possible(notice),
+        org_wide_possible=possible,
+        dept_ids=dept_ids,
         personal_links=notice.requires_confirmation,
-        org_wide_used_today=org_wide_sends_today(notice.department),
+        org_wide_used_today=used,
     )
 
 
@@ -243,18 +257,150 @@ def _dispatch(plan: DeliveryPlan, notice: Notice, language: str, round_: int = 0
     return dispatch
 
 
-def plan_broadcast_batch(plan: DeliveryPlan, notice: Notice) -> Batch | None:
-    """The single organisation-wide batch, created before the snapshot so it goes out first."""
-    if plan.strategy != planning.Strategy.ORG_WIDE:
+# Companion cards. A file or voice message carries no text (delivery.messages), so each
+# language's round-0 dispatch of such a notice has a companion dispatch ("en+t") holding the
+# text card, and every batch of the media dispatch a mirror in it: the same people (or
+# departments, or the whole organisation), created in the same transaction, so a person gets
+# both messages or, until the batches go out, neither. The mirrors are ordinary round-0
+# batches: claimed, sent, reconciled, polled, recalled and counted by plan_finish_if_complete
+# like any other. The people's rows point at the media batch only, so a person's state is the
+# media message's (accepted, failed); a read of either message marks them read (receipts
+# match people by plan and user id), and a companion's flow-control drops are re-sent in a
+# new companion batch without touching their rows. Reminders are text cards anyway.
+
+
+def _companion_dispatch(plan: DeliveryPlan, notice: Notice, language: str) -> Dispatch | None:
+    """The dispatch of the text card sent beside a language's media message, if any."""
+    message = messages.companion_message(notice, language)
+    if message is None:
         return None
-    dispatch = _dispatch(plan, notice, "both")
-    batch, _ = Batch.objects.get_or_create(
-        dispatch=dispatch,
-        seq=0,
-        defaults={"to_all": True, "size": 0, "urgent": plan.urgent},
+    dispatch, _ = Dispatch.objects.get_or_create(
+        plan=plan,
+        language=messages.companion_language(language),
+        round=0,
+        defaults={"message": message, "content_hash": content_fingerprint(message)},
     )
-    Dispatch.objects.filter(pk=dispatch.pk, next_seq=0).update(next_seq=1)
-    return batch
+    return dispatch
+
+
+def _mirror(batch: Batch, companion: Dispatch, seq: int) -> Batch:
+    """The companion batch of a media batch: the same recipients, the text card."""
+    return Batch(
+        dispatch=companion,
+        seq=seq,
+        userids=list(batch.userids),
+        dept_ids=list(batch.dept_ids),
+        to_all=batch.to_all,
+        size=batch.size,
+        urgent=batch.urgent,
+    )
+
+
+def plan_broadcast_batch(plan: DeliveryPlan, notice: Notice) -> list[Batch]:
+    """The organisation-wide batch and its companion card's (file and voice notices).
+
+    Created before the snapshot so they go out first; empty for every other strategy.
+    """
+    if plan.strategy != planning.Strategy.ORG_WIDE:
+        return []
+    batches: list[Batch] = []
+    dispatches = [_dispatch(plan, notice, "both"), _companion_dispatch(plan, notice, "both")]
+    for dispatch in dispatches:
+        if dispatch is None:
+            continue
+        batch, _ = Batch.objects.get_or_create(
+            dispatch=dispatch,
+            seq=0,
+            defaults={"to_all": True, "size": 0, "urgent": plan.urgent},
+        )
+        Dispatch.objects.filter(pk=dispatch.pk, next_seq=0).update(next_seq=1)
+        batches.append(batch)
+    return batches
+
+
+def plan_dept_batches(plan: DeliveryPlan, notice: Notice) -> list[Batch]:
+    """The department-wide batches (and their companions), created before the snapshot.
+
+    Like the organisation-wide batch, they go out while the snapshot is still being written.
+    The layout is worked out again from the directory as it is now (deptwide.dept_wide_plan):
+    if the audience no longer maps onto departments (the directory or a subscription changed
+    since plan_start chose the strategy), the plan falls back to user batches, which is safe
+    because nothing has been created for it yet. The plan row is locked while deciding, so the
+    fallback and the creation never both happen; the batches themselves are claimed by moving
+    the dispatch's next_seq from 0, so a second planner creates nothing.
+    Returns the plan's department-wide batches; empty for every other strategy.
+    Audit: delivery.strategy_changed on a fallback.
+    """
+    if plan.strategy != planning.Strategy.DEPT_WIDE:
+        return []
+    made = Dispatch.objects.filter(plan=plan, language="both", round=0, next_seq__gt=0).exists()
+    if not made:
+        layout = deptwide.dept_wide_plan(notice)  # reads only, before any lock
+        with transaction.atomic():
+            current = DeliveryPlan.objects.select_for_update().get(pk=plan.pk)
+            plan.strategy = current.strategy
+            if current.strategy != planning.Strategy.DEPT_WIDE:
+                return []
+            if layout is None:
+                _plan_fall_back(current, notice)
+                plan.strategy = current.strategy
+                return []
+            _create_dept_batches(plan, notice, layout)
+    return [
+        batch
+        for batch in Batch.objects.filter(
+            dispatch__plan=plan,
+            dispatch__round=0,
+            dispatch__language__in=("both", messages.companion_language("both")),
+        ).order_by("seq", "dispatch_id")
+        if batch.dept_ids
+    ]
+
+
+def _create_dept_batches(plan: DeliveryPlan, notice: Notice, layout: deptwide.DeptWidePlan) -> None:
+    """One batch per call of the layout (and its companion's), unless a planner made them."""
+    dispatch = _dispatch(plan, notice, "both")
+    claimed = Dispatch.objects.filter(pk=dispatch.pk, next_seq=0).update(
+        next_seq=len(layout.groups)
+    )
+    if claimed != 1:
+        return
+    created = [
+        Batch(
+            dispatch=dispatch,
+            seq=seq,
+            dept_ids=list(group.dept_ids),
+            size=group.size,
+            urgent=plan.urgent,
+        )
+        for seq, group in enumerate(layout.groups)
+    ]
+    companion = _companion_dispatch(plan, notice, "both")
+    if companion is not None:
+        Dispatch.objects.filter(pk=companion.pk).update(next_seq=len(created))
+        created += [_mirror(batch, companion, batch.seq) for batch in list(created)]
+    Batch.objects.bulk_create(created)
+
+
+def _plan_fall_back(plan: DeliveryPlan, notice: Notice) -> None:
+    """Department-wide no longer fits the audience: send in user batches (inside a lock)."""
+    moved = DeliveryPlan.objects.filter(pk=plan.pk, strategy=planning.Strategy.DEPT_WIDE).update(
+        strategy=planning.Strategy.USER_BATCHES
+    )
+    if moved != 1:
+        return
+    plan.strategy = planning.Strategy.USER_BATCHES
+    audit_record(
+        actor=None,
+        action=Action.STRATEGY_CHANGED,
+        target=notice,
+        department=plan.department,
+        data={
+            "from": planning.Strategy.DEPT_WIDE,
+            "to": planning.Strategy.USER_BATCHES,
+            "reason": "the audience no longer maps exactly onto DingTalk departments",
+        },
+    )
 
 
 def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[int], bool]:
@@ -276,15 +422,17 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
             else int(settings.DELIVERY_SNAPSHOT_CHUNK)
         )
         notice = plan.notice
-        if connection.vendor == "postgresql" and (
-            plan.strategy == planning.Strategy.ORG_WIDE or not _daily_cap_reachable(plan)
-        ):
+        if connection.vendor == "postgresql" and _sql_snapshot_fits(plan, notice):
             return _pg_snapshot_chunk(plan, notice, size)
+        dept_wide = plan.strategy == planning.Strategy.DEPT_WIDE
+        columns = ["pk", "dingtalk_user_id", "language", "district_id"]
+        if dept_wide:
+            columns.append("dingtalk_dept_ids")
         rows = list(
             audience_recipients(notice)
             .filter(pk__gt=plan.snapshot_cursor)
             .order_by("pk")
-            .values_list("pk", "dingtalk_user_id", "language", "district_id")[:size]
+            .values_list(*columns)[:size]
         )
         finished = len(rows) < size
         cursor = rows[-1][0] if rows else plan.snapshot_cursor
@@ -307,11 +455,14 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
                 deliveries.append((plan.pk, dispatch.pk, batch.pk, pk, userid, district, state, at))
             _bulk_insert_deliveries(deliveries)
             if finished:
-                Batch.objects.filter(pk=batch.pk).update(size=plan.planned + len(rows))
+                _size_broadcast(plan, plan.planned + len(rows))
             return [], finished
-        capped = _over_daily_cap(plan, [userid for _, userid, _, _ in rows])
+        if dept_wide:
+            # People no department-wide batch reaches (they joined since the plan) go on below.
+            deliveries, rows = _dept_wide_deliveries(plan, notice, rows)
+        capped = _over_daily_cap(plan, [row[1] for row in rows])
         by_language: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
-        for pk, userid, language, district in rows:
+        for pk, userid, language, district, *_ in rows:
             if userid in capped:
                 # DingTalk would drop them silently (143105): record it instead of sending.
                 deliveries.append(
@@ -334,8 +485,10 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
         pending: list[tuple[Batch, list[tuple[int, str, int | None]], Dispatch]] = []
         for language, people in sorted(by_language.items()):
             dispatch = _dispatch(plan, notice, language)
+            companion = _companion_dispatch(plan, notice, language)
             groups = [people[i : i + per_call] for i in range(0, len(people), per_call)]
             start = _reserve_seqs(dispatch.pk, len(groups))
+            mirror_start = _reserve_seqs(companion.pk, len(groups)) if companion else 0
             for offset, group in enumerate(groups):
                 batch = Batch(
                     dispatch=dispatch,
@@ -346,6 +499,9 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
                 )
                 new_batches.append(batch)
                 pending.append((batch, group, dispatch))
+                if companion is not None:
+                    # Right behind its media batch, so the two usually go out together.
+                    new_batches.append(_mirror(batch, companion, mirror_start + offset))
         _insert_batches(plan, new_batches)
         for batch, group, dispatch in pending:
             for recipient_pk, userid, person_district in group:
@@ -363,6 +519,64 @@ def plan_snapshot_chunk(plan_id: int, chunk: int | None = None) -> tuple[list[in
                 )
         _bulk_insert_deliveries(deliveries)
     return [b.pk for b in new_batches], finished
+
+
+def _sql_snapshot_fits(plan: DeliveryPlan, notice: Notice) -> bool:
+    """Whether _pg_snapshot_chunk can write this plan's chunk (else the Python path does).
+
+    It writes organisation-wide rows and user batches of one message per language. It knows
+    nothing of department-wide batches or companion cards (file and voice notices are rare and
+    small), nor of the per-person daily cap, which only matters when it can be reached.
+    """
+    if plan.strategy == planning.Strategy.ORG_WIDE:
+        return True  # the rows point at the one media batch; a companion needs none
+    if plan.strategy == planning.Strategy.DEPT_WIDE or messages.has_companion(notice):
+        return False
+    return not _daily_cap_reachable(plan)
+
+
+def _size_broadcast(plan: DeliveryPlan, size: int) -> None:
+    """The organisation-wide batches' size once the snapshot has counted everyone."""
+    Batch.objects.filter(dispatch__plan=plan, dispatch__round=0, to_all=True).update(size=size)
+
+
+def _dept_wide_deliveries(
+    plan: DeliveryPlan, notice: Notice, rows: list[Any]
+) -> tuple[list[DeliveryRow], list[Any]]:
+    """The chunk's people whom a department-wide batch reaches, and the rest.
+
+    Each person is matched to the batch whose departments (or their ancestors) include one of
+    theirs (deptwide.batch_assigner). Their row is accepted if that batch already is, else
+    queued (its acceptance then moves it), failed if it failed. The batches are locked, as in
+    the organisation-wide branch, so a concurrent acceptance commits either before their
+    status is read or after the rows are written. Someone no batch reaches (joined, or moved
+    to another department, since the plan) is returned for an ordinary user batch.
+    """
+    dispatch = _dispatch(plan, notice, "both")
+    batches = {
+        batch.pk: batch
+        for batch in Batch.objects.select_for_update().filter(dispatch=dispatch).order_by("pk")
+        if batch.dept_ids
+    }
+    assign = deptwide.batch_assigner(
+        plan.department_id, [(pk, [int(d) for d in b.dept_ids]) for pk, b in batches.items()]
+    )
+    reached: list[DeliveryRow] = []
+    rest: list[Any] = []
+    for row in rows:
+        pk, userid, _language, district, dept_ids = row
+        batch_id = assign([int(d) for d in dept_ids or []])
+        if batch_id is None:
+            rest.append(row)
+            continue
+        batch = batches[batch_id]
+        state, at = DeliveryState.QUEUED, None
+        if batch.status == BatchStatus.ACCEPTED:
+            state, at = DeliveryState.ACCEPTED, batch.accepted_at
+        elif batch.status == BatchStatus.FAILED:
+            state = DeliveryState.FAILED
+        reached.append((plan.pk, dispatch.pk, batch_id, pk, userid, district, state, at))
+    return reached, rest
 
 
 def _reserve_seqs(dispatch_id: int, count: int) -> int:
@@ -445,7 +659,7 @@ def _pg_snapshot_chunk(plan: DeliveryPlan, notice: Notice, size: int) -> tuple[l
                 ],
             )
         if finished:
-            Batch.objects.filter(pk=batch.pk).update(size=plan.planned + rows)
+            _size_broadcast(plan, plan.planned + rows)
         return [], finished
     per_call = 1 if plan.strategy == planning.Strategy.PER_PERSON else 100
     layout: list[tuple[str, int, int]] = []  # language, dispatch id, first seq
@@ -537,15 +751,20 @@ def _insert_batches(plan: DeliveryPlan, batches: list[Batch]) -> None:
 def _daily_cap_reachable(plan: DeliveryPlan) -> bool:
     """Whether anyone can have reached the per-person daily cap with this department's app.
 
-    Each of today's notices reaches a person at most once plus its reminders, so when their
-    sum is under the cap nobody can be over it and the per-person count is skipped (on a
-    million-person snapshot that count is most of the planner's time).
+    Each of today's notices reaches a person at most once (twice for a file or voice notice
+    and its companion card) plus its reminders, so when their sum is under the cap nobody can
+    be over it and the per-person count is skipped (on a million-person snapshot that count
+    is most of the planner's time).
     """
     cap = int(settings.DELIVERY_LIMITS["per_person_daily"])
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    companion = Case(
+        When(notice__kind__in=messages.COMPANION_KINDS, then=Value(1)),
+        default=Value(0),
+    )
     bound = DeliveryPlan.objects.filter(
         department_id=plan.department_id, created_at__gte=start
-    ).aggregate(n=Sum(F("notice__max_reminders") + 1))["n"]
+    ).aggregate(n=Sum(F("notice__max_reminders") + 1 + companion))["n"]
     return int(bound or 0) >= cap
 
 
@@ -617,11 +836,11 @@ def plan_notice(notice_id: int) -> int:
     except ApplicationError as exc:
         plan_pause(plan.pk, code=exc.code, reason=exc.message)
         return 0
-    broadcast = plan_broadcast_batch(plan, notice)
-    enqueued = 0
-    if broadcast is not None and broadcast.status == BatchStatus.QUEUED:
-        _enqueue_batches([(broadcast.pk, plan.urgent)])
-        enqueued += 1
+    # Organisation- and department-wide calls go out before the snapshot is written.
+    first = [*plan_broadcast_batch(plan, notice), *plan_dept_batches(plan, notice)]
+    queued = [(batch.pk, plan.urgent) for batch in first if batch.status == BatchStatus.QUEUED]
+    _enqueue_batches(queued)
+    enqueued = len(queued)
     finished = plan.snapshot_done
     while not finished:
         try:
@@ -1398,7 +1617,9 @@ def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> 
         u for u in forbidden if batch.after_unknown and codes.get(u) in DUPLICATE_CONTENT
     )
     dropped = sorted(u for u in forbidden if u not in requeue_ids and u not in already)
-    if batch.dispatch.round == 0:
+    # People's rows follow their media batch; a companion card's outcome leaves them alone.
+    own_rows = batch.dispatch.round == 0 and not messages.is_companion(batch.dispatch.language)
+    if own_rows:
         if already:
             people.filter(dingtalk_user_id__in=already).exclude(state=DeliveryState.READ).update(
                 state=DeliveryState.UNREAD
@@ -1422,7 +1643,7 @@ def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> 
         urgent=batch.urgent,
     )
     Dispatch.objects.filter(pk=dispatch.pk).update(next_seq=F("next_seq") + 1)
-    if batch.dispatch.round == 0:
+    if own_rows:
         people.filter(dingtalk_user_id__in=requeue_ids).update(
             state=DeliveryState.QUEUED, batch=new, code=None
         )

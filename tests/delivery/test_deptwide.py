@@ -14,16 +14,20 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audiences.models import DirectorySettings, Recipient
 from audiences.services import owned_save, recipient_erase, recipient_update
 from audiences.sync import directory_sync_request
-from delivery import deptwide, services
+from audit.models import AuditEvent
+from delivery import deptwide, services, tasks
+from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, DeliveryState, PlanStatus
 from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk import messages as dt
 from dingtalk.client import DingTalkClient
 from dingtalk.simulator.testing import running_simulator
-from notices.models import Notice, Tier
+from notices import services as notice_services
+from notices.models import Notice, Status, Tier
 
 APP_KEY = "ding-demo-wsd"
 DISTRICTS = list(range(100, 118))
@@ -265,3 +269,175 @@ def test_the_snapshot_can_tell_which_batch_reaches_a_person(
     assert assign([DRIVERS]) == 12
     assert assign([CONTRACTORS]) is None  # not in the plan: the snapshot sends by user id
     assert assign([]) is None
+
+
+# --- the engine: plan_notice sends department-wide --------------------------------------------
+
+
+def roundtrip(*args):
+    return json.loads(json.dumps(list(args)))
+
+
+def audience_ids(department) -> list[str]:
+    return list(
+        Recipient.objects.filter(deptwide.AUDIENCE, department=department).values_list(
+            "dingtalk_user_id", flat=True
+        )
+    )
+
+
+def inbox_counts(sim, userids) -> Counter[int]:
+    sim.sim.advance(5)
+    return Counter(len(sim.sim.inbox(userid, APP_KEY)) for userid in userids)
+
+
+def test_a_citywide_notice_that_maps_onto_departments_goes_out_by_department_once(
+    sim, wsd, django_capture_on_commit_callbacks
+) -> None:
+    sync(wsd, django_capture_on_commit_callbacks)
+    opt_out("contractor1")  # the root holds someone outside the audience: no to_all_user
+    notice = citywide(wsd)
+    tasks.plan_notice_task.delay(*roundtrip(notice.pk))
+    tasks.plan_notice_task.delay(*roundtrip(notice.pk))  # ran twice
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "dept_wide"
+    assert plan.status == PlanStatus.DONE
+    assert plan.planned == PEOPLE - 1
+    batches = list(Batch.objects.filter(dispatch__plan=plan))
+    assert len(batches) == 1  # 19 departments and 74 people fit one call
+    (batch,) = batches
+    assert sorted(batch.dept_ids) == sorted([*DISTRICTS, SHELTER])
+    assert (batch.userids, batch.to_all, batch.status) == ([], False, BatchStatus.ACCEPTED)
+    assert sim.sim.counters()["calls"]["asyncsend_v2"] == 1
+    # Every member of the audience got it exactly once; nobody outside it got it.
+    audience = audience_ids(wsd)
+    assert len(audience) == PEOPLE - 1
+    assert inbox_counts(sim, audience) == Counter({1: PEOPLE - 1})
+    assert sim.sim.inbox("contractor1", APP_KEY) == []
+    people = Delivery.objects.filter(plan=plan)
+    assert set(people.values_list("dingtalk_user_id", flat=True)) == set(audience)
+    assert set(people.values_list("state", "batch_id")) == {(DeliveryState.ACCEPTED, batch.pk)}
+    notice.refresh_from_db()
+    assert notice.status == Status.SENT
+    # Its receipts are DingTalk's progress of the task (no per-person result for a dept send).
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
+    assert services.batch_poll_receipts(batch.pk) == "done"
+    assert sim.sim.counters()["calls"].get("getsendresult", 0) == 0
+    assert tasks.send_batches_task.delay(*roundtrip([batch.pk])).get()["skipped"] == 1
+
+
+def test_once_todays_organisation_wide_sends_are_used_the_whole_root_goes_by_department(
+    sim, wsd, django_capture_on_commit_callbacks
+) -> None:
+    sync(wsd, django_capture_on_commit_callbacks)
+    for n in range(3):
+        services.plan_notice(make_notice(wsd, title=f"Heat warning {n}").pk)
+    assert services.org_wide_sends_today(wsd) == 3
+    notice = make_notice(wsd, title="Heat warning 4")
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "dept_wide"
+    assert Batch.objects.get(dispatch__plan=plan).dept_ids == [1]
+    assert inbox_counts(sim, audience_ids(wsd)) == Counter({4: PEOPLE})
+    assert sim.sim.counters()["forbidden_total"] == 0
+
+
+def test_a_directory_change_between_planning_and_sending_falls_back_to_user_batches(
+    sim, wsd, django_capture_on_commit_callbacks
+) -> None:
+    sync(wsd, django_capture_on_commit_callbacks)
+    opt_out("contractor1")
+    notice = citywide(wsd)
+    plan = services.plan_start(notice.pk)
+    assert plan is not None
+    assert plan.strategy == "dept_wide"
+    # Before any batch exists, someone in Central and Western opts out: the district can no
+    # longer be sent to as a whole, and no department layout covers the audience exactly.
+    opt_out("wsd0000000")
+    services.plan_notice(notice.pk)
+    services.plan_notice(notice.pk)  # ran twice
+    plan.refresh_from_db()
+    assert plan.strategy == "user_batches"
+    assert plan.status == PlanStatus.DONE
+    batches = Batch.objects.filter(dispatch__plan=plan)
+    assert not any(b.dept_ids or b.to_all for b in batches)
+    audience = audience_ids(wsd)
+    assert len(audience) == PEOPLE - 2
+    assert inbox_counts(sim, audience) == Counter({1: PEOPLE - 2})
+    assert sim.sim.inbox("contractor1", APP_KEY) == []
+    assert sim.sim.inbox("wsd0000000", APP_KEY) == []
+    (event,) = AuditEvent.objects.filter(action="delivery.strategy_changed")
+    assert event.target_id == str(notice.pk)
+    assert event.actor is None
+    assert (event.data["from"], event.data["to"]) == ("dept_wide", "user_batches")
+
+
+def test_someone_no_department_batch_reaches_still_gets_a_user_batch(
+    sim, wsd, django_capture_on_commit_callbacks
+) -> None:
+    sync(wsd, django_capture_on_commit_callbacks)
+    opt_out("contractor1")
+    notice = citywide(wsd)
+    plan = services.plan_start(notice.pk)
+    assert plan is not None
+    dept_batches = services.plan_dept_batches(plan, notice)
+    assert services.plan_dept_batches(plan, notice) == dept_batches  # ran twice: nothing new
+    # After the plan, a new contractor joins DingTalk and subscribes: the contractors'
+    # department is not in the plan (contractor1 opted out), so no department batch reaches them.
+    newcomer = sim.sim.app(APP_KEY).directory.new_user(dept_id=CONTRACTORS)
+    make_recipients(wsd, 1, start=int(newcomer.userid[3:]), userid_prefix="wsd", languages=("en",))
+    Recipient.objects.filter(dingtalk_user_id=newcomer.userid).update(
+        dingtalk_dept_ids=[CONTRACTORS]
+    )
+    # The snapshot runs before the department batch is sent: their rows wait in the queue.
+    batch_ids, finished = services.plan_snapshot_chunk(plan.pk)
+    assert finished
+    (user_batch,) = Batch.objects.filter(pk__in=batch_ids)
+    assert user_batch.userids == [newcomer.userid]
+    people = Delivery.objects.filter(plan=plan)
+    assert people.count() == PEOPLE
+    assert set(
+        people.exclude(dingtalk_user_id=newcomer.userid).values_list("batch_id", "state")
+    ) == {(dept_batches[0].pk, DeliveryState.QUEUED)}
+    report = services.batches_send([*[b.pk for b in dept_batches], *batch_ids])
+    assert report.sent == 2
+    assert set(people.values_list("state", flat=True)) == {DeliveryState.ACCEPTED}
+    services.plan_notice(notice.pk)  # ran again: nothing more goes out
+    plan.refresh_from_db()
+    assert plan.status == PlanStatus.DONE
+    assert inbox_counts(sim, [*audience_ids(wsd)]) == Counter({1: PEOPLE})
+    assert sim.sim.inbox("contractor1", APP_KEY) == []
+    assert sim.sim.counters()["calls"]["asyncsend_v2"] == 2
+
+
+def test_a_file_notice_sent_by_department_carries_its_text_card_too(
+    sim, wsd, django_capture_on_commit_callbacks
+) -> None:
+    sync(wsd, django_capture_on_commit_callbacks)
+    opt_out("contractor1")
+    item = notice_services.attachment_upload(
+        actor=None,
+        department=wsd,
+        media_type="file",
+        upload=SimpleUploadedFile("shelters.pdf", b"%PDF-1.4 shelters " + b"0" * 100),
+        duration_s=None,
+    )
+    notice = citywide(wsd)
+    Notice.objects.filter(pk=notice.pk).update(kind="file", attachment=item)
+    services.plan_notice(notice.pk)
+    services.plan_notice(notice.pk)  # ran twice
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "dept_wide"
+    media_batch, card_batch = Batch.objects.filter(dispatch__plan=plan).order_by("dispatch_id")
+    assert (media_batch.dispatch.language, card_batch.dispatch.language) == ("both", "both+t")
+    assert media_batch.dept_ids == card_batch.dept_ids
+    assert {media_batch.status, card_batch.status} == {BatchStatus.ACCEPTED}
+    audience = audience_ids(wsd)
+    assert inbox_counts(sim, audience) == Counter({2: PEOPLE - 1})
+    for userid in audience[:5]:
+        kinds = sorted(entry["msg"]["msgtype"] for entry in sim.sim.inbox(userid, APP_KEY))
+        assert kinds == ["file", "markdown"]
+    assert sim.sim.inbox("contractor1", APP_KEY) == []
+    assert set(Delivery.objects.filter(plan=plan).values_list("batch_id", flat=True)) == {
+        media_batch.pk
+    }

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
 from common.errors import ApplicationError
@@ -17,7 +18,8 @@ from delivery.governor import content_fingerprint
 from delivery.models import Batch, Delivery, DeliveryPlan, OutreachStatus, PlanStatus
 from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk.simulator.testing import running_simulator
-from notices.models import Status, Tier
+from notices import services as notice_services
+from notices.models import Notice, Status, Tier
 
 
 @pytest.fixture
@@ -170,3 +172,111 @@ def test_outreach_cases_are_assigned_closed_and_exported_neutralised(sim, wsd, c
         "delivery.outreach_exported",
     } <= set(actions(notice))
     assert json.dumps(rows)
+
+
+# --- file and voice notices: the media batch and its companion card's --------------------------
+
+
+def file_notice(department, **options):
+    item = notice_services.attachment_upload(
+        actor=None,
+        department=department,
+        media_type="file",
+        upload=SimpleUploadedFile("shelters.pdf", b"%PDF-1.4 shelters " + b"0" * 100),
+        duration_s=None,
+    )
+    notice = make_notice(department, **options)
+    Notice.objects.filter(pk=notice.pk).update(kind="file", attachment=item)
+    notice.refresh_from_db()
+    return notice
+
+
+def media_and_card(plan):
+    media_batch = Batch.objects.get(dispatch__plan=plan, dispatch__language="en")
+    card_batch = Batch.objects.get(dispatch__plan=plan, dispatch__language="en+t")
+    return media_batch, card_batch
+
+
+def poll_now(*batches) -> None:
+    for batch in batches:
+        Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
+        services.batch_poll_receipts(batch.pk)
+
+
+@pytest.mark.django_db
+def test_reading_either_message_of_a_file_notice_counts_and_reminders_are_one_text_card(
+    sim, wsd
+) -> None:
+    make_recipients(wsd, 30, languages=("en",))
+    notice = file_notice(
+        wsd, tier=Tier.TARGETED, max_reminders=1, remind_after_minutes=30, remind_whom="unread"
+    )
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.status == PlanStatus.DONE
+    media_batch, card_batch = media_and_card(plan)
+    assert media_batch.userids == card_batch.userids
+    sim.sim.advance(60)
+    # Ten open the file, ten read the card only, ten read nothing.
+    for userid in media_batch.userids[:10]:
+        sim.sim.mark_read(media_batch.task_id, userid)
+    for userid in media_batch.userids[10:20]:
+        sim.sim.mark_read(card_batch.task_id, userid)
+    poll_now(media_batch, card_batch)
+    people = Delivery.objects.filter(plan=plan)
+    assert set(people.values_list("batch_id", flat=True)) == {media_batch.pk}
+    assert Counter(people.values_list("state", flat=True)) == {"read": 20, "unread": 10}
+    later = services._now() + timedelta(minutes=31)
+    assert followup.reminders_due_send(now=later) == 1
+    assert followup.reminders_due_send(now=later) == 0  # ran twice
+    reminder = Batch.objects.get(dispatch__plan=plan, dispatch__round=1)
+    assert reminder.dispatch.language == "en"
+    assert reminder.dispatch.message["msgtype"] == "markdown"
+    assert sorted(reminder.userids) == sorted(media_batch.userids[20:])
+    sim.sim.advance(5)
+    assert sim.sim.counters()["forbidden_total"] == 0
+    for userid in media_batch.userids:
+        expected = 3 if userid in reminder.userids else 2
+        assert len(sim.sim.inbox(userid, "ding-demo-wsd")) == expected
+
+
+@pytest.mark.django_db
+def test_a_dropped_card_is_sent_again_without_touching_the_peoples_rows(sim, wsd) -> None:
+    sim.sim.set_limits(recipients_per_minute=150)
+    make_recipients(wsd, 100, languages=("en",))
+    notice = file_notice(wsd, tier=Tier.TARGETED)
+    with pytest.MonkeyPatch.context() as mp:
+        # The governor would hold the card back; let it through to provoke silent drops.
+        mp.setitem(services.settings.DELIVERY_LIMITS, "recipients_per_minute", 10_000)
+        services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    media_batch, card_batch = media_and_card(plan)
+    sim.sim.advance(120)
+    poll_now(media_batch, card_batch)
+    # DingTalk dropped the card for the 50 people over its 150 a minute (143103); they get it
+    # in a new card batch, and everyone's row still follows the file message.
+    again = Batch.objects.get(dispatch__plan=plan, dispatch__language="en+t", seq=1)
+    assert again.size == 50
+    assert again.status == "accepted"
+    people = Delivery.objects.filter(plan=plan)
+    assert set(people.values_list("batch_id", "state")) == {(media_batch.pk, "unread")}
+    sim.sim.advance(5)
+    assert Counter(len(sim.sim.inbox(u, "ding-demo-wsd")) for u in media_batch.userids) == {2: 100}
+
+
+@pytest.mark.django_db
+def test_recalling_a_file_notice_recalls_the_file_and_its_card(sim, wsd, cast_a) -> None:
+    make_recipients(wsd, 120, languages=("en",))
+    notice = file_notice(wsd, tier=Tier.TARGETED)
+    services.plan_notice(notice.pk)
+    plan = followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="Wrong file")
+    assert followup.plan_recall_calls(plan.pk) == 4  # two file batches, two card batches
+    assert followup.plan_recall_calls(plan.pk) == 0  # ran twice
+    plan.refresh_from_db()
+    assert plan.status == PlanStatus.RECALLED
+    sim.sim.advance(5)
+    userids = Delivery.objects.filter(plan=plan).values_list("dingtalk_user_id", flat=True)
+    for userid in userids:
+        inbox = sim.sim.inbox(userid, "ding-demo-wsd")
+        assert sorted(e["msg"]["msgtype"] for e in inbox) == ["file", "markdown"]
+        assert all(entry["recalled"] for entry in inbox)

@@ -68,6 +68,10 @@ def uploads(sim) -> int:
     return int(sim.sim.counters()["calls"].get("media_upload", 0))
 
 
+def by_type(msgs: list[dict]) -> list[dict]:
+    return sorted(msgs, key=lambda msg: msg["msgtype"])
+
+
 def received(sim, userid: str) -> list[dict]:
     sim.sim.advance(5)
     return [entry["msg"] for entry in sim.sim.inbox(userid, "ding-demo-wsd")]
@@ -101,10 +105,15 @@ def test_an_approved_file_notice_reaches_everyone_as_a_file_message_uploaded_onc
     notice.refresh_from_db()
     assert notice.status == Status.SENT
     expected = {"msgtype": "file", "file": {"media_id": item.dingtalk_media_id}}
-    userids = list(Delivery.objects.filter(plan=plan).values_list("dingtalk_user_id", flat=True))
-    assert len(userids) == 150
-    for userid in userids:
-        assert received(sim, userid) == [expected]
+    cards = {d.language: d.message for d in plan.dispatches.filter(language__endswith="+t")}
+    assert set(cards) == {"en+t", "zh+t"}
+    people = list(
+        Delivery.objects.filter(plan=plan).values_list("dingtalk_user_id", "dispatch__language")
+    )
+    assert len(people) == 150
+    # The file, and beside it the text card in the person's language: each exactly once.
+    for userid, language in people:
+        assert by_type(received(sim, userid)) == [expected, cards[f"{language}+t"]]
     event = AuditEvent.objects.get(action="delivery.media_uploaded")
     assert event.target_id == str(notice.pk)
     assert event.data["media_id"] == item.dingtalk_media_id
@@ -165,8 +174,12 @@ def test_a_voice_notice_sends_the_clip_with_its_length(sim, wsd) -> None:
     services.plan_notice(notice.pk)
     item.refresh_from_db()
     person = Delivery.objects.filter(plan__notice=notice).first()
-    assert received(sim, person.dingtalk_user_id) == [
-        {"msgtype": "voice", "voice": {"media_id": item.dingtalk_media_id, "duration": "42"}}
+    card = messages.companion_message(notice, "zh")
+    assert card is not None
+    assert "42 秒語音訊息" in card["markdown"]["text"]
+    assert by_type(received(sim, person.dingtalk_user_id)) == [
+        card,
+        {"msgtype": "voice", "voice": {"media_id": item.dingtalk_media_id, "duration": "42"}},
     ]
 
 
@@ -191,7 +204,7 @@ def test_an_old_media_id_is_uploaded_again_before_the_next_notice_uses_it(sim, w
     assert uploads(sim) == 2
     assert item.dingtalk_media_id != old_id
     assert item.dingtalk_media_uploaded_at > long_ago
-    dispatch = DeliveryPlan.objects.get(notice=second).dispatches.get()
+    dispatch = DeliveryPlan.objects.get(notice=second).dispatches.get(language="en")
     assert dispatch.message == {"msgtype": "file", "file": {"media_id": item.dingtalk_media_id}}
     assert set(Batch.objects.filter(dispatch=dispatch).values_list("status", flat=True)) == {
         "accepted"
@@ -311,3 +324,66 @@ def test_a_media_message_is_never_built_without_an_uploaded_id(cast_a) -> None:
     with pytest.raises(ApplicationError) as caught:
         messages.build_message(notice, "en")
     assert caught.value.code == "media_missing"
+
+
+# --- companion cards: a file or voice notice's text goes beside its media --------------------
+
+
+def test_an_organisation_wide_file_notice_sends_the_file_and_its_card_to_everyone(sim, wsd) -> None:
+    make_recipients(wsd, 40)
+    item = attachment(wsd, "file", "shelters.pdf", PDF)
+    notice = media_notice(wsd, "file", item, tier=Tier.CITYWIDE, title="Shelters open")
+    tasks.plan_notice_task.delay(*roundtrip(notice.pk))
+    tasks.plan_notice_task.delay(*roundtrip(notice.pk))  # ran twice
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "org_wide"
+    assert plan.status == PlanStatus.DONE
+    batches = Batch.objects.filter(dispatch__plan=plan).order_by("dispatch_id")
+    assert [(b.dispatch.language, b.to_all, b.size, b.status) for b in batches] == [
+        ("both", True, 40, "accepted"),
+        ("both+t", True, 40, "accepted"),
+    ]
+    assert services.org_wide_sends_today(wsd) == 2  # DingTalk counts each to_all_user call
+    card = messages.companion_message(notice, "both")
+    item.refresh_from_db()
+    file_message = {"msgtype": "file", "file": {"media_id": item.dingtalk_media_id}}
+    for person in Delivery.objects.filter(plan=plan):
+        assert person.batch_id == batches[0].pk
+        assert by_type(received(sim, person.dingtalk_user_id)) == [file_message, card]
+
+
+def test_a_file_notice_needs_two_organisation_wide_sends_or_goes_in_batches(sim, wsd) -> None:
+    make_recipients(wsd, 20, languages=("en",))
+    for n in range(2):
+        services.plan_notice(make_notice(wsd, title=f"Heat warning {n}").pk)
+    item = attachment(wsd, "file", "shelters.pdf", PDF)
+    notice = media_notice(wsd, "file", item, tier=Tier.CITYWIDE, title="Shelters open")
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    # One to_all_user call is left today, and the notice needs two: it goes by user id.
+    assert plan.strategy == "user_batches"
+    assert set(plan.dispatches.values_list("language", flat=True)) == {"en", "en+t"}
+    assert sim.sim.counters()["forbidden_total"] == 0
+    for person in Delivery.objects.filter(plan=plan):
+        kinds = [m["msgtype"] for m in by_type(received(sim, person.dingtalk_user_id))]
+        assert kinds == ["file", "markdown", "markdown", "markdown"]  # two heat warnings
+
+
+def test_a_voice_notice_that_needs_confirmation_puts_each_persons_link_on_its_card(
+    sim, wsd
+) -> None:
+    make_recipients(wsd, 3, languages=("en",))
+    item = attachment(wsd, "voice", "drill.mp3", MP3, duration_s=12)
+    notice = media_notice(
+        wsd, "voice", item, tier=Tier.CLOSED_LOOP, title="Drill", requires_confirmation=True
+    )
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "per_person"
+    assert Batch.objects.filter(dispatch__plan=plan).count() == 6
+    for person in Delivery.objects.filter(plan=plan):
+        voice, card = sorted(
+            received(sim, person.dingtalk_user_id), key=lambda m: m["msgtype"] == "action_card"
+        )
+        assert voice["msgtype"] == "voice"
+        assert card["action_card"]["single_url"] == services.confirm_url(person.pk)
