@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audiences', '0004_stale_work_times'),
+        ('audiences', '0005_directorysettings_dept_tree'),
     ]
 
     operations = [
