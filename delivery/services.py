@@ -1632,6 +1632,16 @@ def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> 
             people.filter(dingtalk_user_id=userid).update(
                 state=DeliveryState.FORBIDDEN, code=codes.get(userid)
             )
+    if requeue_ids:
+        # Only people still on the plan under that id: an erased person's row has a token now,
+        # and DingTalk's answer must not send to them again.
+        requeue_ids = sorted(
+            set(
+                people.filter(dingtalk_user_id__in=requeue_ids).values_list(
+                    "dingtalk_user_id", flat=True
+                )
+            )
+        )
     if not requeue_ids:
         return None
     dispatch = Dispatch.objects.select_for_update().get(pk=batch.dispatch_id)
@@ -1740,6 +1750,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         status=PlanStatus.SENDING, snapshot_done=True
     ).values_list("pk", flat=True):
         counts["finished"] += int(plan_finish_if_complete(plan_id))
+    from delivery.privacy import anonymise_late_deliveries
+
+    counts["anonymised"] = anonymise_late_deliveries()
     return counts
 
 

@@ -216,3 +216,33 @@ def test_rows_whose_link_is_gone_are_found_by_user_id_in_the_department_only(
     other = Delivery.objects.get(plan__notice=theirs, dingtalk_user_id="wsd0000011")
     assert other.recipient.department == fehd
     assert "wsd0000011" in Batch.objects.get(dispatch__plan__notice=theirs).userids
+
+
+@pytest.mark.django_db
+def test_a_row_a_racing_snapshot_wrote_after_the_erasure_is_anonymised_by_the_sweeper(
+    sim, wsd, cast_a
+) -> None:
+    make_recipients(wsd, 2, start=20, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    person = Recipient.objects.get(dingtalk_user_id="wsd0000021")
+    recipient_erase(actor=cast_a.department_admin, recipient=person)
+    # What a snapshot chunk that read the person just before the erasure committed writes:
+    # a row with the person's link and old id, which the erasure could not see.
+    row = Delivery.objects.filter(plan=plan).first()
+    late = Delivery.objects.create(
+        plan=plan,
+        dispatch_id=row.dispatch_id,
+        batch_id=row.batch_id,
+        recipient=person,
+        dingtalk_user_id="wsd0000021-late",
+        latitude=22.3,
+        longitude=114.2,
+    )
+    assert services.sweep()["anonymised"] == 1
+    late.refresh_from_db()
+    assert late.recipient_id is None
+    assert late.dingtalk_user_id.startswith(ERASED_PREFIX)
+    assert (late.latitude, late.longitude) == (None, None)
+    assert services.sweep()["anonymised"] == 0  # ran twice: nothing left
