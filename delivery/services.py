@@ -595,6 +595,18 @@ SNAPSHOT_TABLE = "delivery_snapshot_chunk"
 
 
 def _pg_snapshot_chunk(plan: DeliveryPlan, notice: Notice, size: int) -> tuple[list[int], bool]:
+    """One snapshot chunk on PostgreSQL (see :func:`_pg_snapshot_write`).
+
+    The temporary table is emptied as soon as the chunk is written, so the people's ids do not
+    sit in the session until the commit.
+    """
+    written = _pg_snapshot_write(plan, notice, size)
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {SNAPSHOT_TABLE}")
+    return written
+
+
+def _pg_snapshot_write(plan: DeliveryPlan, notice: Notice, size: int) -> tuple[list[int], bool]:
     """One snapshot chunk written by the database itself (PostgreSQL): no row passes Python.
 
     The chunk's recipients land in a temporary table with their message language and their

@@ -73,3 +73,37 @@ def browser() -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def _reference_districts(request: pytest.FixtureRequest) -> None:
+    """Put the 18 districts back after a transactional test's flush emptied their table.
+
+    They are reference rows loaded by a data migration (audiences 0002); a test that runs with
+    transaction=True ends by truncating every table, and a later test would find none.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if marker is None and not names & {"db", "transactional_db"}:
+        return
+    transactional = "transactional_db" in names or bool(
+        marker is not None
+        and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from audiences.districts import DISTRICTS
+    from audiences.models import District
+
+    if District.objects.count() == len(DISTRICTS):
+        return
+    for row in DISTRICTS:
+        District.objects.update_or_create(
+            code=row.code,
+            defaults={
+                "eac_letter": row.eac,
+                "name_en": row.name_en,
+                "name_zh": row.name_zh,
+                "region": row.region,
+                "hko_place": row.hko_place,
+            },
+        )
