@@ -26,7 +26,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, Count, F, Q, QuerySet, Sum, Value, When
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    DateTimeField,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -1564,7 +1576,6 @@ def _record_polls(polls: list[_Poll], moment: datetime) -> None:
                 by_plan[poll.batch.dispatch.plan_id].append(poll)
         for plan_id, group in by_plan.items():
             _apply_results(plan_id, group, moment)
-        schedule: dict[tuple[bool, datetime | None, bool], list[int]] = defaultdict(list)
         for poll in polls:
             batch = poll.batch
             polls_done = batch.polls_done + int(poll.counted)
@@ -1578,13 +1589,27 @@ def _record_polls(polls: list[_Poll], moment: datetime) -> None:
                 )
             if poll.done:
                 poll.next_poll_at = None
-            schedule[(poll.done, poll.next_poll_at, poll.counted)].append(batch.pk)
-        for (done, next_at, counted), pks in schedule.items():
-            Batch.objects.filter(pk__in=pks).update(
-                receipts_done=done,
-                next_poll_at=next_at,
-                polls_done=F("polls_done") + int(counted),
-            )
+        # Each batch's next poll in one statement.
+        Batch.objects.filter(pk__in=[poll.batch.pk for poll in polls]).update(
+            receipts_done=Case(
+                When(pk__in=[p.batch.pk for p in polls if p.done], then=Value(True)),
+                default=Value(False),
+            ),
+            next_poll_at=Case(
+                *(
+                    When(pk=p.batch.pk, then=Value(p.next_poll_at))
+                    for p in polls
+                    if p.next_poll_at is not None
+                ),
+                default=Value(None),
+                output_field=DateTimeField(),
+            ),
+            polls_done=F("polls_done")
+            + Case(
+                When(pk__in=[p.batch.pk for p in polls if p.counted], then=Value(1)),
+                default=Value(0),
+            ),
+        )
 
 
 def _apply_results(plan_id: int, polls: list[_Poll], moment: datetime) -> None:
@@ -1596,25 +1621,44 @@ def _apply_results(plan_id: int, polls: list[_Poll], moment: datetime) -> None:
         result = poll.result
         poll.result_unread = bool(result.unread)
         read.extend(result.read)
-        if poll.batch.dispatch.round == 0:
+        # A companion card's "unread" says nothing of the media message the row follows.
+        dispatch = poll.batch.dispatch
+        if dispatch.round == 0 and not messages.is_companion(dispatch.language):
             unread.extend(result.unread)
     if read:
-        people.filter(dingtalk_user_id__in=read, first_read_at__isnull=True).update(
-            first_read_at=moment
-        )
-        people.filter(dingtalk_user_id__in=read).exclude(state=DeliveryState.READ).update(
-            state=DeliveryState.READ
+        people.filter(dingtalk_user_id__in=read).filter(
+            ~Q(state=DeliveryState.READ) | Q(first_read_at__isnull=True)
+        ).update(
+            state=DeliveryState.READ,
+            first_read_at=Coalesce(F("first_read_at"), Value(moment), output_field=DateTimeField()),
         )
     if unread:
-        people.filter(
-            dingtalk_user_id__in=unread,
-            state__in=(DeliveryState.ACCEPTED, DeliveryState.QUEUED),
-        ).update(state=DeliveryState.UNREAD)
+        _mark_unread(plan_id, unread)
     for poll in polls:
         requeued = _apply_exceptions(poll.batch, poll.result, people)
         if requeued is not None:
             poll.outcome = "requeued"
             poll.result = requeued
+
+
+def _mark_unread(plan_id: int, userids: list[str]) -> None:
+    """Accepted (or still queued) people DingTalk reports delivered but unread.
+
+    Thousands of ids per group: on PostgreSQL they travel as one array parameter instead of
+    one parameter each.
+    """
+    waiting = (DeliveryState.ACCEPTED, DeliveryState.QUEUED)
+    if connection.vendor != "postgresql":
+        Delivery.objects.filter(
+            plan_id=plan_id, dingtalk_user_id__in=userids, state__in=waiting
+        ).update(state=DeliveryState.UNREAD)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Delivery._meta.db_table} SET state = %s WHERE plan_id = %s "  # noqa: S608 - table name from model metadata
+            "AND dingtalk_user_id = ANY(%s) AND state = ANY(%s)",
+            [DeliveryState.UNREAD, plan_id, userids, list(waiting)],
+        )
 
 
 def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> int | None:
