@@ -246,3 +246,30 @@ def test_a_row_a_racing_snapshot_wrote_after_the_erasure_is_anonymised_by_the_sw
     assert late.dingtalk_user_id.startswith(ERASED_PREFIX)
     assert (late.latitude, late.longitude) == (None, None)
     assert services.sweep()["anonymised"] == 0  # ran twice: nothing left
+
+
+@pytest.mark.django_db
+def test_a_flow_control_drop_is_not_sent_again_to_a_person_erased_since(
+    sim, wsd, cast_a, settings
+) -> None:
+    sim.sim.set_limits(recipients_per_minute=150)
+    make_recipients(wsd, 200, languages=("en",))  # the simulator's directory holds 200
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    # The governor would hold the batches back; let them through to provoke silent drops.
+    settings.DELIVERY_LIMITS = {**settings.DELIVERY_LIMITS, "recipients_per_minute": 10_000}
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    sim.sim.advance(120)
+    last = Batch.objects.filter(dispatch__plan=plan).order_by("-seq").first()
+    dropped_person = Recipient.objects.get(dingtalk_user_id=last.userids[-1])
+    recipient_erase(actor=cast_a.department_admin, recipient=dropped_person)
+    for batch_id in list(Batch.objects.filter(dispatch__plan=plan).values_list("pk", flat=True)):
+        Batch.objects.filter(pk=batch_id).update(next_poll_at=services._now())
+        services.batch_poll_receipts(batch_id)
+    requeued = Batch.objects.filter(dispatch__plan=plan, seq__gte=2)
+    resent = {u for batch in requeued for u in batch.userids}
+    assert len(resent) == 49  # the 50 people over the 150 a minute, but for the erased one
+    assert "wsd0000199" not in resent
+    assert not any(u.startswith(ERASED_PREFIX) for u in resent)
+    sim.sim.advance(5)
+    assert len(sim.sim.inbox("wsd0000199", APP_KEY)) == 0
