@@ -158,6 +158,8 @@ if #expired > 0 then
 end
 -- An empty window holds nothing, whatever a stale total says; a total never goes negative.
 if used < 0 or redis.call('ZCARD', KEYS[4]) == 0 then used = 0 end
+-- Stored now, refused or not: the entries just trimmed must leave the total with them.
+redis.call('SET', KEYS[6], used, 'EX', math.ceil(rpm_window) + 1)
 local total = 0
 for i = 1, n do
   local r = tonumber(ARGV[10 + i])

@@ -139,3 +139,20 @@ def test_acquire_many_never_grants_past_the_monthly_quota(governor, cast_a) -> N
     assert grant.granted == 2
     assert grant.reason == "monthly_quota"
     assert governor.monthly_used(app_key=app_key) == 6
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS, DELIVERY_GOVERNOR_TIME_SCALE=60.0)
+def test_a_refused_call_still_lets_expired_recipients_go(governor) -> None:
+    """The recipient window's total must drop with the entries a refused decision trimmed."""
+    import time
+
+    started = time.monotonic()
+    assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=100).allowed
+    time.sleep(0.5)
+    assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=100).allowed
+    time.sleep(max(0.0, 1.1 - (time.monotonic() - started)))  # the first 100 have expired
+    refused = governor.acquire(app_key="a", api="asyncsend_v2", recipients=200)
+    assert not refused.allowed  # 100 in the window + 200 > 250
+    # 100 in the window + 150 = 250: fits, although the refused call trimmed the first entry.
+    assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=150).allowed
+    assert time.monotonic() - started < 1.5, "too slow to test the window (machine overloaded)"
