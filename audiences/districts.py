@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class DistrictRow(NamedTuple):
@@ -36,3 +36,21 @@ DISTRICTS: tuple[DistrictRow, ...] = (
     DistrictRow("KI", "S", "Kwai Tsing", "葵青區", NT, "Kwai Tsing"),
     DistrictRow("IS", "T", "Islands", "離島區", NT, "Islands District"),
 )
+
+
+def load_districts(district_model: Any) -> None:
+    """Create or refresh the 18 reference rows (the data migration and the tests both call it).
+
+    ``district_model`` is the District model, or its historical version inside a migration.
+    """
+    for row in DISTRICTS:
+        district_model.objects.update_or_create(
+            code=row.code,
+            defaults={
+                "eac_letter": row.eac,
+                "name_en": row.name_en,
+                "name_zh": row.name_zh,
+                "region": row.region,
+                "hko_place": row.hko_place,
+            },
+        )

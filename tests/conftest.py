@@ -91,19 +91,8 @@ def _reference_districts(request: pytest.FixtureRequest) -> None:
         and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
     )
     request.getfixturevalue("transactional_db" if transactional else "db")
-    from audiences.districts import DISTRICTS
+    from audiences.districts import DISTRICTS, load_districts
     from audiences.models import District
 
-    if District.objects.count() == len(DISTRICTS):
-        return
-    for row in DISTRICTS:
-        District.objects.update_or_create(
-            code=row.code,
-            defaults={
-                "eac_letter": row.eac,
-                "name_en": row.name_en,
-                "name_zh": row.name_zh,
-                "region": row.region,
-                "hko_place": row.hko_place,
-            },
-        )
+    if District.objects.count() != len(DISTRICTS):
+        load_districts(District)
