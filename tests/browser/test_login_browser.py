@@ -6,6 +6,7 @@ import time
 
 import pytest
 from django_otp.oath import TOTP
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -45,7 +46,11 @@ def test_supervisor_logs_in_with_password_and_totp_and_sees_only_their_departmen
 
     # Switching language keeps the page and shows Traditional Chinese.
     browser.find_element(By.CSS_SELECTOR, ".lang-form button").click()
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "你的部門"))
+    # The old page's h1 can vanish between being found and being read while the new page
+    # loads; Chromium then reports a WebDriverException, not a stale element: retry on it.
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(
+        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "你的部門")
+    )
 
     # Another department's page is indistinguishable from a missing one.
     browser.get(live_server.url + f"/departments/{cast_b.department.code}/")
