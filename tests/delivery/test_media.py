@@ -163,7 +163,10 @@ def test_an_image_notice_that_needs_confirmation_links_each_person_to_their_page
     services.plan_notice(notice.pk)
     for person in Delivery.objects.filter(plan__notice=notice):
         (card,) = received(sim, person.dingtalk_user_id)
-        assert card["oa"]["message_url"] == services.confirm_url(person.pk)
+        # The link is the person's signed confirmation page (its signature carries a time).
+        url = card["oa"]["message_url"]
+        assert url.startswith(services.confirm_url(person.pk).rsplit("/", 2)[0] + "/")
+        assert messages.delivery_from_token(url.rstrip("/").rsplit("/", 1)[1]) == person.pk
         assert card["oa"]["body"]["content"].startswith(messages.TAP_TO_CONFIRM["en"])
 
 
