@@ -55,8 +55,9 @@ def approve_in_inbox(browser, live_server, wait, notice: Notice, user) -> str:
     form.find_element(By.NAME, "totp_token").send_keys(current_code(user))
     form.find_element(By.NAME, "reach_acknowledged").click()
     form.find_element(By.NAME, "approve").click()
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".messages")))
-    return browser.find_element(By.CSS_SELECTOR, ".messages").text
+    # The page before the click may carry messages of its own: wait for it to go first.
+    wait.until(ec.staleness_of(form))
+    return wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".messages"))).text
 
 
 def test_black_rainstorm_on_the_feed_reaches_phones_after_two_approvals(
