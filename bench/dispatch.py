@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 swept[0] = time.monotonic()
             return all_accepted()
 
-        if not wait(all_accepted_with_sweep, args.timeout, every=0.25):
+        if not wait(all_accepted_with_sweep, args.timeout, every=1.0):
             raise SystemExit(f"dispatch did not finish; worker log: {log}")
         span = batches.aggregate(first=Min("accepted_at"), last=Max("accepted_at"))
         calls = batches.count()

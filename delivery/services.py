@@ -875,8 +875,29 @@ def plan_notice(notice_id: int) -> int:
         _enqueue_batches((batch_id, plan.urgent) for batch_id in batch_ids)
         enqueued += len(batch_ids)
     if finished:
+        refresh_statistics(plan.pk)
         plan_finish_if_complete(plan.pk)
     return enqueued
+
+
+def refresh_statistics(plan_id: int) -> bool:
+    """After a large snapshot, refresh PostgreSQL's statistics of the people and batch tables.
+
+    A million rows written in a minute leave the query planner with figures from before them
+    until autovacuum's next analyze (or never, where autovacuum is off). With stale figures
+    the receipt polls' update by (plan, DingTalk user id) was planned as a scan of the whole
+    plan: ten times slower, about 0.4 s instead of 0.04 s per group of 5,000 people. ANALYZE
+    samples a fixed number of rows, so it costs a fraction of a second whatever the size.
+    Returns whether it ran.
+    """
+    if connection.vendor != "postgresql":
+        return False
+    planned = DeliveryPlan.objects.filter(pk=plan_id).values_list("planned", flat=True).first()
+    if (planned or 0) < int(settings.DELIVERY_ANALYZE_AFTER):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Delivery._meta.db_table}, {Batch._meta.db_table}")
+    return True
 
 
 # --- sending ---------------------------------------------------------------------------------
@@ -1194,25 +1215,7 @@ def _record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
     first_poll = now + timedelta(seconds=planning.RECEIPT_POLL_OFFSETS_S[0] / _time_scale())
     task_ids = {batch.pk: task_id for batch, task_id in accepted}
     with transaction.atomic():
-        mine = set(
-            # NO KEY UPDATE: it does not wait for the planner's key-share checks on new rows.
-            Batch.objects.select_for_update(no_key=True)
-            .filter(pk__in=task_ids, status=BatchStatus.CLAIMED)
-            .values_list("pk", flat=True)
-        )
-        if mine:
-            Batch.objects.filter(pk__in=mine, status=BatchStatus.CLAIMED).update(
-                status=BatchStatus.ACCEPTED,
-                task_id=Case(
-                    *(When(pk=pk, then=Value(task_ids[pk])) for pk in sorted(mine)),
-                    output_field=BigIntegerField(),
-                ),
-                accepted_at=now,
-                next_poll_at=first_poll,
-                error="",
-                error_code="",
-                claim_token="",
-            )
+        mine = _accept_claimed(task_ids, now, first_poll)
         for pk in sorted(set(task_ids) - mine):
             Batch.objects.filter(pk=pk, task_id__isnull=True).update(task_id=task_ids[pk])
         moved = [(batch, task_id) for batch, task_id in accepted if batch.pk in mine]
@@ -1253,6 +1256,58 @@ def _record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
             DeliveryPlan.objects.filter(pk=plan_id, first_accepted_at__isnull=True).update(
                 first_accepted_at=now
             )
+
+
+def _accept_claimed(task_ids: dict[int, int], now: datetime, first_poll: datetime) -> set[int]:
+    """Move the still-claimed batches among these to accepted with their task ids.
+
+    Returns the ids it moved. The row locks are taken in id order (no deadlock between two
+    flushes), as NO KEY UPDATE (no wait for the planner's key-share checks on new rows). On
+    PostgreSQL it is one UPDATE ... FROM unnest(...) RETURNING: building the CASE expression
+    through the ORM cost more than the statement itself, once per flush.
+    """
+    ids = sorted(task_ids)
+    if connection.vendor == "postgresql":
+        table = Batch._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH locked AS (SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s "  # noqa: S608 - table name from model metadata
+                "ORDER BY id FOR NO KEY UPDATE) "
+                f"UPDATE {table} AS b SET status = %s, task_id = v.task_id, accepted_at = %s, "
+                "next_poll_at = %s, error = '', error_code = '', claim_token = '' "
+                "FROM locked, unnest(%s::bigint[], %s::bigint[]) AS v(id, task_id) "
+                "WHERE b.id = locked.id AND b.id = v.id AND b.status = %s RETURNING b.id",
+                [
+                    ids,
+                    BatchStatus.CLAIMED,
+                    BatchStatus.ACCEPTED,
+                    now,
+                    first_poll,
+                    ids,
+                    [task_ids[pk] for pk in ids],
+                    BatchStatus.CLAIMED,
+                ],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    mine = set(
+        Batch.objects.select_for_update(no_key=True)
+        .filter(pk__in=ids, status=BatchStatus.CLAIMED)
+        .values_list("pk", flat=True)
+    )
+    if mine:
+        Batch.objects.filter(pk__in=mine, status=BatchStatus.CLAIMED).update(
+            status=BatchStatus.ACCEPTED,
+            task_id=Case(
+                *(When(pk=pk, then=Value(task_ids[pk])) for pk in sorted(mine)),
+                output_field=BigIntegerField(),
+            ),
+            accepted_at=now,
+            next_poll_at=first_poll,
+            error="",
+            error_code="",
+            claim_token="",
+        )
+    return mine
 
 
 def _mark_unknown(batch_id: int, error: str) -> None:

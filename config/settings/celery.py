@@ -31,4 +31,8 @@ CELERY_TASK_TIME_LIMIT = 360
 CELERY_TIMEZONE = "Asia/Hong_Kong"
 # Redis redelivers an unacknowledged task after this; retries and countdowns stay below it.
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+# Celery's Django fix-up closes database connections after every task unless this is set;
+# config.celery applies CONN_MAX_AGE and health checks around each task instead, and the
+# fix-up only closes them outright every few thousand tasks.
+CELERY_DB_REUSE_MAX = 5000
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}

@@ -30,6 +30,8 @@ DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 10_000)
 DELIVERY_SNAPSHOT_FIRST_CHUNK = env_int("DELIVERY_SNAPSHOT_FIRST_CHUNK", 500)
 # Batches per send task: one claim and one commit per flush for tens of DingTalk calls.
 DELIVERY_SEND_GROUP = env_int("DELIVERY_SEND_GROUP", 20)
+# A snapshot of at least this many people refreshes the query planner's statistics.
+DELIVERY_ANALYZE_AFTER = env_int("DELIVERY_ANALYZE_AFTER", 50_000)
 # Batches per receipt-poll task (their people's states are written in one transaction).
 DELIVERY_RECEIPT_GROUP = env_int("DELIVERY_RECEIPT_GROUP", 50)
 # The longest governor wait a task sleeps through; longer waits go back to the broker with a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -265,3 +266,28 @@ def test_a_send_group_stops_at_a_long_governor_wait_and_gives_the_rest_back(
     assert sorted(report.retry) == sorted(held)
     assert report.retry_in > 2  # the minute's window, not a busy loop
     assert sim.sim.counters()["calls"]["asyncsend_v2"] == 2
+
+
+@pytest.mark.skipif(
+    "postgres" not in os.environ.get("DATABASE_URL", ""),
+    reason="ANALYZE and the planner's statistics are PostgreSQL's",
+)
+@pytest.mark.django_db
+def test_a_large_snapshot_refreshes_the_planners_statistics(sim, wsd, settings) -> None:
+    from django.db import connection
+
+    def estimated_rows() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'delivery_delivery'")
+            return float(cursor.fetchone()[0])
+
+    settings.DELIVERY_ANALYZE_AFTER = 200
+    small = make_notice(wsd, tier=Tier.TARGETED, title="Small")
+    make_recipients(wsd, 100)
+    tasks.plan_notice_task.delay(small.pk)
+    assert estimated_rows() != 100  # below the threshold: no ANALYZE
+    make_recipients(wsd, 250, start=100)
+    large = make_notice(wsd, tier=Tier.TARGETED, title="Large")
+    tasks.plan_notice_task.delay(large.pk)
+    assert Delivery.objects.count() == 100 + 350
+    assert estimated_rows() == 100 + 350
