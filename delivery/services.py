@@ -955,11 +955,20 @@ def batches_claim(batch_ids: list[int]) -> list[Batch]:
     )
     if not claimed:
         return []
-    return list(
-        Batch.objects.filter(claim_token=token, status=BatchStatus.CLAIMED)
-        .select_related("dispatch__plan__department", "dispatch__plan__notice")
-        .order_by("-urgent", "dispatch_id", "seq")
+    batches = list(
+        Batch.objects.filter(claim_token=token, status=BatchStatus.CLAIMED).order_by(
+            "-urgent", "dispatch_id", "seq"
+        )
     )
+    # A group's batches share one or two dispatches: each is read (with its plan, department
+    # and notice) once and shared, not once per batch through a join, which cost a quarter of
+    # a send task's time in decoding the same message and notice twenty times over.
+    dispatches = Dispatch.objects.select_related("plan__department", "plan__notice").in_bulk(
+        {batch.dispatch_id for batch in batches}
+    )
+    for batch in batches:
+        batch.dispatch = dispatches[batch.dispatch_id]
+    return batches
 
 
 def batch_send(batch_id: int) -> SendOutcome:
