@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from accounts import permissions as perms
 from audiences.models import mask_mobile
-from delivery.models import Delivery, DeliveryPlan, DeliveryState
+from delivery.models import (
+    Delivery,
+    DeliveryPlan,
+    DeliveryState,
+    effective_accepted_at,
+    effective_state,
+    effective_state_in,
+)
 from notices.models import Notice
 
 Reader = AbstractBaseUser | AnonymousUser
@@ -89,9 +96,11 @@ def notice_plan(notice: Notice) -> DeliveryPlan | None:
 
 
 def receipts_filter(notice: Notice, filters: ReceiptFilters) -> QuerySet[Delivery]:
-    queryset = Delivery.objects.filter(plan__notice=notice)
+    queryset = Delivery.objects.filter(plan__notice=notice).annotate(
+        now_state=effective_state(), sent_at=effective_accepted_at()
+    )
     if filters.state:
-        queryset = queryset.filter(state=filters.state)
+        queryset = queryset.filter(effective_state_in((filters.state,)))
     if filters.confirmed == "yes":
         queryset = queryset.filter(confirmed_at__isnull=False)
     elif filters.confirmed == "no":
@@ -103,11 +112,14 @@ def state_counts(notice: Notice) -> list[tuple[str, str, int]]:
     """(state, its name, how many) for every state the notice's deliveries are in."""
     rows = (
         Delivery.objects.filter(plan__notice=notice)
-        .values("state")
+        .annotate(now_state=effective_state())
+        .values("now_state")
         .annotate(n=Count("pk"))
-        .order_by("state")
+        .order_by("now_state")
     )
-    return [(r["state"], _STATE_NAMES.get(r["state"], r["state"]), r["n"]) for r in rows]
+    return [
+        (r["now_state"], _STATE_NAMES.get(r["now_state"], r["now_state"]), r["n"]) for r in rows
+    ]
 
 
 def confirmed_count(notice: Notice) -> int:
@@ -124,8 +136,8 @@ _COLUMNS = (
     "recipient__name",
     "recipient__mobile",
     "recipient__erased_at",
-    "state",
-    "accepted_at",
+    "now_state",  # annotated by receipts_filter, as sent_at: see delivery.models.effective_state
+    "sent_at",
     "first_read_at",
     "confirmed_at",
     "reminders_sent",

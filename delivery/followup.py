@@ -34,6 +34,7 @@ from delivery.models import (
     Dispatch,
     OutreachStatus,
     PlanStatus,
+    effective_state_in,
 )
 from delivery.privacy import ERASED_PREFIX
 from dingtalk.errors import DingTalkError
@@ -56,10 +57,10 @@ def _silent(plan: DeliveryPlan, notice: Notice) -> QuerySet[Delivery]:
     )
     if notice.remind_whom == RemindWhom.UNCONFIRMED or notice.requires_confirmation:
         return people.filter(
+            effective_state_in((DeliveryState.ACCEPTED, DeliveryState.UNREAD, DeliveryState.READ)),
             confirmed_at__isnull=True,
-            state__in=(DeliveryState.ACCEPTED, DeliveryState.UNREAD, DeliveryState.READ),
         )
-    return people.filter(state__in=(DeliveryState.ACCEPTED, DeliveryState.UNREAD))
+    return people.filter(effective_state_in((DeliveryState.ACCEPTED, DeliveryState.UNREAD)))
 
 
 def plan_send_reminder(plan_id: int, *, now: datetime | None = None) -> int:
@@ -250,7 +251,7 @@ def notice_recall(*, actor: AbstractBaseUser, notice: Notice, reason: str = "") 
         Batch.objects.filter(dispatch__plan=plan, status=BatchStatus.QUEUED).update(
             status=BatchStatus.CANCELLED
         )
-        Delivery.objects.filter(plan=plan, state=DeliveryState.QUEUED).update(
+        Delivery.objects.filter(effective_state_in((DeliveryState.QUEUED,)), plan=plan).update(
             state=DeliveryState.CANCELLED
         )
         Notice.objects.filter(pk=notice.pk).exclude(status=Status.RECALLED).update(

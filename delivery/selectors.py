@@ -19,7 +19,16 @@ from django.utils import timezone
 from accounts import permissions as perms
 from accounts.models import Department
 from audiences.models import District
-from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, DeliveryState, PlanStatus
+from delivery.models import (
+    Batch,
+    BatchStatus,
+    Delivery,
+    DeliveryPlan,
+    DeliveryState,
+    PlanStatus,
+    effective_accepted_at,
+    effective_state,
+)
 
 UserLike = AbstractBaseUser | AnonymousUser
 
@@ -103,9 +112,10 @@ def read_curve(plan: DeliveryPlan) -> Curve:
     ]
     sample = [
         (r, a)
-        for r, a in reads.exclude(accepted_at__isnull=True)
+        for r, a in reads.annotate(sent_at=effective_accepted_at())
+        .exclude(sent_at__isnull=True)
         .order_by("pk")
-        .values_list("first_read_at", "accepted_at")[:5000]
+        .values_list("first_read_at", "sent_at")[:5000]
         if r is not None and a is not None
     ]
     avg = (
@@ -129,7 +139,12 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
     """Everything the dashboard shows, as JSON-ready data."""
     moment = now or timezone.now()
     people = Delivery.objects.filter(plan=plan)
-    states = dict(people.values("state").annotate(n=Count("pk")).values_list("state", "n"))
+    states = dict(
+        people.annotate(now_state=effective_state())
+        .values("now_state")
+        .annotate(n=Count("pk"))
+        .values_list("now_state", "n")
+    )
     planned = plan.planned
     queued = states.get(DeliveryState.QUEUED, 0)
     read = people.filter(first_read_at__isnull=False).count()

@@ -806,7 +806,9 @@ def _over_daily_cap(plan: DeliveryPlan, userids: list[str]) -> set[str]:
         Delivery.objects.filter(
             plan__department_id=plan.department_id,
             dingtalk_user_id__in=userids,
-            accepted_at__gte=start,
+        )
+        .filter(
+            Q(accepted_at__gte=start) | Q(accepted_at__isnull=True, batch__accepted_at__gte=start)
         )
         .values("dingtalk_user_id")
         .annotate(n=Count("pk"))
@@ -1227,12 +1229,8 @@ def _record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
         mine = _accept_claimed(task_ids, now, first_poll)
         for pk in sorted(set(task_ids) - mine):
             Batch.objects.filter(pk=pk, task_id__isnull=True).update(task_id=task_ids[pk])
+        # The people's rows are not touched: acceptance is the batch's (models.effective_state).
         moved = [(batch, task_id) for batch, task_id in accepted if batch.pk in mine]
-        first_round = [batch.pk for batch, _ in moved if batch.dispatch.round == 0]
-        if first_round:
-            Delivery.objects.filter(batch_id__in=first_round, state=DeliveryState.QUEUED).update(
-                state=DeliveryState.ACCEPTED, accepted_at=now
-            )
         by_plan: dict[int, list[tuple[Batch, int]]] = defaultdict(list)
         for batch, task_id in moved:
             by_plan[batch.dispatch.plan_id].append((batch, task_id))
