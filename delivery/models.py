@@ -255,11 +255,12 @@ class Delivery(models.Model):
                 fields=["plan", "dingtalk_user_id"], name="delivery_unique_person_per_plan"
             )
         ]
-        # No index names ``state``: a person's row changes state two or three times (accepted,
-        # delivered, read), and with no indexed column changing, and the table's pages kept half
-        # empty (fillfactor 50, set by migration 0005 on PostgreSQL), PostgreSQL rewrites the
-        # row in place (a HOT update) instead of adding an entry to every index. Dashboards read
-        # a plan's rows through delivery_unique_person_per_plan.
+        # No index names ``state``: a person's row changes state once or twice (delivered,
+        # then read; acceptance is the batch's, see effective_state). With no indexed column
+        # changing, and the table's pages kept half empty (fillfactor 50, set by migration 0005
+        # on PostgreSQL), PostgreSQL rewrites the row in place (a HOT update) instead of adding
+        # an entry to every index. Dashboards read a plan's rows through
+        # delivery_unique_person_per_plan.
         indexes = [
             models.Index(
                 fields=["outreach_assignee"],

@@ -15,7 +15,17 @@ from audit.models import AuditEvent
 from common.errors import ApplicationError
 from delivery import followup, messages, services, tasks
 from delivery.governor import content_fingerprint
-from delivery.models import Batch, Delivery, DeliveryPlan, OutreachStatus, PlanStatus
+from delivery.models import (
+    Batch,
+    BatchStatus,
+    Delivery,
+    DeliveryPlan,
+    DeliveryState,
+    OutreachStatus,
+    PlanStatus,
+    effective_state,
+)
+from delivery.selectors import plan_figures
 from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk.simulator.testing import running_simulator
 from notices import services as notice_services
@@ -132,6 +142,30 @@ def test_a_supervisor_recalls_within_24_hours_and_it_is_audited(sim, wsd, cast_a
     assert "delivery.recalled" in actions(notice)
     with pytest.raises(ApplicationError):
         followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="again")
+
+
+def test_recall_mid_send_cancels_only_the_people_not_yet_sent(sim, wsd, cast_a) -> None:
+    make_recipients(wsd, 150, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    services.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    first, second = Batch.objects.filter(dispatch__plan=plan).order_by("seq")
+    # The second call has not gone out yet (as in the middle of a large send).
+    Batch.objects.filter(pk=second.pk).update(
+        status=BatchStatus.QUEUED, task_id=None, accepted_at=None, next_poll_at=None
+    )
+    assert plan_figures(plan)["accepted"] == 100
+    followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="Wrong district")
+    states = Counter(
+        Delivery.objects.filter(plan=plan)
+        .annotate(now=effective_state())
+        .values_list("batch_id", "now")
+    )
+    assert states == {
+        (first.pk, DeliveryState.ACCEPTED): 100,
+        (second.pk, DeliveryState.CANCELLED): 50,
+    }
+    assert Batch.objects.get(pk=second.pk).status == BatchStatus.CANCELLED
 
 
 @pytest.mark.django_db

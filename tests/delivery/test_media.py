@@ -389,4 +389,7 @@ def test_a_voice_notice_that_needs_confirmation_puts_each_persons_link_on_its_ca
             received(sim, person.dingtalk_user_id), key=lambda m: m["msgtype"] == "action_card"
         )
         assert voice["msgtype"] == "voice"
-        assert card["action_card"]["single_url"] == services.confirm_url(person.pk)
+        # The person's signed confirmation page (its signature carries a time).
+        url = card["action_card"]["single_url"]
+        assert url.startswith(services.confirm_url(person.pk).rsplit("/", 2)[0] + "/")
+        assert messages.delivery_from_token(url.rstrip("/").rsplit("/", 1)[1]) == person.pk
