@@ -213,8 +213,15 @@ class Delivery(models.Model):
     dispatch = models.ForeignKey(
         Dispatch, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
     )
+    # Not indexed either: no query looks people up by batch (a failed batch's people are found
+    # by plan and user id), and it was one index entry more per row of every snapshot.
     batch = models.ForeignKey(
-        Batch, null=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+        Batch,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     recipient = models.ForeignKey(
         "audiences.Recipient",

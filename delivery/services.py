@@ -1332,9 +1332,13 @@ def _fail_batch(batch_id: int, exc: DingTalkError) -> None:
             return
         batch = Batch.objects.select_related("dispatch__plan__notice").get(pk=batch_id)
         if batch.dispatch.round == 0:
-            Delivery.objects.filter(batch_id=batch_id, state=DeliveryState.QUEUED).update(
-                state=DeliveryState.FAILED, code=exc.errcode
-            )
+            # Found through delivery_unique_person_per_plan (the batch column has no index).
+            Delivery.objects.filter(
+                plan_id=batch.dispatch.plan_id,
+                dingtalk_user_id__in=[str(u) for u in batch.userids],
+                batch_id=batch_id,
+                state=DeliveryState.QUEUED,
+            ).update(state=DeliveryState.FAILED, code=exc.errcode)
         audit_record(
             actor=None,
             action=Action.BATCH_FAILED,
