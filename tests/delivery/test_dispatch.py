@@ -301,3 +301,23 @@ def test_a_large_snapshot_refreshes_the_planners_statistics(sim, wsd, settings) 
     tasks.plan_notice_task.delay(large.pk)
     assert Delivery.objects.count() == 100 + 350
     assert estimated_rows() == 100 + 350
+
+
+def test_a_send_task_takes_about_a_seconds_calls(settings) -> None:
+    settings.DELIVERY_SEND_GROUP = 50
+    # DingTalk's own limits: 18 calls a second, 49 calls of 100 people a minute.
+    settings.DELIVERY_LIMITS = {
+        **settings.DELIVERY_LIMITS,
+        "calls_per_second": 18,
+        "recipients_per_minute": 4_900,
+    }
+    assert services.send_group_size() == 20
+    # Generous limits: the configured ceiling.
+    settings.DELIVERY_LIMITS = {
+        **settings.DELIVERY_LIMITS,
+        "calls_per_second": 1_000_000,
+        "recipients_per_minute": 1_000_000_000,
+    }
+    assert services.send_group_size() == 50
+    settings.DELIVERY_SEND_GROUP = 5
+    assert services.send_group_size() == 5
