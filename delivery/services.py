@@ -671,8 +671,8 @@ def _pg_snapshot_write(plan: DeliveryPlan, notice: Notice, size: int) -> tuple[l
         )
         # Temporary tables are never analyzed by autovacuum: without figures the planner joined
         # the chunk to its batches by a nested loop (a million comparisons for 10,000 people,
-        # 0.6 s a chunk) instead of a hash join (0.1 s). ANALYZE of 10,000 rows takes ~7 ms.
-        cursor.execute(f"ANALYZE {table}")
+        # 0.6 s a chunk) instead of a hash join (0.1 s). Only the join columns: ~7 ms a chunk.
+        cursor.execute(f"ANALYZE {table} (lang, rn)")
         cursor.execute(f"SELECT lang, count(*), max(pk) FROM {table} GROUP BY lang ORDER BY lang")  # noqa: S608 - names from model metadata, values bound
         counts = [(str(lang), int(n), int(top)) for lang, n, top in cursor.fetchall()]
     rows = sum(n for _, n, _ in counts)
