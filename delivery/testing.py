@@ -12,19 +12,43 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
+from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import Department
 from audiences.models import District, Recipient, Segment, SubscriptionSource, SubscriptionState
 from config.settings.celery import Queues
 from dingtalk.simulator.config import AppConfig
+from dingtalk.simulator.testing import RunningSimulator, running_simulator
 from notices.models import Notice, Status, Tier
 
 LANGUAGE_CYCLE = ("en", "zh-hant", "both")
+
+
+@contextmanager
+def stopped_clock_simulator(settings: Any, **config: Any) -> Iterator[RunningSimulator]:
+    """A simulator on a stopped clock, wired into ``settings`` with the database governor.
+
+    ``settings`` is pytest-django's settings fixture (restored after the test); ``config`` goes
+    to the simulator (directory_size, readers, ...).
+    """
+    with running_simulator(time_scale=0, **config) as sim:
+        settings.DINGTALK_BASE_URL = sim.base_url
+        settings.DELIVERY_GOVERNOR_URL = "db"
+        cache.clear()
+        yield sim
+
+
+def connect_demo_app(department: Department, sim: RunningSimulator, code: str) -> Department:
+    """Point a department at the simulator's demo app of that code (WSD, HKO, ...)."""
+    return connect_department(department, next(a for a in sim.apps if a.code == code))
 
 
 def connect_department(department: Department, app: AppConfig) -> Department:

@@ -32,7 +32,13 @@ from common.testing.cast import TEST_PASSWORD, verified_client_for
 from delivery import followup, messages
 from delivery import services as delivery_services
 from delivery.models import Batch, Delivery, DeliveryPlan
-from delivery.testing import connect_department, make_notice, make_recipients
+from delivery.testing import (
+    connect_demo_app,
+    connect_department,
+    make_notice,
+    make_recipients,
+    stopped_clock_simulator,
+)
 from dingtalk.simulator.testing import running_simulator
 from integrations import services as integration_services
 from integrations.models import Trigger
@@ -182,16 +188,13 @@ def test_recipient_import_with_file_hash_and_counts(cast_a) -> None:
 
 @pytest.fixture
 def sim(settings):
-    with running_simulator(directory_size=60, time_scale=0, readers={"enabled": False}) as dt:
-        settings.DINGTALK_BASE_URL = dt.base_url
-        settings.DELIVERY_GOVERNOR_URL = "db"
-        cache.clear()
+    with stopped_clock_simulator(settings, directory_size=60, readers={"enabled": False}) as dt:
         yield dt
 
 
 @pytest.fixture
 def wsd(cast_a, sim):
-    return connect_department(cast_a.department, next(a for a in sim.apps if a.code == "WSD"))
+    return connect_demo_app(cast_a.department, sim, "WSD")
 
 
 @pytest.mark.django_db

@@ -7,7 +7,6 @@ import os
 from collections import Counter
 
 import pytest
-from django.core.cache import cache
 
 from audit.models import AuditEvent
 from delivery import services, tasks
@@ -20,8 +19,12 @@ from delivery.models import (
     PlanStatus,
     effective_state_in,
 )
-from delivery.testing import connect_department, make_notice, make_recipients
-from dingtalk.simulator.testing import running_simulator
+from delivery.testing import (
+    connect_demo_app,
+    make_notice,
+    make_recipients,
+    stopped_clock_simulator,
+)
 from notices.models import Notice, Status, Tier
 
 ACCEPTED = (DeliveryState.ACCEPTED,)  # what DingTalk took: see delivery.models.effective_state
@@ -33,17 +36,13 @@ def roundtrip(*args):
 
 @pytest.fixture
 def sim(settings):
-    with running_simulator(directory_size=400, time_scale=0) as dt:
-        settings.DINGTALK_BASE_URL = dt.base_url
-        settings.DELIVERY_GOVERNOR_URL = "db"
-        cache.clear()
+    with stopped_clock_simulator(settings, directory_size=400) as dt:
         yield dt
 
 
 @pytest.fixture
 def wsd(cast_a, sim):
-    app = next(a for a in sim.apps if a.code == "WSD")
-    return connect_department(cast_a.department, app)
+    return connect_demo_app(cast_a.department, sim, "WSD")
 
 
 def inbox_counts(sim, userids, app_key="ding-demo-wsd"):

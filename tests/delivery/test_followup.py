@@ -7,7 +7,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -26,24 +25,25 @@ from delivery.models import (
     effective_state,
 )
 from delivery.selectors import plan_figures
-from delivery.testing import connect_department, make_notice, make_recipients
-from dingtalk.simulator.testing import running_simulator
+from delivery.testing import (
+    connect_demo_app,
+    make_notice,
+    make_recipients,
+    stopped_clock_simulator,
+)
 from notices import services as notice_services
 from notices.models import Notice, Status, Tier
 
 
 @pytest.fixture
 def sim(settings):
-    with running_simulator(directory_size=200, time_scale=0, readers={"enabled": False}) as dt:
-        settings.DINGTALK_BASE_URL = dt.base_url
-        settings.DELIVERY_GOVERNOR_URL = "db"
-        cache.clear()
+    with stopped_clock_simulator(settings, directory_size=200, readers={"enabled": False}) as dt:
         yield dt
 
 
 @pytest.fixture
 def wsd(cast_a, sim):
-    return connect_department(cast_a.department, next(a for a in sim.apps if a.code == "WSD"))
+    return connect_demo_app(cast_a.department, sim, "WSD")
 
 
 def actions(notice):

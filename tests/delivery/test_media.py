@@ -16,9 +16,13 @@ from audit.models import AuditEvent
 from common.errors import ApplicationError
 from delivery import media, messages, services, tasks
 from delivery.models import Batch, Delivery, DeliveryPlan, PlanStatus
-from delivery.testing import connect_department, make_notice, make_recipients
+from delivery.testing import (
+    connect_demo_app,
+    make_notice,
+    make_recipients,
+    stopped_clock_simulator,
+)
 from dingtalk.errors import ServerError
-from dingtalk.simulator.testing import running_simulator
 from notices import services as notice_services
 from notices.models import Attachment, Notice, Status, Tier
 from notices.testing import current_code, everyone_segment, submitted_notice, targeted_fields
@@ -34,17 +38,13 @@ def roundtrip(*args):
 
 @pytest.fixture
 def sim(settings):
-    with running_simulator(directory_size=400, time_scale=0) as dt:
-        settings.DINGTALK_BASE_URL = dt.base_url
-        settings.DELIVERY_GOVERNOR_URL = "db"
-        cache.clear()
+    with stopped_clock_simulator(settings, directory_size=400) as dt:
         yield dt
 
 
 @pytest.fixture
 def wsd(cast_a, sim):
-    app = next(a for a in sim.apps if a.code == "WSD")
-    return connect_department(cast_a.department, app)
+    return connect_demo_app(cast_a.department, sim, "WSD")
 
 
 def attachment(department, kind: str, name: str, content: bytes, duration_s=None) -> Attachment:

@@ -6,7 +6,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 
 from audiences.models import Recipient
@@ -23,8 +22,13 @@ from delivery.models import (
 )
 from delivery.privacy import ERASED_PREFIX, anonymise_recipient_deliveries
 from delivery.selectors import plan_figures
-from delivery.testing import connect_department, make_notice, make_recipients
-from dingtalk.simulator.testing import running_simulator
+from delivery.testing import (
+    connect_demo_app,
+    connect_department,
+    make_notice,
+    make_recipients,
+    stopped_clock_simulator,
+)
 from notices.models import Tier
 
 APP_KEY = "ding-demo-wsd"
@@ -35,16 +39,13 @@ LATITUDE, LONGITUDE = 22.3193, 114.1694  # the drill's meeting point, as the bro
 
 @pytest.fixture
 def sim(settings):
-    with running_simulator(directory_size=200, time_scale=0, readers={"enabled": False}) as dt:
-        settings.DINGTALK_BASE_URL = dt.base_url
-        settings.DELIVERY_GOVERNOR_URL = "db"
-        cache.clear()
+    with stopped_clock_simulator(settings, directory_size=200, readers={"enabled": False}) as dt:
         yield dt
 
 
 @pytest.fixture
 def wsd(cast_a, sim):
-    return connect_department(cast_a.department, next(a for a in sim.apps if a.code == "WSD"))
+    return connect_demo_app(cast_a.department, sim, "WSD")
 
 
 def rows_holding(*needles: str) -> list[tuple[str, str]]:
