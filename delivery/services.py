@@ -655,6 +655,12 @@ def _pg_snapshot_write(plan: DeliveryPlan, notice: Notice, size: int) -> tuple[l
     audience_sql, audience_params = audience.query.sql_with_params()
     language_of = [messages.recipient_language(p, notice) for p in ("en", "zh-hant", "both")]
     with connection.cursor() as cursor:
+        # The chunk's commit does not wait for its 4 MB of WAL to reach the disk (27 ms a
+        # chunk, 2.7 s a million people). Nothing is risked: a batch is sent only after a send
+        # task's claim commits, and that synchronous commit flushes the WAL up to itself, this
+        # chunk's rows included. A crash before then loses the chunk and its cursor move
+        # together, and the planner writes the chunk again.
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {table} (pk bigint, userid text, lang text, "
             "district bigint, rn bigint) ON COMMIT DELETE ROWS"
@@ -725,19 +731,34 @@ def _pg_snapshot_write(plan: DeliveryPlan, notice: Notice, size: int) -> tuple[l
             "SELECT m.dispatch_id, m.start + t.rn / %s, jsonb_agg(t.userid ORDER BY t.rn), "
             "'[]'::jsonb, false, count(*), %s, %s, 0, '', false, '', '', %s, 0, false "
             f"FROM {table} t JOIN (VALUES {values}) AS m(lang, dispatch_id, start) "
-            "ON m.lang = t.lang GROUP BY m.dispatch_id, m.start + t.rn / %s RETURNING id",
+            "ON m.lang = t.lang GROUP BY m.dispatch_id, m.start + t.rn / %s "
+            "RETURNING id, dispatch_id, seq",
             [per_call, BatchStatus.QUEUED, plan.urgent, _now(), *layout_params, per_call],
         )
-        batch_ids = sorted(int(pk) for (pk,) in cursor.fetchall())
+        made = cursor.fetchall()
+        # Each batch by its language and slot (rank // per_call) in the chunk: the people join
+        # it on those two plain keys, one hash probe each. (Joined on seq = start + rank //
+        # per_call, the key mixed two tables and PostgreSQL could hash on the language only,
+        # comparing every person with every batch of their language: half the insert's time.)
+        by_dispatch = {dispatch_id: (language, start) for language, dispatch_id, start in layout}
+        slots: list[tuple[str, int, int, int]] = []  # language, slot, batch id, dispatch id
+        for pk, dispatch_id, seq in made:
+            language, start = by_dispatch[int(dispatch_id)]
+            slots.append((language, int(seq) - start, int(pk), int(dispatch_id)))
+        batch_ids = sorted(pk for _, _, pk, _ in slots)
         cursor.execute(
             f"INSERT INTO {delivery_table} (plan_id, dispatch_id, batch_id, recipient_id, "  # noqa: S608 - names from model metadata, values bound
             "dingtalk_user_id, district_id, state, reminders_sent, outreach, outreach_outcome) "
-            "SELECT %s, m.dispatch_id, b.id, t.pk, t.userid, t.district, %s, 0, '', '' "
-            f"FROM {table} t JOIN (VALUES {values}) AS m(lang, dispatch_id, start) "
-            f"ON m.lang = t.lang JOIN (SELECT id, dispatch_id, seq FROM {batch_table} "
-            "WHERE id = ANY(%s)) AS b "
-            "ON b.dispatch_id = m.dispatch_id AND b.seq = m.start + t.rn / %s",
-            [plan.pk, DeliveryState.QUEUED, *layout_params, batch_ids, per_call],
+            "SELECT %s, b.dispatch_id, b.batch_id, t.pk, t.userid, t.district, %s, 0, '', '' "
+            f"FROM {table} t JOIN unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+            "AS b(lang, slot, batch_id, dispatch_id) "
+            "ON b.lang = t.lang AND b.slot = t.rn / %s",
+            [
+                plan.pk,
+                DeliveryState.QUEUED,
+                *([row[i] for row in slots] for i in range(4)),
+                per_call,
+            ],
         )
     return batch_ids, finished
 

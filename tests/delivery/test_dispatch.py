@@ -320,3 +320,29 @@ def test_a_send_task_takes_about_a_seconds_calls(settings) -> None:
     assert services.send_group_size() == 50
     settings.DELIVERY_SEND_GROUP = 5
     assert services.send_group_size() == 5
+
+
+@pytest.mark.django_db
+def test_every_persons_row_points_at_the_batch_that_carries_them(sim, wsd, settings) -> None:
+    # Several chunks of three languages: each chunk's people are joined to their batches by
+    # language and rank (PostgreSQL's snapshot) or in Python (elsewhere).
+    settings.DELIVERY_SNAPSHOT_FIRST_CHUNK = 40
+    settings.DELIVERY_SNAPSHOT_CHUNK = 130
+    make_recipients(wsd, 350)
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    plan = services.plan_start(notice.pk)
+    assert plan is not None
+    finished = False
+    while not finished:
+        _, finished = services.plan_snapshot_chunk(plan.pk)
+    batches = {b.pk: b for b in Batch.objects.filter(dispatch__plan=plan)}
+    rows: dict[int, set[str]] = {}
+    for batch_id, dispatch_id, userid in Delivery.objects.filter(plan=plan).values_list(
+        "batch_id", "dispatch_id", "dingtalk_user_id"
+    ):
+        assert batches[batch_id].dispatch_id == dispatch_id
+        rows.setdefault(batch_id, set()).add(userid)
+    assert sum(len(people) for people in rows.values()) == 350
+    assert {pk: set(b.userids) for pk, b in batches.items()} == rows
+    # One number per batch of each message.
+    assert len({(b.dispatch_id, b.seq) for b in batches.values()}) == len(batches)
