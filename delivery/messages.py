@@ -33,7 +33,7 @@ from common.errors import ApplicationError
 from dingtalk import messages as dt
 from dingtalk.errors import MessageInvalid
 from notices.content import notice_message
-from notices.models import MEDIA_KINDS, MessageKind, Notice
+from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Notice
 
 LANGUAGES = ("en", "zh", "both")
 CONFIRM_SALT = "delivery.confirm"
@@ -54,9 +54,8 @@ ATTACHMENT_LINES: dict[str, dict[str, str]] = {
         MessageKind.VOICE: "{seconds} 秒語音訊息 (另以訊息傳送)。",
     },
 }
-# File and voice messages carry nothing but the media: their text goes in a companion
-# dispatch, whose language is the primary's with this suffix ("en+t"; Dispatch.language <= 8).
-COMPANION_KINDS = frozenset({MessageKind.FILE, MessageKind.VOICE})
+# A companion card (notices.models.COMPANION_KINDS) is its own dispatch, whose language is the
+# primary's with this suffix ("en+t"; Dispatch.language <= 8).
 COMPANION_SUFFIX = "+t"
 TAP_TO_CONFIRM = {"en": "Tap to read and confirm.", "zh": "請點擊閱讀並確認。"}
 

@@ -160,12 +160,17 @@ def estimate(
     personal_links: bool = False,
     org_wide_used_today: int = 0,
     calls_left: int | None = None,
+    companion: bool = False,
+    media_uploads: int = 0,
 ) -> Estimate:
     """What sending costs: strategy, calls, time to deliver, SMS saving, and warnings.
 
     ``languages`` is the number of distinct messages for person-by-person sends (one per
     language); department- and organisation-wide sends carry one bilingual message.
     ``calls_left`` (the month's metered calls left) adds a warning when the send would not fit.
+    ``companion``: a file or voice notice, whose text goes in a second message beside the
+    media, so every call has a twin (and its receipts are polled too); ``media_uploads``: the
+    metered media/upload calls made before the first send.
     """
     recipients = max(0, int(recipients))
     languages = max(1, int(languages))
@@ -182,7 +187,7 @@ def estimate(
     messages = min(messages, max(1, recipients))
     calls_out = send_calls(
         strategy=strategy, recipients=recipients, messages=messages, dept_count=dept_count
-    )
+    ) * (2 if companion else 1)
     polls = receipt_calls(strategy=strategy, tracked_tasks=calls_out)
     warnings: list[str] = []
     eta = eta_seconds(recipients)
@@ -193,7 +198,7 @@ def estimate(
         )
     if org_wide_possible and org_wide_used_today >= ORG_WIDE_SENDS_PER_DAY:
         warnings.append("Today's three organisation-wide sends are used up; sending in batches.")
-    total = calls_out + polls
+    total = calls_out + polls + (max(0, media_uploads) if recipients else 0)
     if calls_left is not None and total > calls_left:
         warnings.append(
             f"The send needs up to {total:,} metered calls but only {calls_left:,} are left "

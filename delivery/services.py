@@ -71,7 +71,7 @@ from dingtalk.errors import (
     Throttled,
     TransportError,
 )
-from notices.models import Notice, Status, Tier
+from notices.models import COMPANION_KINDS, Notice, Status, Tier
 
 logger = logging.getLogger("delivery")
 
@@ -563,7 +563,7 @@ def _sql_snapshot_fits(plan: DeliveryPlan, notice: Notice) -> bool:
         return True  # the rows point at the one media batch; a companion needs none
     if plan.strategy == planning.Strategy.DEPT_WIDE or messages.has_companion(notice):
         return False
-    return not _daily_cap_reachable(plan)
+    return not daily_cap_reachable(plan.department_id)
 
 
 def _size_broadcast(plan: DeliveryPlan, size: int) -> None:
@@ -816,7 +816,7 @@ def _insert_batches(plan: DeliveryPlan, batches: list[Batch]) -> None:
             b.pk = ids[(b.dispatch_id, b.seq)]
 
 
-def _daily_cap_reachable(plan: DeliveryPlan) -> bool:
+def daily_cap_reachable(department_id: int) -> bool:
     """Whether anyone can have reached the per-person daily cap with this department's app.
 
     Each of today's notices reaches a person at most once (twice for a file or voice notice
@@ -827,31 +827,29 @@ def _daily_cap_reachable(plan: DeliveryPlan) -> bool:
     cap = int(settings.DELIVERY_LIMITS["per_person_daily"])
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     companion = Case(
-        When(notice__kind__in=messages.COMPANION_KINDS, then=Value(1)),
+        When(notice__kind__in=COMPANION_KINDS, then=Value(1)),
         default=Value(0),
     )
     bound = DeliveryPlan.objects.filter(
-        department_id=plan.department_id, created_at__gte=start
+        department_id=department_id, created_at__gte=start
     ).aggregate(n=Sum(F("notice__max_reminders") + 1 + companion))["n"]
     return int(bound or 0) >= cap
 
 
-def _over_daily_cap(plan: DeliveryPlan, userids: list[str]) -> set[str]:
-    """People of this chunk who already had the day's share of this app's notices.
+def over_daily_cap(department_id: int, userids: list[str] | None = None) -> QuerySet[Any, str]:
+    """DingTalk user ids (a values list) that already had the day's share of this app's notices.
 
     DingTalk caps each person at 500 notices a day per app and drops the rest silently; the
-    governor's per-person limit (DELIVERY_LIMITS["per_person_daily"]) stays below it.
+    governor's per-person limit (DELIVERY_LIMITS["per_person_daily"]) stays below it. Usable as
+    a subquery; ``userids`` narrows it to those people.
     """
-    if not _daily_cap_reachable(plan):
-        return set()
     cap = int(settings.DELIVERY_LIMITS["per_person_daily"])
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    return set(
-        Delivery.objects.filter(
-            plan__department_id=plan.department_id,
-            dingtalk_user_id__in=userids,
-        )
-        .filter(
+    people = Delivery.objects.filter(plan__department_id=department_id)
+    if userids is not None:
+        people = people.filter(dingtalk_user_id__in=userids)
+    return (
+        people.filter(
             Q(accepted_at__gte=start) | Q(accepted_at__isnull=True, batch__accepted_at__gte=start)
         )
         .values("dingtalk_user_id")
@@ -859,6 +857,13 @@ def _over_daily_cap(plan: DeliveryPlan, userids: list[str]) -> set[str]:
         .filter(n__gte=cap)
         .values_list("dingtalk_user_id", flat=True)
     )
+
+
+def _over_daily_cap(plan: DeliveryPlan, userids: list[str]) -> set[str]:
+    """People of this chunk who already had the day's share of this app's notices."""
+    if not daily_cap_reachable(plan.department_id):
+        return set()
+    return set(over_daily_cap(plan.department_id, userids))
 
 
 def _bulk_insert_deliveries(rows: list[DeliveryRow]) -> None:

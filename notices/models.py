@@ -51,6 +51,9 @@ class MessageKind(models.TextChoices):
 
 
 MEDIA_KINDS = frozenset({MessageKind.IMAGE, MessageKind.FILE, MessageKind.VOICE})
+# File and voice messages carry nothing but the media: their text travels in a second message
+# (a companion card) beside it, so they take two calls per batch.
+COMPANION_KINDS = frozenset({MessageKind.FILE, MessageKind.VOICE})
 
 
 class RemindWhom(models.TextChoices):

@@ -1,9 +1,9 @@
 """Pre-flight figures for the compose page: reach, DingTalk calls, quota, finish time, SMS saving.
 
-The send arithmetic is the delivery engine's (`delivery.planning.estimate`), so what staff are
-shown is what the dispatcher will do. Until that module is importable the same documented
-limits are applied here (dingtalk-api.md §2, §9): 100 ids per call for per-person tracking,
-one to_all_user call per message for an untracked citywide broadcast, 5,000 recipients a
+The send arithmetic is the delivery engine's (`delivery.planning.estimate`, pure functions on
+dingtalk-api.md §2 and §9), so what staff are shown is what the dispatcher will do: 100 ids per
+call for per-person tracking, one to_all_user call per message for an untracked citywide
+broadcast, a second call beside each for a file or voice notice's text, 5,000 recipients a
 minute, SMS at HK$0.25 against at most HK$0.03 per push.
 
 Counting a million recipients takes longer than a preview may, so counts are cached briefly
@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +26,8 @@ from django.db.models import QuerySet
 
 from accounts.models import Department, Edition
 from audiences.models import Recipient, Segment, SubscriptionState
-from notices.models import Tier
+from delivery import planning
+from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Tier
 
 MONTHLY_CALLS: dict[str, int] = {Edition.STANDARD: 5_000, Edition.PROFESSIONAL: 200_000}
 IDS_PER_CALL = 100
@@ -105,13 +105,6 @@ def _org_wide_sends_today(department: Department) -> int:
     return int(delivery.org_wide_sends_today(department))
 
 
-def _planning() -> Any:
-    try:
-        return importlib.import_module("delivery.planning")
-    except ImportError:
-        return None
-
-
 def calls_used_this_month(department: Department) -> int | None:
     """Metered calls the department's app used this month (delivery's governor counts them).
 
@@ -128,27 +121,13 @@ def calls_used_this_month(department: Department) -> int | None:
         return None
 
 
-def _own_estimate(*, tier: str, recipients: int, languages: int, tracked: bool) -> dict[str, Any]:
-    rate = int(settings.NOTICES_DELIVERY_RATE_PER_MINUTE)
-    if recipients <= 0:
-        send_calls = 0
-    elif tier == Tier.CITYWIDE and not tracked:
-        send_calls = 1  # one bilingual to_all_user message
-    else:
-        send_calls = math.ceil(recipients / IDS_PER_CALL) + max(0, languages - 1)
-    eta_s = 0.0 if recipients <= rate else recipients / rate * 60.0
-    sms = Decimal(settings.NOTICES_SMS_PRICE_HKD) * recipients
-    push = Decimal(settings.NOTICES_PUSH_PRICE_HKD) * recipients
-    return {
-        "strategy": "org_wide" if send_calls == 1 and tier == Tier.CITYWIDE else "user_batches",
-        "send_calls": send_calls,
-        "calls": send_calls,
-        "eta_s": eta_s,
-        "sms_cost_hkd": float(round(sms, 2)),
-        "push_cost_hkd": float(round(push, 2)),
-        "sms_saving_hkd": float(round(sms - push, 2)),
-        "warnings": [],
-    }
+def send_problems(department: Department, audience: QuerySet[Recipient]) -> list[str]:
+    """What would stop the send (delivery.readiness): app credentials, paused notices, caps."""
+    try:
+        readiness = importlib.import_module("delivery.readiness")
+    except ImportError:
+        return []
+    return list(readiness.send_problems(department, audience=audience))
 
 
 def preflight(
@@ -158,6 +137,7 @@ def preflight(
     segments: Iterable[Segment],
     languages: int,
     requires_confirmation: bool,
+    kind: str = MessageKind.TEXT,
     fresh: bool = False,
 ) -> dict[str, Any]:
     """The figures of the pre-flight panel, JSON-ready."""
@@ -169,44 +149,41 @@ def preflight(
     # The same choices delivery.services makes when it plans the send.
     tracked = tier != Tier.CITYWIDE
     org_wide = tier == Tier.CITYWIDE and not requires_confirmation and reach.everyone_subscribed
-    planning = _planning()
-    if planning is not None:
-        figures = planning.estimate(
-            tier=tier,
-            recipients=reach.count,
-            languages=max(1, languages),
-            tracked=tracked,
-            org_wide_possible=org_wide,
-            personal_links=requires_confirmation,
-            org_wide_used_today=_org_wide_sends_today(department) if org_wide else 0,
-            calls_left=calls_left,
-        ).as_dict()
-        source = "delivery.planning"
-    else:
-        figures = _own_estimate(
-            tier=tier,
-            recipients=reach.count,
-            languages=max(1, languages),
-            tracked=not org_wide,
-        )
-        source = "notices.preflight"
-    eta_s = float(figures["eta_s"])
+    # A file or voice notice's text goes in a companion card beside the media: two calls per
+    # batch, and two of the day's three organisation-wide sends (as choose_plan_strategy counts).
+    companion = kind in COMPANION_KINDS
+    figures = planning.estimate(
+        tier=tier,
+        recipients=reach.count,
+        languages=max(1, languages),
+        tracked=tracked,
+        org_wide_possible=org_wide,
+        personal_links=requires_confirmation,
+        org_wide_used_today=(_org_wide_sends_today(department) + int(companion)) if org_wide else 0,
+        calls_left=calls_left,
+        companion=companion,
+        media_uploads=1 if kind in MEDIA_KINDS else 0,
+    )
+    eta_s = figures.eta_s
     return {
         "recipients": reach.count,
         "recipients_cached": reach.cached,
         "recipients_age_s": reach.age_s,
-        "strategy": figures["strategy"],
-        "calls": int(figures.get("send_calls", figures["calls"])),
-        "calls_total": int(figures["calls"]),
+        "strategy": figures.strategy,
+        "calls": figures.send_calls,
+        "calls_total": figures.calls,
         "monthly_calls": monthly,
         "calls_used": used,
         "calls_left": calls_left,
         "eta_s": eta_s,
         "eta_minutes": math.ceil(eta_s / 60) if eta_s else 0,
-        "sms_cost_hkd": figures["sms_cost_hkd"],
-        "push_cost_hkd": figures["push_cost_hkd"],
-        "sms_saving_hkd": figures["sms_saving_hkd"],
-        "warnings": list(figures.get("warnings", [])),
-        "source": source,
+        "sms_cost_hkd": figures.sms_cost_hkd,
+        "push_cost_hkd": figures.push_cost_hkd,
+        "sms_saving_hkd": figures.sms_saving_hkd,
+        "warnings": [
+            *send_problems(department, audience_queryset(department, tier, segment_list)),
+            *figures.warnings,
+        ],
+        "source": "delivery.planning",
         "two_approvers_above": int(settings.NOTICES_TWO_APPROVER_AUDIENCE),
     }

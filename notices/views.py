@@ -35,7 +35,7 @@ from notices.forms import (
     template_initial,
 )
 from notices.models import Notice, NoticeTemplate, Status
-from notices.preflight import preflight
+from notices.preflight import audience_queryset, preflight, send_problems
 
 
 def _flash_error(request: AuthenticatedRequest, exc: Exception) -> None:
@@ -205,6 +205,7 @@ def preview(request: AuthenticatedRequest, code: str) -> JsonResponse:
         segments=fields.get("segments", []),
         languages=len(content.languages()) or 1,
         requires_confirmation=content.requires_confirmation,
+        kind=content.kind,
     )
     return JsonResponse(
         {
@@ -251,6 +252,16 @@ def detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
                 request.user, perms.APPROVE_NOTICE, department
             ),
             "approve_form": ApproveForm(initial={"version_hash": notice.version_hash}),
+            # What would stop the send (the app, paused notices, daily caps), told to the
+            # approver as the compose page's pre-flight told the author.
+            "send_problems": (
+                send_problems(
+                    department,
+                    audience_queryset(department, notice.tier, list(notice.segments.all())),
+                )
+                if notice.status == Status.SUBMITTED
+                else []
+            ),
             "reason_form": ReasonForm(),
         },
     )

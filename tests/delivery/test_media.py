@@ -118,6 +118,23 @@ def test_an_approved_file_notice_reaches_everyone_as_a_file_message_uploaded_onc
     assert event.target_id == str(notice.pk)
     assert event.data["media_id"] == item.dingtalk_media_id
     assert event.data["sha256"] == item.sha256
+    # The pre-flight staff saw counted the file's companion cards and its upload: at least the
+    # calls made (without the cards it would say 3 for these 4).
+    from notices.preflight import preflight
+
+    sends = int(sim.sim.counters()["calls"]["asyncsend_v2"])
+    assert sends == Batch.objects.filter(dispatch__plan=plan).count() == 4
+    figures = preflight(
+        department=wsd,
+        tier=notice.tier,
+        segments=notice.segments.all(),
+        languages=2,
+        requires_confirmation=notice.requires_confirmation,
+        kind=notice.kind,
+        fresh=True,
+    )
+    assert sends <= figures["calls"] <= 2 * sends
+    assert figures["calls_total"] == figures["calls"] * 8 + 1  # 7 polls a call, one upload
 
 
 def test_an_image_notice_is_an_oa_card_with_the_picture_and_the_text(sim, wsd, client) -> None:

@@ -56,6 +56,31 @@ def test_a_send_that_does_not_fit_the_month_warns() -> None:
     assert result.as_dict()["calls"] == result.send_calls + result.receipt_calls
 
 
+def test_a_file_or_voice_notice_counts_its_companion_cards_and_upload() -> None:
+    plain = estimate(tier="targeted", recipients=4_950, languages=1)
+    media = estimate(
+        tier="targeted", recipients=4_950, languages=1, companion=True, media_uploads=1
+    )
+    assert media.send_calls == 2 * plain.send_calls == 100
+    assert media.receipt_calls == 2 * plain.receipt_calls
+    assert media.calls == media.send_calls + media.receipt_calls + 1
+    # The month's last 799 calls hold the plain notice (50 sends, 350 polls), not the file.
+    assert not estimate(tier="targeted", recipients=4_950, languages=1, calls_left=799).warnings
+    tight = estimate(
+        tier="targeted",
+        recipients=4_950,
+        languages=1,
+        calls_left=799,
+        companion=True,
+        media_uploads=1,
+    )
+    assert any("801 metered calls" in w for w in tight.warnings)
+    broadcast = estimate(
+        tier="citywide", recipients=10_000, tracked=False, org_wide_possible=True, companion=True
+    )
+    assert (broadcast.strategy, broadcast.send_calls) == (Strategy.ORG_WIDE, 2)
+
+
 def test_personal_links_send_one_person_per_call() -> None:
     assert estimate(tier="closed_loop", recipients=30, personal_links=True).send_calls == 30
 
