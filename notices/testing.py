@@ -58,6 +58,24 @@ def targeted_fields(segment: Segment, **overrides: Any) -> dict[str, Any]:
     return fields
 
 
+def compose_data(segment: Segment | None = None, **overrides: Any) -> dict[str, Any]:
+    """The compose page's form fields (POST data) for a targeted text notice."""
+    data: dict[str, Any] = {
+        "tier": "targeted",
+        "kind": "text",
+        "classification": "unclassified",
+        "title_en": "Water suspension",
+        "title_zh": "暫停供水",
+        "body_en": "Tonight 23:00-06:00.",
+        "body_zh": "今晚十一時至六時。",
+        "max_reminders": "0",
+    }
+    if segment is not None:
+        data["segments"] = [str(segment.pk)]
+    data.update(overrides)
+    return data
+
+
 def citywide_fields(**overrides: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "tier": Tier.CITYWIDE,

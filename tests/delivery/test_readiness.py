@@ -18,6 +18,7 @@ from delivery.testing import (
     stopped_clock_simulator,
 )
 from notices.models import Status, Tier
+from notices.testing import compose_data
 
 pytestmark = pytest.mark.django_db
 
@@ -44,18 +45,7 @@ def everyone(department) -> Segment:
 
 
 def preview(user, department, segment, **fields):
-    data = {
-        "tier": "targeted",
-        "kind": "text",
-        "classification": "unclassified",
-        "title_en": "Water suspension",
-        "title_zh": "暫停供水",
-        "body_en": "Tonight 23:00-06:00.",
-        "body_zh": "今晚十一時至六時。",
-        "max_reminders": "0",
-        "segments": [str(segment.pk)],
-        **fields,
-    }
+    data = compose_data(segment, **fields)
     response = verified_client_for(user).post(
         reverse("notices:preview", args=[department.code]), data
     )

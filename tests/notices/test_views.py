@@ -13,6 +13,7 @@ from notices.models import Approval, Notice, Status
 from notices.testing import (
     add_recipients,
     citywide_fields,
+    compose_data,
     current_code,
     everyone_segment,
     rainstorm_template,
@@ -25,23 +26,6 @@ from notices.testing import (
 def audience(cast_a):
     add_recipients(cast_a.department, 5)
     return everyone_segment(cast_a.department)
-
-
-def compose_data(segment=None, **overrides):
-    data = {
-        "tier": "targeted",
-        "kind": "text",
-        "classification": "unclassified",
-        "title_en": "Water suspension",
-        "title_zh": "暫停供水",
-        "body_en": "Tonight 23:00-06:00.",
-        "body_zh": "今晚十一時至六時。",
-        "max_reminders": "0",
-    }
-    if segment is not None:
-        data["segments"] = [str(segment.pk)]
-    data.update(overrides)
-    return data
 
 
 def refused(notice, code):
