@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from django.utils.translation import gettext
+
 T = TypeVar("T")
 
 MAX_USERIDS_PER_CALL = 100
@@ -193,16 +195,24 @@ def estimate(
     eta = eta_seconds(recipients)
     if eta > 0:
         warnings.append(
-            f"DingTalk delivers at most {RECIPIENTS_PER_MINUTE:,} recipients a minute: "
-            f"about {math.ceil(eta / 60)} minutes to reach everyone."
+            gettext(
+                "DingTalk delivers at most %(rate)s recipients a minute: about %(minutes)s "
+                "minutes to reach everyone."
+            )
+            % {"rate": f"{RECIPIENTS_PER_MINUTE:,}", "minutes": math.ceil(eta / 60)}
         )
     if org_wide_possible and org_wide_used_today >= ORG_WIDE_SENDS_PER_DAY:
-        warnings.append("Today's three organisation-wide sends are used up; sending in batches.")
+        warnings.append(
+            gettext("Today's three organisation-wide sends are used up; sending in batches.")
+        )
     total = calls_out + polls + (max(0, media_uploads) if recipients else 0)
     if calls_left is not None and total > calls_left:
         warnings.append(
-            f"The send needs up to {total:,} metered calls but only {calls_left:,} are left "
-            "this month."
+            gettext(
+                "The send needs up to %(total)s metered calls but only %(left)s are left this "
+                "month."
+            )
+            % {"total": f"{total:,}", "left": f"{calls_left:,}"}
         )
     sms = round(recipients * SMS_COST_HKD, 2)
     push = round(recipients * PUSH_COST_HKD, 2)

@@ -92,3 +92,12 @@ def test_split_batches_and_poll_schedule() -> None:
     assert planning.next_poll_offset(7) is None
     with pytest.raises(ValueError):
         planning.split_batches([1], 0)
+
+
+def test_warnings_are_in_the_readers_language() -> None:
+    from django.utils import translation
+
+    with translation.override("zh-hant"):
+        result = estimate(tier="targeted", recipients=10_000, calls_left=500)
+    assert "釘釘每分鐘最多送達 5,000 名收件人" in result.warnings[0]
+    assert "本月只餘 500 次" in result.warnings[1]
