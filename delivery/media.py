@@ -15,6 +15,10 @@ reads the stored id.
 - No transaction is open during the upload: the file is read and sent first, then the id is
   stored by a conditional update (compare-and-set on the previous id), so two planners racing
   on one attachment both end up sending the id that was stored.
+- Should DingTalk answer 40007 (unknown media id) to a send all the same, the send pauses the
+  plan (``MEDIA_EXPIRED``) instead of failing its people; the sweeper then calls
+  :func:`renew_for_plan`, which uploads the file again and points the plan's unsent media
+  messages at the new id, and resumes the plan. Nothing already accepted is sent again.
 - Transient DingTalk errors (5xx, timeouts, throttling, an expired token) are raised unchanged
   for the caller to retry. Everything staff must fix (credentials, a revoked app or permission,
   the month's quota, a file DingTalk refuses, a missing file) is an ``ApplicationError`` with a
@@ -25,8 +29,10 @@ reads the stored id.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -35,7 +41,10 @@ from django.utils import timezone
 from accounts.channel import client_for_department
 from audit.services import audit_record
 from common.errors import ApplicationError
+from delivery import messages
 from delivery.audit_actions import DeliveryAuditAction as Action
+from delivery.governor import content_fingerprint
+from delivery.models import DeliveryPlan, Dispatch, PlanStatus
 from dingtalk.errors import (
     DingTalkError,
     InvalidCredentials,
@@ -46,6 +55,14 @@ from dingtalk.errors import (
 from notices.models import MEDIA_KINDS, Attachment, Notice
 
 logger = logging.getLogger("delivery.media")
+
+# DingTalk's "invalid media id" (dingtalk-api.md §5), and the pause it causes mid-send.
+UNKNOWN_MEDIA_ID = 40007
+MEDIA_EXPIRED = "media_expired"
+MEDIA_EXPIRED_REASON = (
+    "DingTalk no longer knows the attachment's media id. The portal uploads the file again and "
+    "resumes the notice; nothing already sent is sent again."
+)
 
 
 @dataclass(frozen=True)
@@ -67,10 +84,10 @@ def is_fresh(attachment: Attachment, *, now: datetime | None = None) -> bool:
     return (now or timezone.now()) - uploaded_at < max_age()
 
 
-def ensure_media(notice: Notice | int) -> StoredMedia | None:
+def ensure_media(notice: Notice | int, *, stale: Collection[str] = ()) -> StoredMedia | None:
     """Upload the notice's attachment through its department's app unless a fresh id is stored.
 
-    Returns None for notices that carry no media. Raises ApplicationError for what staff must
+    An id in ``stale`` (one DingTalk refused) is never fresh. Returns None for notices that carry no media. Raises ApplicationError for what staff must
     fix; transient DingTalkErrors propagate for a retry. Audit: delivery.media_uploaded.
     """
     if isinstance(notice, int):
@@ -93,7 +110,7 @@ def ensure_media(notice: Notice | int) -> StoredMedia | None:
             f"The attachment is a {attachment.media_type}, but the notice is a {notice.kind}.",
             code="media_mismatch",
         )
-    if is_fresh(attachment):
+    if is_fresh(attachment) and attachment.dingtalk_media_id not in stale:
         notice.attachment = attachment
         return StoredMedia(
             attachment.dingtalk_media_id,
@@ -178,3 +195,53 @@ def _store(notice: Notice, attachment: Attachment, media_id: str) -> StoredMedia
         current.dingtalk_media_uploaded_at or now,
         uploaded=stored == 1,
     )
+
+
+def message_media_id(msg: Mapping[str, Any]) -> str:
+    """The media id a DingTalk message names ("" for messages without media)."""
+    kind = str(msg.get("msgtype", ""))
+    body = msg.get(kind)
+    if not isinstance(body, Mapping):
+        return ""
+    if kind == "oa":
+        oa_body = body.get("body")
+        return str(oa_body.get("image") or "") if isinstance(oa_body, Mapping) else ""
+    return str(body.get("media_id") or "") if kind in ("file", "voice", "image") else ""
+
+
+def renew_for_plan(plan_id: int) -> bool:
+    """Upload a paused plan's attachment again and rebuild its media messages; True when done.
+
+    For a plan paused with ``MEDIA_EXPIRED`` (DingTalk answered 40007 to a send). The upload
+    runs outside any transaction; the messages are then rewritten in one, so a batch sent after
+    the commit names the new id. If the upload fails the plan stays paused with the reason staff
+    must act on, and the sweeper tries again. Costs one metered call. Audit: the upload.
+    """
+    plan = DeliveryPlan.objects.select_related("notice", "notice__department").get(pk=plan_id)
+    notice = plan.notice
+    stale = {
+        media_id
+        for message in Dispatch.objects.filter(plan=plan, round=0).values_list("message", flat=True)
+        if (media_id := message_media_id(message))
+    }
+    try:
+        stored = ensure_media(notice, stale=stale)
+    except ApplicationError as exc:
+        DeliveryPlan.objects.filter(pk=plan_id, status=PlanStatus.PAUSED).update(
+            pause_reason=exc.message[:300]
+        )
+        return False
+    except DingTalkError as exc:
+        logger.warning("delivery: media upload for plan %s failed: %s", plan_id, exc)
+        return False
+    if stored is None:
+        return True
+    with transaction.atomic():
+        for dispatch in Dispatch.objects.select_for_update().filter(plan=plan, round=0):
+            if message_media_id(dispatch.message) not in stale:
+                continue  # a companion text card, or a message already renewed
+            message = messages.build_message(notice, dispatch.language)
+            dispatch.message = message
+            dispatch.content_hash = content_fingerprint(message)
+            dispatch.save(update_fields=["message", "content_hash"])
+    return True

@@ -1257,6 +1257,12 @@ def _send_one(
         plan_pause(plan.pk, code=type(exc).__name__, reason=_pause_text(exc))
         return SendOutcome("paused", detail=str(exc))
     except InvalidRequest as exc:
+        if exc.errcode == media.UNKNOWN_MEDIA_ID and media.message_media_id(batch.dispatch.message):
+            # The file is uploaded again and the plan resumes (media.renew_for_plan): its
+            # people wait, they do not fail.
+            _release(batch.pk, error=str(exc), code=str(exc.errcode))
+            plan_pause(plan.pk, code=media.MEDIA_EXPIRED, reason=media.MEDIA_EXPIRED_REASON)
+            return SendOutcome("paused", detail=str(exc))
         _fail_batch(batch.pk, exc)
         return SendOutcome("failed", detail=str(exc))
     except DingTalkError as exc:
@@ -1950,8 +1956,11 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _pause_cleared(plan: DeliveryPlan) -> bool:
-    """Whether the cause of a pause is gone (checked with exempt calls only)."""
+    """Whether the cause of a pause is gone (checked with exempt calls only, but for the one
+    upload that clears an unknown media id)."""
     governor = get_governor()
+    if plan.pause_code == media.MEDIA_EXPIRED:
+        return media.renew_for_plan(plan.pk)
     if plan.pause_code == "governor_down":
         return governor.healthy()
     if plan.pause_code in ("quota_exhausted", "QuotaExhausted"):

@@ -297,6 +297,65 @@ def test_a_file_dingtalk_refuses_pauses_the_plan_and_a_missing_file_is_named(sim
     assert caught.value.code == "media_unreadable"
 
 
+def test_a_media_id_dingtalk_forgot_pauses_the_send_and_the_sweeper_uploads_and_resumes(
+    sim, wsd
+) -> None:
+    make_recipients(wsd, 150, languages=("en",))
+    item = attachment(wsd, "file", "shelters.pdf", PDF)
+    first = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Shelters")
+    services.plan_notice(first.pk)
+    item.refresh_from_db()
+    old_id = item.dingtalk_media_id
+    # DingTalk loses the file, though the portal's copy of its id is still young.
+    sim.sim.app("ding-demo-wsd").media.clear()
+    second = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Shelters again")
+    services.plan_notice(second.pk)
+    plan = DeliveryPlan.objects.get(notice=second)
+    assert plan.status == PlanStatus.PAUSED
+    assert plan.pause_code == media.MEDIA_EXPIRED
+    assert not Batch.objects.filter(dispatch__plan=plan, status="failed").exists()
+    second.refresh_from_db()
+    assert second.status == Status.PAUSED
+    assert "uploads the file again" in second.status_reason
+    assert services.sweep()["resumed"] == 1
+    assert services.sweep()["resumed"] == 0  # ran twice
+    plan.refresh_from_db()
+    assert plan.status == PlanStatus.DONE
+    item.refresh_from_db()
+    assert item.dingtalk_media_id not in ("", old_id)
+    assert uploads(sim) == 2
+    new_file = {"msgtype": "file", "file": {"media_id": item.dingtalk_media_id}}
+    assert plan.dispatches.get(language="en").message == new_file
+    assert not Batch.objects.filter(dispatch__plan=plan).exclude(status="accepted").exists()
+    for userid in Delivery.objects.filter(plan=plan).values_list("dingtalk_user_id", flat=True):
+        inbox = received(sim, userid)
+        # The first notice's file and card, then the second's, each exactly once.
+        assert len(inbox) == 4
+        assert inbox.count(new_file) == 1
+    replaced = AuditEvent.objects.filter(action="delivery.media_uploaded").order_by("sequence")
+    assert [e.data["replaced"] for e in replaced] == [False, True]
+
+
+def test_an_upload_that_fails_after_a_forgotten_media_id_keeps_the_plan_paused_with_why(
+    sim, wsd
+) -> None:
+    make_recipients(wsd, 5, languages=("en",))
+    item = attachment(wsd, "file", "shelters.pdf", PDF)
+    services.plan_notice(media_notice(wsd, "file", item, tier=Tier.TARGETED).pk)
+    sim.sim.app("ding-demo-wsd").media.clear()
+    notice = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Again")
+    services.plan_notice(notice.pk)
+    sim.sim.inject("media_upload", "errcode", errcode=40006)
+    assert services.sweep()["resumed"] == 0
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.status == PlanStatus.PAUSED
+    assert plan.pause_code == media.MEDIA_EXPIRED
+    assert "shelters.pdf" in plan.pause_reason
+    assert services.sweep()["resumed"] == 1  # DingTalk takes the file again
+    plan.refresh_from_db()
+    assert plan.status == PlanStatus.DONE
+
+
 def test_notices_without_media_upload_nothing(sim, wsd) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
