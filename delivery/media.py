@@ -37,6 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from accounts.channel import client_for_department
 from audit.services import audit_record
@@ -59,7 +60,7 @@ logger = logging.getLogger("delivery.media")
 # DingTalk's "invalid media id" (dingtalk-api.md §5), and the pause it causes mid-send.
 UNKNOWN_MEDIA_ID = 40007
 MEDIA_EXPIRED = "media_expired"
-MEDIA_EXPIRED_REASON = (
+MEDIA_EXPIRED_REASON = gettext_noop(
     "DingTalk no longer knows the attachment's media id. The portal uploads the file again and "
     "resumes the notice; nothing already sent is sent again."
 )

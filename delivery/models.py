@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -79,6 +80,11 @@ class DeliveryPlan(models.Model):
 
     def __str__(self) -> str:
         return f"plan of notice #{self.notice_id} ({self.status})"
+
+    def pause_reason_text(self) -> str:
+        """The pause reason in the reader's language: the engine stores its fixed reasons in
+        English (marked with gettext_noop); a reason with details in it stays as written."""
+        return gettext(self.pause_reason) if self.pause_reason else ""
 
 
 class Dispatch(models.Model):

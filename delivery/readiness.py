@@ -93,7 +93,10 @@ def paused_notices(department: Department) -> list[str]:
     )
     return [
         gettext("Sending is paused for “%(title)s”: %(reason)s")
-        % {"title": plan.notice.title_en or plan.notice.title_zh, "reason": plan.pause_reason}
+        % {
+            "title": plan.notice.title_en or plan.notice.title_zh,
+            "reason": plan.pause_reason_text(),
+        }
         for plan in paused[:3]
     ]
 

@@ -187,7 +187,7 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "status": plan.status,
         "status_label": str(PlanStatus(plan.status).label),
         "strategy": plan.strategy,
-        "pause_reason": plan.pause_reason,
+        "pause_reason": plan.pause_reason_text(),
         "planned": planned,
         "snapshot_done": plan.snapshot_done,
         "queued": queued,

@@ -41,6 +41,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from accounts.channel import client_for_department
 from accounts.models import Department
@@ -78,6 +79,7 @@ logger = logging.getLogger("delivery")
 # Calls one governor decision may grant ahead: a grant not used (the group stopped early) is
 # budget left unspent, never an overshoot.
 GRANT_AHEAD = 20
+QUOTA_USED_UP = gettext_noop("The month's DingTalk API quota is used up.")
 FLOW_CONTROL_REQUEUE = frozenset({143103, 143104, 143203, 143204})
 DUPLICATE_CONTENT = frozenset({143106, 143206})
 PAUSING_ERRORS = (InvalidCredentials, PermissionDenied, QuotaExhausted)
@@ -1173,7 +1175,7 @@ def batches_send(batch_ids: list[int], *, inline_wait_s: float | None = None) ->
                 plan_pause(
                     plan.pk,
                     code="quota_exhausted",
-                    reason="The month's DingTalk API quota is used up.",
+                    reason=QUOTA_USED_UP,
                 )
                 paused.add(plan.pk)
                 report.paused += 1
@@ -1275,13 +1277,16 @@ def _send_one(
 
 
 def _pause_text(exc: DingTalkError) -> str:
+    # Stored in English; pages translate them for the reader (delivery.selectors.pause_reason).
     if isinstance(exc, InvalidCredentials):
-        return (
+        return gettext_noop(
             "DingTalk refused the department's app key or secret. Fix the credentials, then resume."
         )
     if isinstance(exc, QuotaExhausted):
-        return "DingTalk's monthly API quota for this app is used up."
-    return "DingTalk refused the app (revoked, or a permission or IP whitelist is missing)."
+        return QUOTA_USED_UP
+    return gettext_noop(
+        "DingTalk refused the app (revoked, or a permission or IP whitelist is missing)."
+    )
 
 
 def confirm_url(delivery_id: int) -> str:

@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.models import AuditEvent
 from common.errors import ApplicationError
@@ -317,6 +317,8 @@ def test_a_media_id_dingtalk_forgot_pauses_the_send_and_the_sweeper_uploads_and_
     second.refresh_from_db()
     assert second.status == Status.PAUSED
     assert "uploads the file again" in second.status_reason
+    with translation.override("zh-hant"):
+        assert plan.pause_reason_text().startswith("釘釘已不再識別附件的媒體 ID")
     assert services.sweep()["resumed"] == 1
     assert services.sweep()["resumed"] == 0  # ran twice
     plan.refresh_from_db()
