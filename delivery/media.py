@@ -16,9 +16,10 @@ reads the stored id.
   stored by a conditional update (compare-and-set on the previous id), so two planners racing
   on one attachment both end up sending the id that was stored.
 - Should DingTalk answer 40007 (unknown media id) to a send all the same, the send pauses the
-  plan (``MEDIA_EXPIRED``) instead of failing its people; the sweeper then calls
-  :func:`renew_for_plan`, which uploads the file again and points the plan's unsent media
-  messages at the new id, and resumes the plan. Nothing already accepted is sent again.
+  plan (``MEDIA_EXPIRED``) instead of failing its people. Resuming it (the sweeper does at
+  once; a supervisor can on the dashboard) first calls :func:`renew_for_plan`, which uploads the
+  file again and points the plan's unsent media messages at the new id. Nothing already
+  accepted is sent again.
 - Transient DingTalk errors (5xx, timeouts, throttling, an expired token) are raised unchanged
   for the caller to retry. Everything staff must fix (credentials, a revoked app or permission,
   the month's quota, a file DingTalk refuses, a missing file) is an ``ApplicationError`` with a
@@ -210,13 +211,14 @@ def message_media_id(msg: Mapping[str, Any]) -> str:
     return str(body.get("media_id") or "") if kind in ("file", "voice", "image") else ""
 
 
-def renew_for_plan(plan_id: int) -> bool:
-    """Upload a paused plan's attachment again and rebuild its media messages; True when done.
+def renew_for_plan(plan_id: int) -> StoredMedia | None:
+    """Upload a paused plan's attachment again and rebuild its media messages with the new id.
 
-    For a plan paused with ``MEDIA_EXPIRED`` (DingTalk answered 40007 to a send). The upload
-    runs outside any transaction; the messages are then rewritten in one, so a batch sent after
-    the commit names the new id. If the upload fails the plan stays paused with the reason staff
-    must act on, and the sweeper tries again. Costs one metered call. Audit: the upload.
+    For a plan paused with ``MEDIA_EXPIRED`` (DingTalk answered 40007 to a send); resuming it
+    (``services.plan_resume``) calls this first. The upload runs outside any transaction; the
+    messages are then rewritten in one, so a batch sent after the commit names the new id.
+    Raises ApplicationError when the upload fails: the plan stays paused, with that reason when
+    staff must act on it. Costs one metered call. Audit: the upload (delivery.media_uploaded).
     """
     plan = DeliveryPlan.objects.select_related("notice", "notice__department").get(pk=plan_id)
     notice = plan.notice
@@ -231,12 +233,15 @@ def renew_for_plan(plan_id: int) -> bool:
         DeliveryPlan.objects.filter(pk=plan_id, status=PlanStatus.PAUSED).update(
             pause_reason=exc.message[:300]
         )
-        return False
+        raise
     except DingTalkError as exc:
         logger.warning("delivery: media upload for plan %s failed: %s", plan_id, exc)
-        return False
+        raise ApplicationError(
+            gettext_noop("DingTalk did not answer the upload of the attachment; try again."),
+            code="media_retry",
+        ) from exc
     if stored is None:
-        return True
+        return None
     with transaction.atomic():
         for dispatch in Dispatch.objects.select_for_update().filter(plan=plan, round=0):
             if message_media_id(dispatch.message) not in stale:
@@ -245,4 +250,4 @@ def renew_for_plan(plan_id: int) -> bool:
             dispatch.message = message
             dispatch.content_hash = content_fingerprint(message)
             dispatch.save(update_fields=["message", "content_hash"])
-    return True
+    return stored

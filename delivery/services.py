@@ -43,6 +43,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
+from accounts import permissions as perms
 from accounts.channel import client_for_department
 from accounts.models import Department
 from audiences.models import Recipient, SubscriptionState
@@ -1462,7 +1463,18 @@ def plan_pause(plan_id: int, *, code: str, reason: str) -> bool:
 
 
 def plan_resume(*, actor: Any, plan_id: int) -> int:
-    """Resume a paused plan and re-enqueue what is still queued. Returns batches enqueued."""
+    """Resume a paused plan and re-enqueue what is still queued. Returns batches enqueued.
+
+    ``actor`` None is the sweeper, once the cause is gone (``_pause_cleared``); a person needs
+    the approve permission in the plan's department (PermissionDenied). A plan paused on a
+    media id DingTalk forgot uploads the file again first (ApplicationError if that fails:
+    the plan stays paused).
+    """
+    plan = DeliveryPlan.objects.select_related("department").get(pk=plan_id)
+    if actor is not None:
+        perms.require_department_perm(actor, perms.APPROVE_NOTICE, plan.department)
+    if plan.status == PlanStatus.PAUSED and plan.pause_code == media.MEDIA_EXPIRED:
+        media.renew_for_plan(plan_id)
     with transaction.atomic():
         moved = DeliveryPlan.objects.filter(pk=plan_id, status=PlanStatus.PAUSED).update(
             status=PlanStatus.SENDING, pause_code="", pause_reason=""
@@ -1948,8 +1960,14 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         _enqueue_batches(queued)
         counts["requeued"] += len(queued)
     for plan in DeliveryPlan.objects.filter(status=PlanStatus.PAUSED).select_related("department"):
-        if _pause_cleared(plan):
-            counts["resumed"] += int(plan_resume(actor=None, plan_id=plan.pk) >= 0)
+        if not _pause_cleared(plan):
+            continue
+        try:
+            plan_resume(actor=None, plan_id=plan.pk)
+        except ApplicationError as exc:
+            logger.info("delivery: plan %s stays paused: %s", plan.pk, exc.message)
+            continue
+        counts["resumed"] += 1
     for plan_id in DeliveryPlan.objects.filter(
         status=PlanStatus.SENDING, snapshot_done=True
     ).values_list("pk", flat=True):
@@ -1961,11 +1979,11 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _pause_cleared(plan: DeliveryPlan) -> bool:
-    """Whether the cause of a pause is gone (checked with exempt calls only, but for the one
-    upload that clears an unknown media id)."""
+    """Whether the cause of a pause is gone (checked with exempt calls only). A media id
+    DingTalk forgot is cleared by resuming: plan_resume uploads the file again."""
     governor = get_governor()
     if plan.pause_code == media.MEDIA_EXPIRED:
-        return media.renew_for_plan(plan.pk)
+        return True
     if plan.pause_code == "governor_down":
         return governor.healthy()
     if plan.pause_code in ("quota_exhausted", "QuotaExhausted"):

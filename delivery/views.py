@@ -80,10 +80,14 @@ def recall(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
 @require_POST
 def resume(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
     plan = selectors.plan_get_for_user(user=request.user, notice_id=notice_id)
-    if not perms.has_department_perm(request.user, perms.APPROVE_NOTICE, plan.department):
-        raise Http404("No such delivery.")
-    services.plan_resume(actor=request.user, plan_id=plan.pk)
-    flash.success(request, _("Sending resumed."))
+    try:
+        services.plan_resume(actor=request.user, plan_id=plan.pk)
+    except PermissionDenied:
+        raise Http404("No such delivery.") from None
+    except ApplicationError as exc:
+        flash.error(request, _(exc.message))
+    else:
+        flash.success(request, _("Sending resumed."))
     return redirect("delivery:dashboard", notice_id=notice_id)
 
 

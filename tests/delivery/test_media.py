@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -339,7 +340,7 @@ def test_a_media_id_dingtalk_forgot_pauses_the_send_and_the_sweeper_uploads_and_
 
 
 def test_an_upload_that_fails_after_a_forgotten_media_id_keeps_the_plan_paused_with_why(
-    sim, wsd
+    sim, wsd, cast_a
 ) -> None:
     make_recipients(wsd, 5, languages=("en",))
     item = attachment(wsd, "file", "shelters.pdf", PDF)
@@ -353,9 +354,13 @@ def test_an_upload_that_fails_after_a_forgotten_media_id_keeps_the_plan_paused_w
     assert plan.status == PlanStatus.PAUSED
     assert plan.pause_code == media.MEDIA_EXPIRED
     assert "shelters.pdf" in plan.pause_reason
-    assert services.sweep()["resumed"] == 1  # DingTalk takes the file again
+    with pytest.raises(PermissionDenied):
+        services.plan_resume(actor=cast_a.pr_officer, plan_id=plan.pk)
+    # A supervisor resumes by hand: the file is uploaded again first, and DingTalk takes it.
+    services.plan_resume(actor=cast_a.supervisor, plan_id=plan.pk)
     plan.refresh_from_db()
     assert plan.status == PlanStatus.DONE
+    assert uploads(sim) == 3  # the first notice's, the refused one, the good one
 
 
 def test_notices_without_media_upload_nothing(sim, wsd) -> None:

@@ -82,3 +82,27 @@ def test_a_supervisor_recalls_from_the_dashboard(
         response = supervisor.post(f"/delivery/notices/{sent.pk}/recall/", {"reason": "Wrong area"})
     assert response.status_code == 302
     assert DeliveryPlan.objects.get(notice=sent).status == "recalled"
+
+
+@pytest.mark.django_db
+def test_a_supervisor_resumes_a_paused_notice_and_reads_why_it_paused(
+    sent, cast_a, verified_client, django_capture_on_commit_callbacks
+) -> None:
+    DeliveryPlan.objects.filter(notice=sent).update(
+        status="paused", pause_code="QuotaExhausted", pause_reason=services.QUOTA_USED_UP
+    )
+    officer = verified_client(cast_a.pr_officer)
+    assert b"delivery-resume" not in officer.get(f"/delivery/notices/{sent.pk}/").content
+    assert officer.post(f"/delivery/notices/{sent.pk}/resume/").status_code == 404
+    assert DeliveryPlan.objects.get(notice=sent).status == "paused"
+    supervisor = verified_client(cast_a.supervisor)
+    page = supervisor.get(f"/delivery/notices/{sent.pk}/", HTTP_ACCEPT_LANGUAGE="zh-hant")
+    html = page.content.decode()
+    assert 'id="delivery-resume"' in html
+    assert "本月的釘釘 API 配額已用完。" in html
+    with django_capture_on_commit_callbacks(execute=True):
+        response = supervisor.post(f"/delivery/notices/{sent.pk}/resume/")
+    assert response.status_code == 302
+    plan = DeliveryPlan.objects.get(notice=sent)
+    assert plan.status == "done"
+    assert plan.pause_reason == ""
