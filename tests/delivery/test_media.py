@@ -65,6 +65,15 @@ def media_notice(department, kind: str, item: Attachment, **options) -> Notice:
     return notice
 
 
+def file_sent_once(department, people: int) -> Attachment:
+    """A file notice sent to ``people`` English readers: its attachment, with DingTalk's id."""
+    make_recipients(department, people, languages=("en",))
+    item = attachment(department, "file", "shelters.pdf", PDF)
+    services.plan_notice(media_notice(department, "file", item, tier=Tier.TARGETED).pk)
+    item.refresh_from_db()
+    return item
+
+
 def uploads(sim) -> int:
     return int(sim.sim.counters()["calls"].get("media_upload", 0))
 
@@ -205,11 +214,7 @@ def test_a_voice_notice_sends_the_clip_with_its_length(sim, wsd) -> None:
 
 
 def test_an_old_media_id_is_uploaded_again_before_the_next_notice_uses_it(sim, wsd) -> None:
-    make_recipients(wsd, 10, languages=("en",))
-    item = attachment(wsd, "file", "shelters.pdf", PDF)
-    first = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Shelters")
-    services.plan_notice(first.pk)
-    item.refresh_from_db()
+    item = file_sent_once(wsd, 10)
     old_id = item.dingtalk_media_id
     # A second notice within the media's lifetime reuses the id.
     second = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Shelters again")
@@ -301,11 +306,7 @@ def test_a_file_dingtalk_refuses_pauses_the_plan_and_a_missing_file_is_named(sim
 def test_a_media_id_dingtalk_forgot_pauses_the_send_and_the_sweeper_uploads_and_resumes(
     sim, wsd
 ) -> None:
-    make_recipients(wsd, 150, languages=("en",))
-    item = attachment(wsd, "file", "shelters.pdf", PDF)
-    first = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Shelters")
-    services.plan_notice(first.pk)
-    item.refresh_from_db()
+    item = file_sent_once(wsd, 150)
     old_id = item.dingtalk_media_id
     # DingTalk loses the file, though the portal's copy of its id is still young.
     sim.sim.app("ding-demo-wsd").media.clear()
@@ -342,9 +343,7 @@ def test_a_media_id_dingtalk_forgot_pauses_the_send_and_the_sweeper_uploads_and_
 def test_an_upload_that_fails_after_a_forgotten_media_id_keeps_the_plan_paused_with_why(
     sim, wsd, cast_a
 ) -> None:
-    make_recipients(wsd, 5, languages=("en",))
-    item = attachment(wsd, "file", "shelters.pdf", PDF)
-    services.plan_notice(media_notice(wsd, "file", item, tier=Tier.TARGETED).pk)
+    item = file_sent_once(wsd, 5)
     sim.sim.app("ding-demo-wsd").media.clear()
     notice = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Again")
     services.plan_notice(notice.pk)
