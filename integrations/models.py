@@ -94,8 +94,11 @@ class RateWindow(models.Model):
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
     window_start = models.DateTimeField()
-    count = models.PositiveIntegerField(default=0)
-    refused = models.PositiveIntegerField(default=0)
+    count = models.PositiveIntegerField(default=0)  # signed requests: what the limit counts
+    refused = models.PositiveIntegerField(default=0)  # of those, refused for the limit
+    # Requests whose signature failed: counted apart, so a stranger who knows the address
+    # cannot use up the real caller's minute.
+    unsigned = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -2,7 +2,7 @@
 
 Every trigger prepares a notice through notices.services and submits it for the same human
 approval as a notice written by staff; nothing here sends. Every use and every refusal is
-audited. Refusals are recorded in their own transaction after the attempt rolled back, so a
+audited (a flood of refusals is counted per minute instead, see _authenticate and _rate_limit). Refusals are recorded in their own transaction after the attempt rolled back, so a
 refused request leaves nothing behind but its audit event.
 """
 
@@ -386,30 +386,28 @@ def _record_refusal(
         )
 
 
-def _count_request(integration: Integration, now: dt.datetime) -> tuple[int, int]:
-    """Count this request in the integration's current minute; returns (count, refused so far)."""
+def _count(integration: Integration, now: dt.datetime, counter: str) -> int:
+    """Add one to a counter of the integration's current minute; returns its new value."""
     window = now.replace(second=0, microsecond=0)
     rows = RateWindow.objects.filter(integration=integration, window_start=window)
     with transaction.atomic():
-        if not rows.update(count=F("count") + 1):
+        if not rows.update(**{counter: F(counter) + 1}):
             try:
                 with transaction.atomic():
-                    RateWindow.objects.create(integration=integration, window_start=window, count=1)
+                    RateWindow.objects.create(
+                        integration=integration, window_start=window, **{counter: 1}
+                    )
             except IntegrityError:
                 # Another worker created the window between our update and insert.
-                rows.update(count=F("count") + 1)
-        count, refused = rows.values_list("count", "refused").get()
-    return count, refused
+                rows.update(**{counter: F(counter) + 1})
+        value: int = rows.values_list(counter, flat=True).get()
+    return value
 
 
 def _rate_limit(integration: Integration, now: dt.datetime) -> None:
-    count, _ = _count_request(integration, now)
-    if count <= integration.rate_limit_per_minute:
+    if _count(integration, now, "count") <= integration.rate_limit_per_minute:
         return
-    window = now.replace(second=0, microsecond=0)
-    rows = RateWindow.objects.filter(integration=integration, window_start=window)
-    rows.update(refused=F("refused") + 1)
-    refused = rows.values_list("refused", flat=True).get()
+    refused = _count(integration, now, "refused")
     retry_after = max(1, 60 - now.second)
     # A burst is recorded by its first refusal in the audit trail and counted in full on the
     # window row, so a misbehaving caller cannot flood the trail (which serialises its writes).
@@ -464,7 +462,14 @@ def _verify_signature(integration: Integration, request: SignedRequest, now: dt.
 
 
 def _authenticate(request: SignedRequest, now: dt.datetime) -> Integration:
-    """Size, integration, active flag, rate limit and signature, cheapest first."""
+    """Size, integration, active flag, signature, then the rate limit.
+
+    The signature comes before the limit (an HMAC costs microseconds): only signed requests
+    count against the caller's minute, so someone who merely knows the address cannot lock the
+    Observatory out in a storm by sending junk. Failed signatures are counted on their own and
+    audited up to the integration's limit a minute; a flood beyond that is counted, not
+    written to the trail one by one.
+    """
     too_big = (request.content_length or 0) > request.max_bytes or len(
         request.body
     ) > request.max_bytes
@@ -478,8 +483,13 @@ def _authenticate(request: SignedRequest, now: dt.datetime) -> Integration:
     try:
         if not integration.active or not integration.department.is_active:
             raise TriggerRefused(403, "integration_disabled", "This integration is disabled.")
+        try:
+            _verify_signature(integration, request, now)
+        except TriggerRefused as refusal:
+            failed = _count(integration, now, "unsigned")
+            refusal.audit = failed <= integration.rate_limit_per_minute
+            raise
         _rate_limit(integration, now)
-        _verify_signature(integration, request, now)
     except TriggerRefused as refusal:
         refusal.integration = integration
         raise

@@ -282,6 +282,26 @@ def test_a_burst_is_rate_limited_recorded_and_alerts_nobody_twice(
 
 
 @pytest.mark.django_db
+def test_junk_from_someone_who_knows_the_address_does_not_use_up_the_callers_minute(
+    client, caller, cast_a, django_capture_on_commit_callbacks
+):
+    from integrations.models import RateWindow
+
+    services.integration_update(
+        actor=cast_a.system_admin, integration=caller.integration, rate_limit_per_minute=3
+    )
+    for n in range(10):
+        response = _post(client, caller, key=f"junk-key-{n:04d}", secret="whsec_guess")
+        _assert_refused(response, 401, "signature_invalid")
+    # Audited up to the limit a minute (the minute may roll over once), counted in full.
+    assert 3 <= len([e for e in _refusals() if e.data["code"] == "signature_invalid"]) <= 6
+    assert sum(RateWindow.objects.values_list("unsigned", flat=True)) == 10
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _post(client, caller).status_code == 201
+    assert Notice.objects.count() == 1
+
+
+@pytest.mark.django_db
 def test_a_rotated_secret_replaces_the_old_one_after_the_grace_period(
     client, caller, cast_a, settings
 ):
