@@ -92,6 +92,9 @@ def test_page_lists_everyone_targeted_with_state_read_and_confirmation(
     confirmed = verified_client(cast_a.auditor).get(report_url(sent), {"confirmed": "yes"})
     assert confirmed.content.decode().count("Chan Tai Man") == 1
     assert verified_client(cast_a.auditor).get(report_url(sent), {"state": "x"}).status_code == 400
+    # In Chinese the counts are of the people targeted, not the "targeted" tier.
+    chinese = verified_client(cast_a.auditor).get(report_url(sent), HTTP_ACCEPT_LANGUAGE="zh-hant")
+    assert "<dt>目標收件人</dt>" in chinese.content.decode()
 
 
 @pytest.mark.django_db

@@ -224,6 +224,10 @@ def test_inbox_lists_what_waits_with_reach_and_tier(cast_a, cast_b, verified_cli
     assert [r["notice"].pk for r in rows] == [notice.pk]
     assert rows[0]["required"] == 1
     assert f'id="inbox-{notice.pk}"' in response.content.decode()
+    chinese = verified_client(cast_a.supervisor).get(
+        reverse("notices:inbox"), HTTP_ACCEPT_LANGUAGE="zh-hant"
+    )
+    assert "<dt>已等候</dt>" in chinese.content.decode()  # the time waited, not a status
     assert verified_client(cast_b.supervisor).get(reverse("notices:inbox")).context["rows"] == []
 
 
