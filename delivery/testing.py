@@ -222,6 +222,7 @@ def publisher(env: WorkerEnv) -> Celery:
     """A plain Celery client that publishes to the workers' broker (the test app runs eagerly)."""
     if env.broker_dir:
         app = Celery("delivery-test-publisher", broker="filesystem://", set_as_current=False)
+        app.conf.broker_transport = "config.broker:Transport"
         app.conf.broker_transport_options = {
             "data_folder_in": env.broker_dir,
             "data_folder_out": env.broker_dir,

@@ -22,6 +22,8 @@ EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 if not CELERY_BROKER_URL:
     _broker_dir = VAR_DIR / "celery" / "broker"
     CELERY_BROKER_URL = "filesystem://"
+    # kombu's file-system transport with whole message files (see config/broker.py).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
