@@ -89,8 +89,9 @@ def is_fresh(attachment: Attachment, *, now: datetime | None = None) -> bool:
 def ensure_media(notice: Notice | int, *, stale: Collection[str] = ()) -> StoredMedia | None:
     """Upload the notice's attachment through its department's app unless a fresh id is stored.
 
-    An id in ``stale`` (one DingTalk refused) is never fresh. Returns None for notices that carry no media. Raises ApplicationError for what staff must
-    fix; transient DingTalkErrors propagate for a retry. Audit: delivery.media_uploaded.
+    An id in ``stale`` (one DingTalk refused) is never fresh. Returns None for notices that
+    carry no media. Raises ApplicationError for what staff must fix; transient DingTalkErrors
+    propagate for a retry. Audit: delivery.media_uploaded.
     """
     if isinstance(notice, int):
         notice = Notice.objects.select_related("department").get(pk=notice)

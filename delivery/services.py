@@ -1278,7 +1278,7 @@ def _send_one(
 
 
 def _pause_text(exc: DingTalkError) -> str:
-    # Stored in English; pages translate them for the reader (delivery.selectors.pause_reason).
+    # Stored in English; pages translate them for the reader (DeliveryPlan.pause_reason_text).
     if isinstance(exc, InvalidCredentials):
         return gettext_noop(
             "DingTalk refused the department's app key or secret. Fix the credentials, then resume."
@@ -1981,9 +1981,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 def _pause_cleared(plan: DeliveryPlan) -> bool:
     """Whether the cause of a pause is gone (checked with exempt calls only). A media id
     DingTalk forgot is cleared by resuming: plan_resume uploads the file again."""
-    governor = get_governor()
     if plan.pause_code == media.MEDIA_EXPIRED:
         return True
+    governor = get_governor()
     if plan.pause_code == "governor_down":
         return governor.healthy()
     if plan.pause_code in ("quota_exhausted", "QuotaExhausted"):

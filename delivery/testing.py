@@ -147,7 +147,6 @@ class WorkerEnv:
     db_name: str
     simulator_url: str
     broker_url: str = ""
-    broker_dir: str = ""
     governor_url: str = ""
     governor_prefix: str = "portal:governor:"
     time_scale: float = 1.0
@@ -166,11 +165,7 @@ class WorkerEnv:
         )
         if self.governor_url:
             env["DELIVERY_GOVERNOR_URL"] = self.governor_url
-        if self.broker_dir:
-            env["DELIVERY_WORKER_BROKER_DIR"] = self.broker_dir
-            env.pop("CELERY_BROKER_URL", None)
-        else:
-            env["CELERY_BROKER_URL"] = self.broker_url
+        env["CELERY_BROKER_URL"] = self.broker_url
         env.update(self.extra)
         return env
 
@@ -220,13 +215,4 @@ def kill_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> 
 
 def publisher(env: WorkerEnv) -> Celery:
     """A plain Celery client that publishes to the workers' broker (the test app runs eagerly)."""
-    if env.broker_dir:
-        app = Celery("delivery-test-publisher", broker="filesystem://", set_as_current=False)
-        app.conf.broker_transport = "config.broker:Transport"
-        app.conf.broker_transport_options = {
-            "data_folder_in": env.broker_dir,
-            "data_folder_out": env.broker_dir,
-            "store_processed": False,
-        }
-        return app
     return Celery("delivery-test-publisher", broker=env.broker_url, set_as_current=False)

@@ -2,8 +2,8 @@
 
 The test settings run Celery eagerly; a real worker must not. It connects to the database
 and broker the test (or benchmark) names through the environment:
-DELIVERY_WORKER_DB_NAME (the test database), CELERY_BROKER_URL (Redis or a file-system
-broker folder via DELIVERY_WORKER_BROKER_DIR), DINGTALK_BASE_URL (the simulator),
+DELIVERY_WORKER_DB_NAME (the test database), CELERY_BROKER_URL (Redis: a killed worker's
+messages must come back), DINGTALK_BASE_URL (the simulator),
 DELIVERY_GOVERNOR_URL / DELIVERY_GOVERNOR_PREFIX / DELIVERY_GOVERNOR_TIME_SCALE.
 """
 
@@ -22,23 +22,13 @@ if _db_name:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["CONN_MAX_AGE"] = 60  # noqa: F405
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # noqa: F405
-_broker_dir = os.environ.get("DELIVERY_WORKER_BROKER_DIR")
-if _broker_dir:
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": _broker_dir,
-        "data_folder_out": _broker_dir,
-        "store_processed": False,
-    }
-else:
-    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", CELERY_BROKER_URL)
-    # Short, so messages of a killed worker come back within the test's time.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": int(os.environ.get("DELIVERY_WORKER_VISIBILITY_S", "10"))
-    }
-    # Whatever the visibility timeout, retries must stay below it.
-    DELIVERY_MAX_COUNTDOWN_S = 5
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", CELERY_BROKER_URL)  # noqa: F405
+# Short, so messages of a killed worker come back within the test's time.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("DELIVERY_WORKER_VISIBILITY_S", "10"))
+}
+# Whatever the visibility timeout, retries must stay below it.
+DELIVERY_MAX_COUNTDOWN_S = 5
 DELIVERY_CLAIM_STALE_S = float(os.environ.get("DELIVERY_CLAIM_STALE_S", "8"))
 DELIVERY_QUEUED_STALE_S = float(os.environ.get("DELIVERY_QUEUED_STALE_S", "3"))
 if os.environ.get("DELIVERY_RECIPIENTS_WINDOW_S"):

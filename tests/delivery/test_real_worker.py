@@ -51,19 +51,18 @@ def worker_env(settings, tmp_path, transactional_db):
         )
     broker = settings.CELERY_BROKER_URL
     if not broker.startswith("redis://"):
-        # The file-system broker forgets a message as soon as a worker takes it: a worker
-        # killed mid-task does not get its messages back, which is what these tests kill for.
+        # The test settings' in-memory broker reaches no other process, and make run's
+        # file-system one forgets a message once a worker takes it: neither gives a killed
+        # worker's messages back, which is what these tests kill for.
         pytest.skip(
-            "real-worker tests need Redis (CELERY_BROKER_URL=redis://...): the file-system "
-            "broker does not redeliver the messages of a killed worker"
+            "real-worker tests need Redis (CELERY_BROKER_URL=redis://...): no other broker "
+            "here redelivers the messages of a killed worker"
         )
-    broker_dir = ""
-    settings.DELIVERY_GOVERNOR_URL = broker if broker.startswith("redis://") else "db"
+    settings.DELIVERY_GOVERNOR_URL = broker
     settings.DELIVERY_GOVERNOR_PREFIX = f"test-{uuid.uuid4().hex[:8]}:"
     return {
         "db_name": connection.settings_dict["NAME"],
-        "broker_url": broker if not broker_dir else "",
-        "broker_dir": broker_dir,
+        "broker_url": broker,
         "governor_url": settings.DELIVERY_GOVERNOR_URL,
         "governor_prefix": settings.DELIVERY_GOVERNOR_PREFIX,
         "log": tmp_path / "worker.log",
@@ -75,7 +74,6 @@ def make_env(worker_env, simulator_url, **extra):
         db_name=worker_env["db_name"],
         simulator_url=simulator_url,
         broker_url=worker_env["broker_url"],
-        broker_dir=worker_env["broker_dir"],
         governor_url=worker_env["governor_url"],
         governor_prefix=worker_env["governor_prefix"],
         **extra,
