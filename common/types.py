@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+
+# Who a service acts for: a user, or None for the system (tasks, commands, integrations). Services
+# that need a logged-in person take `User` instead.
+Actor: TypeAlias = AbstractBaseUser | AnonymousUser | None
 
 
 class AuthenticatedRequest(HttpRequest):

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -41,6 +41,7 @@ from audiences.models import RiskLevel, Segment
 from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.types import Actor
 from dingtalk import messages as dt
 from dingtalk.errors import MessageInvalid
 from notices import content as nc
@@ -65,7 +66,6 @@ from notices.preflight import audience_count
 
 logger = logging.getLogger(__name__)
 
-Actor = AbstractBaseUser | AnonymousUser | None
 
 # Fields a caller may set through notice_create / notice_update (segments are a list of Segment).
 CONTENT_FIELDS = (
