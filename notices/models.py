@@ -235,6 +235,11 @@ class Notice(models.Model):
     def title(self) -> str:
         return self.title_en or self.title_zh
 
+    @property
+    def is_urgent(self) -> bool:
+        """Citywide and high-risk notices go first: their own queue, priority and budget."""
+        return self.tier == Tier.CITYWIDE or self.high_risk
+
 
 class NoticeVersion(models.Model):
     """A snapshot of what each version would send, for the detail page and the audit trail."""
