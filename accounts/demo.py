@@ -155,7 +155,7 @@ def _seed_workflows(department: Department) -> None:
     """Templates, warning mappings and recipients, through each app's own services."""
     from audiences.importing import recipients_import
     from audiences.models import Recipient
-    from integrations.services import warning_mappings_seed
+    from integrations.services.warning_mappings import warning_mappings_seed
     from notices.services import templates_seed
 
     templates_seed(actor=None, department=department)

@@ -111,8 +111,8 @@ def run(args: argparse.Namespace, database: str) -> dict[str, object]:
     from common.testing.cast import make_cast
     from delivery.testing import connect_department, make_recipients
     from dingtalk.simulator.testing import running_simulator
-    from integrations import services
     from integrations.models import WarningMapping
+    from integrations.services import callers, warning_mappings
     from integrations.tasks import poll_warnsum_task
     from integrations.testing import local_feed, signed_headers, warnsum_payloads
     from notices.models import Notice, Status, Tier
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, database: str) -> dict[str, object]:
         supervisor_id = cast.supervisor.memberships.get().dingtalk_user_id
 
         # --- webhook ------------------------------------------------------------------------
-        integration, secret = services.integration_create(
+        integration, secret = callers.integration_create(
             actor=None,
             department=department,
             name="Bench caller",
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace, database: str) -> dict[str, object]:
         }
         codes = list(mapped)
         for code, template in mapped.items():
-            services.warning_mapping_save(
+            warning_mappings.warning_mapping_save(
                 actor=None,
                 mapping=WarningMapping(
                     department=department,

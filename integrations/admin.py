@@ -1,7 +1,7 @@
 """Back office: warning mappings (edited here), and read-only views of integrations and triggers.
 
 Integrations themselves are created on a purpose-built page (the secret is shown once there);
-every write here goes through integrations.services so permission and audit apply.
+every write here goes through integrations.services.warning_mappings so permission and audit apply.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from accounts.admin_filters import AdministeredDepartmentFilter
 from accounts.models import Department
 from audiences.models import Segment
 from common.types import staff_user
-from integrations import selectors, services
+from integrations import selectors
 from integrations.models import CancellationRequest, Integration, Trigger, WarningMapping
+from integrations.services import warning_mappings
 from notices.models import NoticeTemplate
 
 
@@ -81,18 +82,18 @@ class WarningMappingAdmin(admin.ModelAdmin[WarningMapping]):
     def save_model(
         self, request: HttpRequest, obj: WarningMapping, form: Any, change: bool
     ) -> None:
-        services.warning_mapping_save(actor=staff_user(request), mapping=obj)
+        warning_mappings.warning_mapping_save(actor=staff_user(request), mapping=obj)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # The mapping row is saved (and audited) by the service; the audience follows.
         form.instance.segments.set(form.cleaned_data["segments"])
 
     def delete_model(self, request: HttpRequest, obj: WarningMapping) -> None:
-        services.warning_mapping_delete(actor=staff_user(request), mapping=obj)
+        warning_mappings.warning_mapping_delete(actor=staff_user(request), mapping=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WarningMapping]) -> None:
         for mapping in queryset:
-            services.warning_mapping_delete(actor=staff_user(request), mapping=mapping)
+            warning_mappings.warning_mapping_delete(actor=staff_user(request), mapping=mapping)
 
 
 class _ReadOnly(admin.ModelAdmin[Any]):

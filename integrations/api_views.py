@@ -1,7 +1,7 @@
 """Machine endpoints: signed webhooks, CAP 1.2 alerts and trigger status.
 
 Public (no staff session) and CSRF-exempt because callers are machines; every request is
-authenticated by its HMAC signature in integrations.services instead. Every refusal is a JSON
+authenticated by its HMAC signature in integrations.services.signing instead. Every refusal is a JSON
 body {"error": {"status", "code", "message"}} with the same status.
 """
 
@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from common.views import public_view
-from integrations import services
 from integrations.errors import TriggerRefused
 from integrations.models import Trigger
+from integrations.services import cap_alerts, signing, triggers, webhooks
 
 TIMESTAMP_HEADER = "X-Portal-Timestamp"
 SIGNATURE_HEADER = "X-Portal-Signature"
@@ -45,12 +45,12 @@ def _content_length(request: HttpRequest) -> int | None:
 
 
 def _signed_request(
-    request: HttpRequest, slug: str, endpoint: str, max_bytes: int
-) -> services.SignedRequest:
+    request: HttpRequest, slug: str, endpoint: signing.Endpoint, max_bytes: int
+) -> signing.SignedRequest:
     length = _content_length(request)
     # Never read more than one byte past the limit, whatever Content-Length claims.
     body = b"" if length is not None and length > max_bytes else request.read(max_bytes + 1)
-    return services.SignedRequest(
+    return signing.SignedRequest(
         slug=slug,
         endpoint=endpoint,
         timestamp=request.headers.get(TIMESTAMP_HEADER, "").strip(),
@@ -91,10 +91,10 @@ def trigger_webhook(request: HttpRequest, integration: str) -> JsonResponse:
     if request.method != "POST":
         return _method_refused("POST")
     signed = _signed_request(
-        request, integration, "webhook", settings.INTEGRATIONS_WEBHOOK_MAX_BYTES
+        request, integration, signing.Endpoint.WEBHOOK, settings.INTEGRATIONS_WEBHOOK_MAX_BYTES
     )
     try:
-        result = services.webhook_receive(
+        result = webhooks.webhook_receive(
             request=signed, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER, "").strip()
         )
     except TriggerRefused as refusal:
@@ -111,9 +111,11 @@ def cap_alert(request: HttpRequest, integration: str) -> JsonResponse:
     """POST /api/cap/<integration>/ with a CAP 1.2 document, signed."""
     if request.method != "POST":
         return _method_refused("POST")
-    signed = _signed_request(request, integration, "cap", settings.INTEGRATIONS_CAP_MAX_BYTES)
+    signed = _signed_request(
+        request, integration, signing.Endpoint.CAP, settings.INTEGRATIONS_CAP_MAX_BYTES
+    )
     try:
-        result = services.cap_receive(request=signed)
+        result = cap_alerts.cap_receive(request=signed)
     except TriggerRefused as refusal:
         return _refusal_response(refusal)
     body = _trigger_body(request, result.trigger, repeated=result.repeated)
@@ -129,9 +131,9 @@ def trigger_status(request: HttpRequest, integration: str, trigger_id: uuid.UUID
     """GET the state of a trigger's notice; signed over the timestamp and an empty body."""
     if request.method != "GET":
         return _method_refused("GET")
-    signed = _signed_request(request, integration, "status", 0)
+    signed = _signed_request(request, integration, signing.Endpoint.STATUS, 0)
     try:
-        trigger = services.trigger_status_read(request=signed, public_id=str(trigger_id))
+        trigger = triggers.trigger_status_read(request=signed, public_id=str(trigger_id))
     except TriggerRefused as refusal:
         return _refusal_response(refusal)
     body = _trigger_body(request, trigger, repeated=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import defusedxml.ElementTree as DefusedET
@@ -21,6 +22,34 @@ from integrations.errors import TriggerRefused
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _NS = {"cap": CAP_NS}
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "CAP-v1.2.xsd"
+
+
+class CapStatus(StrEnum):
+    """An alert's <status> (CAP 1.2 section 3.2.1); only Actual alerts act."""
+
+    ACTUAL = "Actual"
+    EXERCISE = "Exercise"
+    SYSTEM = "System"
+    TEST = "Test"
+    DRAFT = "Draft"
+
+
+class CapMsgType(StrEnum):
+    """An alert's <msgType>; Alert and Update prepare a notice, Cancel withdraws one."""
+
+    ALERT = "Alert"
+    UPDATE = "Update"
+    CANCEL = "Cancel"
+    ACK = "Ack"
+    ERROR = "Error"
+
+
+class CapScope(StrEnum):
+    """An alert's <scope>; only Public alerts act."""
+
+    PUBLIC = "Public"
+    RESTRICTED = "Restricted"
+    PRIVATE = "Private"
 
 
 @functools.cache

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import requests
 from django.conf import settings
 
-ISSUE = "ISSUE"
-REISSUE = "REISSUE"
-CANCEL = "CANCEL"
+
+class WarningAction(StrEnum):
+    """A warning entry's actionCode."""
+
+    ISSUE = "ISSUE"
+    REISSUE = "REISSUE"
+    CANCEL = "CANCEL"
+    EXTEND = "EXTEND"
+    UPDATE = "UPDATE"
+
+
 # Only these prepare notices; EXTEND and UPDATE leave the warning as it was.
-ACTIONS_THAT_TRIGGER = frozenset({ISSUE, REISSUE, CANCEL})
+ACTIONS_THAT_TRIGGER = frozenset({WarningAction.ISSUE, WarningAction.REISSUE, WarningAction.CANCEL})
 
 
 class FeedError(Exception):
@@ -89,8 +98,8 @@ def parse_warnsum(english: dict[str, Any], chinese: dict[str, Any]) -> list[Warn
         if not isinstance(action, str) or not isinstance(code, str):
             continue
         # When the last tropical cyclone signal is lowered the subtype itself reads "CANCEL".
-        if code == CANCEL:
-            code, action = statement, CANCEL
+        if code == WarningAction.CANCEL:
+            code, action = statement, WarningAction.CANCEL.value
         if action not in ACTIONS_THAT_TRIGGER:
             continue
         issue_time = _time(entry.get("issueTime"))

@@ -7,14 +7,16 @@ import logging
 import requests
 from celery import shared_task
 
-from config.settings.celery import Queues
+from integrations import enqueue
+from integrations.observatory import FeedError, fetch_warnsum
+from integrations.services import observatory_warnings, signing
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="integrations.poll_warnsum",
-    queue=Queues.URGENT,
+    name=enqueue.POLL_WARNSUM,
+    queue=enqueue.POLL_WARNSUM_QUEUE,
     # One poll must finish well before the next (every 15 s at the shortest).
     soft_time_limit=12,
     time_limit=14,
@@ -26,9 +28,6 @@ def poll_warnsum_task() -> int:
     No retry: the next poll comes within the poll interval, and each warning's unique key
     makes a second poll of the same state a no-op.
     """
-    from integrations.observatory import FeedError, fetch_warnsum
-    from integrations.services import warnings_ingest
-
     try:
         with requests.Session() as session:
             english = fetch_warnsum("en", session=session)
@@ -36,12 +35,10 @@ def poll_warnsum_task() -> int:
     except (requests.RequestException, FeedError) as exc:
         logger.warning("Observatory warnsum poll failed: %s", exc)
         return 0
-    return len(warnings_ingest(english=english, chinese=chinese))
+    return len(observatory_warnings.warnings_ingest(english=english, chinese=chinese))
 
 
-@shared_task(name="integrations.purge_nonces", queue=Queues.DEFAULT, ignore_result=True)
+@shared_task(name=enqueue.PURGE_NONCES, queue=enqueue.PURGE_NONCES_QUEUE, ignore_result=True)
 def purge_nonces_task() -> int:
     """Delete replay-cache rows and rate windows older than any signature could still be."""
-    from integrations.services import seen_signatures_purge
-
-    return seen_signatures_purge()
+    return signing.seen_signatures_purge()

@@ -18,9 +18,10 @@ from accounts import permissions as perms
 from accounts.selectors import department_get_for_user
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
-from integrations import selectors, services
+from integrations import selectors
 from integrations.forms import IntegrationForm, TriggerPolicyForm
 from integrations.models import CancellationRequest, DepartmentTriggerPolicy
+from integrations.services import callers, cancellations
 from notices.models import NoticeTemplate
 
 _SECRET_SESSION_KEY = "integrations:new-secret"  # noqa: S105 - a session key name, not a secret
@@ -66,7 +67,7 @@ def integration_create(request: AuthenticatedRequest, code: str) -> HttpResponse
     form = IntegrationForm(request.POST or None, templates=_templates(department.pk))
     if request.method == "POST" and form.is_valid():
         try:
-            integration, secret = services.integration_create(
+            integration, secret = callers.integration_create(
                 actor=request.user,
                 department=department,
                 name=form.cleaned_data["name"],
@@ -117,7 +118,7 @@ def integration_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         try:
-            services.integration_update(
+            callers.integration_update(
                 actor=request.user,
                 integration=integration,
                 name=form.cleaned_data["name"],
@@ -154,7 +155,7 @@ def integration_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 @require_POST
 def integration_toggle(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     integration = selectors.integration_get_for_user(user=request.user, pk=pk)
-    services.integration_update(
+    callers.integration_update(
         actor=request.user, integration=integration, active=not integration.active
     )
     if integration.active:
@@ -167,7 +168,7 @@ def integration_toggle(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 @require_POST
 def integration_rotate(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     integration = selectors.integration_get_for_user(user=request.user, pk=pk)
-    secret = services.integration_rotate_secret(actor=request.user, integration=integration)
+    secret = callers.integration_rotate_secret(actor=request.user, integration=integration)
     request.session[_SECRET_SESSION_KEY] = {"id": integration.pk, "secret": secret}
     return redirect("integrations:secret", pk=integration.pk)
 
@@ -179,7 +180,7 @@ def policy_save(request: AuthenticatedRequest, code: str) -> HttpResponse:
     )
     form = TriggerPolicyForm(request.POST, prefix=department.code)
     if form.is_valid():
-        services.trigger_policy_set(
+        callers.trigger_policy_set(
             actor=request.user,
             department=department,
             target_seconds=form.cleaned_data["target_seconds"],
@@ -213,7 +214,9 @@ def recall_decide(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         raise PermissionDenied
     confirm = request.POST.get("decision") == "recall"
     try:
-        services.cancellation_decide(actor=request.user, cancellation=cancellation, confirm=confirm)
+        cancellations.cancellation_decide(
+            actor=request.user, cancellation=cancellation, confirm=confirm
+        )
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

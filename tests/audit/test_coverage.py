@@ -40,8 +40,8 @@ from delivery.testing import (
     stopped_clock_simulator,
 )
 from dingtalk.simulator.testing import running_simulator
-from integrations import services as integration_services
 from integrations.models import Trigger
+from integrations.services import callers
 from integrations.testing import signed_headers
 from notices import services as notice_services
 from notices.models import Notice, Tier
@@ -502,7 +502,7 @@ def caller(cast_a):
     templates = {
         t.code: t for t in notice_services.templates_seed(actor=None, department=cast_a.department)
     }
-    return integration_services.integration_create(
+    return callers.integration_create(
         actor=cast_a.system_admin,
         department=cast_a.department,
         name="Operations centre",

@@ -8,8 +8,8 @@ import pytest
 
 from audiences.models import Segment
 from common.testing.cast import Cast
-from integrations import services
 from integrations.models import Integration
+from integrations.services import callers
 from notices.models import NoticeTemplate
 from notices.services import templates_seed
 from notices.testing import add_recipients, everyone_segment
@@ -35,7 +35,7 @@ def sha_tin(cast_a: Cast) -> Segment:
 
 @pytest.fixture
 def caller(cast_a: Cast, templates_a: dict[str, NoticeTemplate]) -> Caller:
-    integration, secret = services.integration_create(
+    integration, secret = callers.integration_create(
         actor=cast_a.system_admin,
         department=cast_a.department,
         name="Operations centre",

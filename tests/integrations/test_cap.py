@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from common.errors import ApplicationError
-from integrations import services
 from integrations.models import CancellationRequest, CancellationState, Trigger
+from integrations.services import callers, cancellations
 from integrations.testing import CapInfoSpec, cap_alert_xml, cap_template, signed_headers
 from notices.models import Notice, Status
 
@@ -34,7 +34,7 @@ CHINESE = CapInfoSpec(
 
 @pytest.fixture
 def cap_caller(caller, cast_a):
-    services.integration_update(
+    callers.integration_update(
         actor=cast_a.system_admin,
         integration=caller.integration,
         cap_template=cap_template(cast_a.department),
@@ -230,17 +230,23 @@ def test_a_cancel_for_a_sent_notice_asks_a_supervisor_to_recall_it(
     assert Notice.objects.get(pk=notice_id).status == Status.SENT
     request = CancellationRequest.objects.get()
     with pytest.raises(PermissionDenied):
-        services.cancellation_decide(actor=cast_b.supervisor, cancellation=request, confirm=True)
+        cancellations.cancellation_decide(
+            actor=cast_b.supervisor, cancellation=request, confirm=True
+        )
     with pytest.raises(PermissionDenied):
-        services.cancellation_decide(actor=cast_a.pr_officer, cancellation=request, confirm=True)
+        cancellations.cancellation_decide(
+            actor=cast_a.pr_officer, cancellation=request, confirm=True
+        )
     # The recall itself is the delivery engine's: without a real send behind the status it
     # refuses, and the request stays waiting for a decision.
     with pytest.raises(ApplicationError) as refused:
-        services.cancellation_decide(actor=cast_a.supervisor, cancellation=request, confirm=True)
+        cancellations.cancellation_decide(
+            actor=cast_a.supervisor, cancellation=request, confirm=True
+        )
     assert refused.value.code == "not_sent"
     request.refresh_from_db()
     assert request.state == CancellationState.AWAITING_CONFIRMATION
-    decided = services.cancellation_decide(
+    decided = cancellations.cancellation_decide(
         actor=cast_a.supervisor, cancellation=request, confirm=False
     )
     assert decided.state == CancellationState.DISMISSED
@@ -249,7 +255,9 @@ def test_a_cancel_for_a_sent_notice_asks_a_supervisor_to_recall_it(
         action="integrations.cancellation_dismissed", actor=cast_a.supervisor
     ).exists()
     with pytest.raises(ApplicationError):
-        services.cancellation_decide(actor=cast_a.supervisor, cancellation=request, confirm=False)
+        cancellations.cancellation_decide(
+            actor=cast_a.supervisor, cancellation=request, confirm=False
+        )
 
 
 @pytest.mark.django_db

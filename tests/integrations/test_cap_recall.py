@@ -12,8 +12,8 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from delivery.testing import connect_department, make_recipients
 from dingtalk.simulator.testing import running_simulator
-from integrations import services
 from integrations.models import CancellationRequest, CancellationState
+from integrations.services import callers
 from integrations.testing import CapInfoSpec, cap_alert_xml, cap_template, signed_headers
 from notices.models import Notice, Status
 from notices.services import notice_approve
@@ -61,7 +61,7 @@ def test_a_cancel_after_sending_is_recalled_once_a_supervisor_confirms(
     app = next(a for a in sim.apps if a.code == "WSD")
     department = connect_department(cast_a.department, app)
     make_recipients(department, 20, start=100)
-    integration, secret = services.integration_create(
+    integration, secret = callers.integration_create(
         actor=cast_a.system_admin,
         department=department,
         name="Drainage alerts",

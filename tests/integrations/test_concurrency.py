@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from integrations import services
 from integrations.models import Trigger, WarningMapping
+from integrations.services import observatory_warnings, warning_mappings
 from integrations.testing import signed_headers, warnsum_payloads
 from notices.models import Notice, Tier
 
@@ -68,7 +68,7 @@ def test_the_same_webhook_sent_four_times_at_once_prepares_one_notice(caller):
 
 
 def test_overlapping_polls_of_one_warning_prepare_one_notice(cast_a, templates_a):
-    services.warning_mapping_save(
+    warning_mappings.warning_mapping_save(
         actor=None,
         mapping=WarningMapping(
             department=cast_a.department,
@@ -79,7 +79,10 @@ def test_overlapping_polls_of_one_warning_prepare_one_notice(cast_a, templates_a
     )
     payloads = warnsum_payloads(("WRAINB", "ISSUE", timezone.now()))
     results = _in_threads(
-        3, lambda i: len(services.warnings_ingest(english=payloads["en"], chinese=payloads["tc"]))
+        3,
+        lambda i: len(
+            observatory_warnings.warnings_ingest(english=payloads["en"], chinese=payloads["tc"])
+        ),
     )
     assert sum(results) == 1, results
     assert Notice.objects.count() == 1

@@ -21,8 +21,8 @@ from audit.models import AuditEvent
 from common.testing.cast import verified_client_for
 from delivery.testing import connect_department, make_recipients
 from dingtalk.simulator.testing import running_simulator
-from integrations import services
 from integrations.models import WarningMapping
+from integrations.services import warning_mappings
 from integrations.tasks import poll_warnsum_task
 from integrations.testing import local_feed, warnsum_payloads
 from notices.models import Notice, Status, Tier
@@ -74,7 +74,7 @@ def test_black_rainstorm_on_the_feed_reaches_phones_after_two_approvals(
         # Subscribers are directory members wsd0000100..; the staff are wsd0000001..6.
         make_recipients(department, 40, start=100)
         templates = {t.code: t for t in templates_seed(actor=None, department=department)}
-        services.warning_mapping_save(
+        warning_mappings.warning_mapping_save(
             actor=cast_a.system_admin,
             mapping=WarningMapping(
                 department=department,

@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from integrations import services
 from integrations.models import ObservatoryWarning, Trigger, WarningMapping
 from integrations.observatory import parse_warnsum
+from integrations.services import observatory_warnings, warning_mappings
 from integrations.tasks import poll_warnsum_task
 from integrations.testing import local_feed, warnsum_entry, warnsum_payloads
 from notices.models import Notice, Status, Tier
@@ -23,7 +23,7 @@ def rainstorm_mappings(cast_a, templates_a):
         ("WRAINR", "rainstorm-red"),
         ("WRAINB", "rainstorm-black"),
     ):
-        services.warning_mapping_save(
+        warning_mappings.warning_mapping_save(
             actor=cast_a.system_admin,
             mapping=WarningMapping(
                 department=cast_a.department,
@@ -115,7 +115,7 @@ def test_extend_and_update_prepare_nothing_and_unmapped_warnings_are_only_record
 def test_tc8_star_matches_every_direction_and_an_exact_code_wins(
     cast_a, templates_a, django_capture_on_commit_callbacks
 ):
-    mapping = services.warning_mapping_save(
+    mapping = warning_mappings.warning_mapping_save(
         actor=cast_a.system_admin,
         mapping=WarningMapping(
             department=cast_a.department,
@@ -125,7 +125,7 @@ def test_tc8_star_matches_every_direction_and_an_exact_code_wins(
         ),
     )
     assert mapping.code_pattern == "TC8*"
-    services.warning_mapping_save(
+    warning_mappings.warning_mapping_save(
         actor=cast_a.system_admin,
         mapping=WarningMapping(
             department=cast_a.department,
@@ -138,7 +138,7 @@ def test_tc8_star_matches_every_direction_and_an_exact_code_wins(
     for n, code in enumerate(("TC8NE", "TC8SE", "TC8SW", "TC8NW")):
         payloads = warnsum_payloads((code, "ISSUE", now - dt.timedelta(minutes=10 - n)))
         with django_capture_on_commit_callbacks(execute=True):
-            services.warnings_ingest(english=payloads["en"], chinese=payloads["tc"])
+            observatory_warnings.warnings_ingest(english=payloads["en"], chinese=payloads["tc"])
     codes = list(Notice.objects.order_by("pk").values_list("template__code", flat=True))
     assert codes == ["rainstorm-red", "rainstorm-red", "rainstorm-red", "rainstorm-black"]
     assert not WarningMapping(code_pattern="TC8*").matches("TC3", "WTCSGNL")
@@ -154,7 +154,7 @@ def test_each_department_gets_its_own_notice_and_the_same_state_never_two(
     add_recipients(cast_b.department, 3)
     templates_b = {t.code: t for t in templates_seed(actor=None, department=cast_b.department)}
     for cast, templates in ((cast_a, templates_a), (cast_b, templates_b)):
-        services.warning_mapping_save(
+        warning_mappings.warning_mapping_save(
             actor=cast.system_admin,
             mapping=WarningMapping(
                 department=cast.department,
@@ -166,7 +166,7 @@ def test_each_department_gets_its_own_notice_and_the_same_state_never_two(
     payloads = warnsum_payloads(("WRAINB", "ISSUE", timezone.now()))
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            services.warnings_ingest(english=payloads["en"], chinese=payloads["tc"])
+            observatory_warnings.warnings_ingest(english=payloads["en"], chinese=payloads["tc"])
     assert sorted(Notice.objects.values_list("department__code", flat=True)) == ["FEHD", "WSD"]
     assert Trigger.objects.count() == 2
 
@@ -193,7 +193,7 @@ def test_a_feed_that_fails_or_answers_nonsense_prepares_nothing(settings, rainst
 def test_a_template_that_cannot_be_filled_is_recorded_not_half_done(
     cast_a, templates_a, django_capture_on_commit_callbacks
 ):
-    services.warning_mapping_save(
+    warning_mappings.warning_mapping_save(
         actor=cast_a.system_admin,
         mapping=WarningMapping(
             department=cast_a.department,
@@ -204,7 +204,10 @@ def test_a_template_that_cannot_be_filled_is_recorded_not_half_done(
     )
     payloads = warnsum_payloads(("WRAINB", "ISSUE", timezone.now()))
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.warnings_ingest(english=payloads["en"], chinese=payloads["tc"]) == []
+        assert (
+            observatory_warnings.warnings_ingest(english=payloads["en"], chinese=payloads["tc"])
+            == []
+        )
     assert Notice.objects.count() == 0
     assert Trigger.objects.count() == 0
     failed = AuditEvent.objects.get(action="integrations.warning_failed")
@@ -243,7 +246,7 @@ def test_the_seed_maps_the_rainstorm_templates_once_and_keeps_edits(cast_a, temp
     assert mappings["WRAINB"].template.code == "rainstorm-black"
     assert mappings["WRAINB"].cancel_template.code == "rainstorm-cancelled"
     mappings["WRAINB"].active = False
-    services.warning_mapping_save(actor=cast_a.system_admin, mapping=mappings["WRAINB"])
+    warning_mappings.warning_mapping_save(actor=cast_a.system_admin, mapping=mappings["WRAINB"])
     call_command("seed_warning_mappings", stdout=StringIO())
     assert WarningMapping.objects.count() == 3
     assert not WarningMapping.objects.get(code_pattern="WRAINB").active

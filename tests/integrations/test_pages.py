@@ -11,9 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from integrations import crypto, services
+from integrations import crypto
 from integrations.models import DepartmentTriggerPolicy, Integration
 from integrations.selectors import trigger_target_for, trigger_wait_for
+from integrations.services import warning_mappings
 from integrations.testing import signed_headers
 from notices.models import Notice
 
@@ -166,7 +167,7 @@ def test_the_back_office_shows_only_the_admins_own_mappings(
     from notices.services import templates_seed
 
     templates_b = {t.code: t for t in templates_seed(actor=None, department=cast_b.department)}
-    mine = services.warning_mapping_save(
+    mine = warning_mappings.warning_mapping_save(
         actor=None,
         mapping=WarningMapping(
             department=cast_a.department,
@@ -175,7 +176,7 @@ def test_the_back_office_shows_only_the_admins_own_mappings(
             tier=Tier.CITYWIDE,
         ),
     )
-    theirs = services.warning_mapping_save(
+    theirs = warning_mappings.warning_mapping_save(
         actor=None,
         mapping=WarningMapping(
             department=cast_b.department,

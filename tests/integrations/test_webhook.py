@@ -10,8 +10,8 @@ from django.core import mail
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from integrations import services
 from integrations.models import Trigger
+from integrations.services import callers
 from integrations.testing import signed_headers
 from notices.models import Notice, Source, Status
 
@@ -225,7 +225,7 @@ def test_missing_values_are_refused_and_named(client, caller):
 
 @pytest.mark.django_db
 def test_a_disabled_integration_is_refused(client, caller, cast_a):
-    services.integration_update(
+    callers.integration_update(
         actor=cast_a.system_admin, integration=caller.integration, active=False
     )
     _assert_refused(_post(client, caller), 403, "integration_disabled")
@@ -254,7 +254,7 @@ def test_the_wrong_method_is_a_json_error(client, caller):
 def test_a_burst_is_rate_limited_recorded_and_alerts_nobody_twice(
     client, caller, cast_a, django_capture_on_commit_callbacks
 ):
-    services.integration_update(
+    callers.integration_update(
         actor=cast_a.system_admin, integration=caller.integration, rate_limit_per_minute=3
     )
     statuses = []
@@ -287,7 +287,7 @@ def test_junk_from_someone_who_knows_the_address_does_not_use_up_the_callers_min
 ):
     from integrations.models import RateWindow
 
-    services.integration_update(
+    callers.integration_update(
         actor=cast_a.system_admin, integration=caller.integration, rate_limit_per_minute=3
     )
     for n in range(10):
@@ -306,7 +306,7 @@ def test_a_rotated_secret_replaces_the_old_one_after_the_grace_period(
     client, caller, cast_a, settings
 ):
     settings.INTEGRATIONS_ROTATION_GRACE_SECONDS = 0
-    new_secret = services.integration_rotate_secret(
+    new_secret = callers.integration_rotate_secret(
         actor=cast_a.system_admin, integration=caller.integration
     )
     assert new_secret != caller.secret
@@ -316,7 +316,7 @@ def test_a_rotated_secret_replaces_the_old_one_after_the_grace_period(
 
 @pytest.mark.django_db
 def test_the_old_secret_verifies_during_the_grace_period(client, caller, cast_a):
-    services.integration_rotate_secret(actor=cast_a.system_admin, integration=caller.integration)
+    callers.integration_rotate_secret(actor=cast_a.system_admin, integration=caller.integration)
     assert _post(client, caller).status_code == 201
 
 

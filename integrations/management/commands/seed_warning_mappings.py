@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.models import Department
-from integrations.services import warning_mappings_seed
+from integrations.services.warning_mappings import warning_mappings_seed
 
 
 class Command(BaseCommand):
