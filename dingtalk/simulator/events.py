@@ -13,23 +13,21 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from dingtalk.crypto import CallbackCrypto
-
-if TYPE_CHECKING:
-    from dingtalk.simulator.core import Simulator
+from dingtalk.simulator.state import SimulatorState
 
 DIRECTORY_EVENTS = ("user_add_org", "user_modify_org", "user_leave_org")
 
 
-def app_crypto(sim: Simulator, app_key: str) -> CallbackCrypto:
+def app_crypto(sim: SimulatorState, app_key: str) -> CallbackCrypto:
     config = sim.app(app_key).config
     return CallbackCrypto(config.callback_token, config.callback_aes_key, config.app_key)
 
 
-def post_event(sim: Simulator, app_key: str, event: dict[str, Any]) -> dict[str, Any]:
+def post_event(sim: SimulatorState, app_key: str, event: dict[str, Any]) -> dict[str, Any]:
     """Encrypt, sign and POST one event; returns a record of what happened."""
     state = sim.app(app_key)
     url = state.config.callback_url
@@ -67,7 +65,7 @@ def post_event(sim: Simulator, app_key: str, event: dict[str, Any]) -> dict[str,
 
 
 def apply_directory_change(
-    sim: Simulator,
+    sim: SimulatorState,
     app_key: str,
     event_type: str,
     userid: str | None = None,
@@ -99,7 +97,7 @@ def apply_directory_change(
 
 
 def directory_event(
-    sim: Simulator,
+    sim: SimulatorState,
     app_key: str,
     event_type: str,
     userid: str | None = None,
@@ -113,6 +111,6 @@ def directory_event(
     return record
 
 
-def check_url(sim: Simulator, app_key: str) -> dict[str, Any]:
+def check_url(sim: SimulatorState, app_key: str) -> dict[str, Any]:
     """The registration handshake: push ``{"EventType": "check_url"}`` and check the reply."""
     return post_event(sim, app_key, {"EventType": "check_url"})
