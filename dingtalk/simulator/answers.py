@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dingtalk.simulator.config import IpBanStyle
 from dingtalk.simulator.state import SimulatorState
 from dingtalk.simulator.wire import HTML_HEADERS, JSON_HEADERS, ApiError, Response, json_response
 
@@ -44,7 +45,7 @@ def error_response(sim: SimulatorState, exc: ApiError) -> Response:
 def ban_response(sim: SimulatorState, style: str | None = None) -> Response:
     """The IP-ban answer in ``style`` ("html" or "json"; default: the limits' setting)."""
     sim.errcodes[1111] += 1
-    if (style or sim.limits.ip_ban_style) == "json":
+    if (style or sim.limits.ip_ban_style) == IpBanStyle.JSON:
         body = {"status": 1111, "wait": 5, "source": "x5", "punish": "deny"}
         return Response(200, list(JSON_HEADERS), json.dumps(body).encode())
     return Response(200, list(HTML_HEADERS), IP_BAN_HTML)

@@ -10,6 +10,7 @@ The receiver must answer within ``callback_timeout_s`` with the encrypted, signe
 
 from __future__ import annotations
 
+import enum
 import json
 import urllib.error
 import urllib.request
@@ -19,7 +20,14 @@ from urllib.parse import urlencode, urlsplit
 from dingtalk.crypto import CallbackCrypto
 from dingtalk.simulator.state import SimulatorState
 
-DIRECTORY_EVENTS = ("user_add_org", "user_modify_org", "user_leave_org")
+
+class DirectoryEvent(enum.StrEnum):
+    USER_ADD_ORG = "user_add_org"
+    USER_MODIFY_ORG = "user_modify_org"
+    USER_LEAVE_ORG = "user_leave_org"
+
+
+DIRECTORY_EVENTS = tuple(event.value for event in DirectoryEvent)
 
 
 def app_crypto(sim: SimulatorState, app_key: str) -> CallbackCrypto:
@@ -78,13 +86,13 @@ def apply_directory_change(
     with sim.lock:
         state = sim.app(app_key)
         directory = state.directory
-        if event_type == "user_add_org":
+        if event_type == DirectoryEvent.USER_ADD_ORG:
             if userid is not None:
                 fields["userid"] = userid
             userid = directory.new_user(dept_id, **fields).userid
         elif userid is None:
             raise ValueError(f"{event_type} needs a userid")
-        elif event_type == "user_modify_org":
+        elif event_type == DirectoryEvent.USER_MODIFY_ORG:
             directory.modify_user(userid, **fields)
         else:
             directory.remove_user(userid)

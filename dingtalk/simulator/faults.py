@@ -8,10 +8,11 @@ from the simulator's seeded generator. A timeout fault processes the call but ho
 from __future__ import annotations
 
 from dingtalk.simulator.answers import ban_response, error_response
+from dingtalk.simulator.config import FaultKind, IpBanStyle
 from dingtalk.simulator.state import Injected, SimulatorState
 from dingtalk.simulator.wire import ApiError, Response
 
-FAULT_KINDS = ("errcode", "http_500", "timeout", "html_ban", "status_1111", "non_json")
+FAULT_KINDS = frozenset(FaultKind)
 
 _FAULT_MESSAGES = {
     -1: "系统繁忙",
@@ -24,7 +25,7 @@ _FAULT_MESSAGES = {
 def inject(
     sim: SimulatorState,
     api: str = "*",
-    kind: str = "errcode",
+    kind: str = FaultKind.ERRCODE,
     *,
     errcode: int = -1,
     sub_code: str | None = None,
@@ -53,13 +54,13 @@ def pick_fault(sim: SimulatorState, api: str) -> tuple[Response | None, float]:
     faults = sim.faults
     rnd = sim.fault_random
     if faults.http_5xx_rate and rnd.random() < faults.http_5xx_rate:
-        return _fault_response(sim, "http_500", 0, None)
+        return _fault_response(sim, FaultKind.HTTP_500, 0, None)
     if faults.busy_rate and rnd.random() < faults.busy_rate:
-        return _fault_response(sim, "errcode", -1, None)
+        return _fault_response(sim, FaultKind.ERRCODE, -1, None)
     if faults.global_throttle_rate and rnd.random() < faults.global_throttle_rate:
-        return _fault_response(sim, "errcode", 90002, None)
+        return _fault_response(sim, FaultKind.ERRCODE, 90002, None)
     if faults.error_rate and rnd.random() < faults.error_rate:
-        return _fault_response(sim, "errcode", rnd.choice(faults.error_codes), None)
+        return _fault_response(sim, FaultKind.ERRCODE, rnd.choice(faults.error_codes), None)
     if faults.timeout_rate and rnd.random() < faults.timeout_rate:
         return None, faults.timeout_hold_s
     return None, 0.0
@@ -68,20 +69,20 @@ def pick_fault(sim: SimulatorState, api: str) -> tuple[Response | None, float]:
 def _fault_response(
     sim: SimulatorState, kind: str, errcode: int, sub_code: str | None
 ) -> tuple[Response | None, float]:
-    if kind == "timeout":
+    if kind == FaultKind.TIMEOUT:
         return None, sim.faults.timeout_hold_s
-    if kind == "http_500":
+    if kind == FaultKind.HTTP_500:
         sim.errcodes[500] += 1
         return Response(
             500,
             [("Content-Type", "text/html")],
             b"<html><body>500 Internal Server Error</body></html>",
         ), 0.0
-    if kind == "html_ban":
-        return ban_response(sim, "html"), 0.0
-    if kind == "status_1111":
-        return ban_response(sim, "json"), 0.0
-    if kind == "non_json":
+    if kind == FaultKind.HTML_BAN:
+        return ban_response(sim, IpBanStyle.HTML), 0.0
+    if kind == FaultKind.STATUS_1111:
+        return ban_response(sim, IpBanStyle.JSON), 0.0
+    if kind == FaultKind.NON_JSON:
         sim.errcodes[502] += 1
         return Response(200, [("Content-Type", "text/plain")], b"upstream gateway hiccup"), 0.0
     exc = ApiError(errcode, _FAULT_MESSAGES.get(errcode, f"injected error {errcode}"), sub_code)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dingtalk.simulator import auth, events, faults, limits, recipients, routing
+from dingtalk.simulator.config import FaultKind
 from dingtalk.simulator.state import SimulatorState, Task
 from dingtalk.simulator.wire import Response
 
@@ -37,7 +38,7 @@ class Simulator(SimulatorState):
     def inject(
         self,
         api: str = "*",
-        kind: str = "errcode",
+        kind: str = FaultKind.ERRCODE,
         *,
         errcode: int = -1,
         sub_code: str | None = None,

@@ -148,7 +148,7 @@ class Injected:
     """A deterministic fault waiting for the next ``times`` calls of ``api``."""
 
     api: str  # API name or "*"
-    kind: str  # errcode | http_500 | timeout | html_ban | status_1111 | non_json
+    kind: str  # a FaultKind
     errcode: int = -1
     sub_code: str | None = None
     times: int = 1
