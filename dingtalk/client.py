@@ -36,6 +36,7 @@ from dingtalk.errors import (
     ResultUnavailable,
     ServerError,
     Throttled,
+    ThrottleScope,
     TokenExpired,
     TransportError,
 )
@@ -197,12 +198,18 @@ def error_for(api: str, data: Mapping[str, Any]) -> DingTalkError:
     if errcode in TOKEN_ERRCODES or (errcode == 88 and sub == "40014"):
         return TokenExpired("access token rejected", **common)
     if errcode in RETRY_AFTER:
-        scope = {90018: "app_api", 90002: "global", -1: "busy"}[errcode]
+        scope = {
+            90018: ThrottleScope.APP_API,
+            90002: ThrottleScope.GLOBAL,
+            -1: ThrottleScope.BUSY,
+        }[errcode]
         return Throttled(
             f"throttled: {errmsg}", retry_after=RETRY_AFTER[errcode], scope=scope, **common
         )
     if errcode in TEMPORARY_BAN_CODES:
-        return Throttled(f"temporarily banned: {errmsg}", retry_after=60.0, scope="ban", **common)
+        return Throttled(
+            f"temporarily banned: {errmsg}", retry_after=60.0, scope=ThrottleScope.BAN, **common
+        )
     if errcode == 90020:
         return QuotaExhausted("monthly API call quota exhausted", **common)
     if errcode == 60020:
@@ -351,7 +358,7 @@ class DingTalkClient:
             raise Throttled(
                 "egress IP banned (HTML answer)",
                 retry_after=IP_BAN_RETRY_AFTER_S,
-                scope="ip_ban",
+                scope=ThrottleScope.IP_BAN,
                 api=api,
             )
         try:
@@ -367,12 +374,14 @@ class DingTalkClient:
             raise Throttled(
                 "egress IP banned (status 1111)",
                 retry_after=wait_minutes * 60,
-                scope="ip_ban",
+                scope=ThrottleScope.IP_BAN,
                 api=api,
             )
         if response.status_code >= 400 and "errcode" not in payload:
             if response.status_code == 429:
-                raise Throttled(f"HTTP 429 from {api}", retry_after=1.0, scope="global", api=api)
+                raise Throttled(
+                    f"HTTP 429 from {api}", retry_after=1.0, scope=ThrottleScope.GLOBAL, api=api
+                )
             if response.status_code in (401, 403):
                 raise PermissionDenied(f"HTTP {response.status_code} from {api}", api=api)
             raise InvalidRequest(f"HTTP {response.status_code} from {api}", api=api)

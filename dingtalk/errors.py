@@ -9,6 +9,18 @@ and DingTalk's ``errmsg`` only.
 
 from __future__ import annotations
 
+import enum
+
+
+class ThrottleScope(enum.StrEnum):
+    """Whom a :class:`Throttled` slows down."""
+
+    APP_API = "app_api"  # this app's calls to this API (90018)
+    GLOBAL = "global"  # DingTalk as a whole (90002, HTTP 429)
+    BUSY = "busy"  # system busy (-1)
+    BAN = "ban"  # a temporary ban of the app (9000x)
+    IP_BAN = "ip_ban"  # the egress IP (HTML ban page, status 1111)
+
 
 class DingTalkError(Exception):
     """Base class. ``errcode`` is DingTalk's code when the server sent one."""
@@ -60,7 +72,7 @@ class Throttled(DingTalkError):  # noqa: N818 - names follow the issue's vocabul
     """DingTalk asked us to slow down (90018, 90002, -1, IP ban page, status 1111).
 
     ``retry_after`` is the number of seconds to wait before the next call from this app
-    (or from this egress IP when ``scope == "ip_ban"``).
+    (or from this egress IP when ``scope`` is ``ThrottleScope.IP_BAN``).
     """
 
     is_transient = True
@@ -70,7 +82,7 @@ class Throttled(DingTalkError):  # noqa: N818 - names follow the issue's vocabul
         message: str,
         *,
         retry_after: float,
-        scope: str,
+        scope: ThrottleScope,
         api: str = "",
         errcode: int | None = None,
         errmsg: str = "",

@@ -3,47 +3,20 @@
 Serves the oapi endpoints the portal uses (gettoken, asyncsend_v2, getsendprogress,
 getsendresult, recall, status_bar/update, media/upload, department listsub/listsubid, user
 listid/listsimple, v2/user/list, v2/user/get) in DingTalk's wire format and enforces the
-documented limits (see :class:`Limits`), including the silent ones that show up only as
-``forbidden_list`` entries of ``getsendresult``.
+documented limits (see :class:`dingtalk.simulator.config.Limits`), including the silent ones
+that show up only as ``forbidden_list`` entries of ``getsendresult``.
 
-Entry points:
+Entry points (import each from its module; this package exports nothing):
 
 - ``python -m dingtalk.simulator --port 8900`` (asyncio server; ``--help`` for options);
-- :func:`wsgi_app` for any WSGI server;
+- :func:`dingtalk.simulator.wsgi.wsgi_app` for any WSGI server;
 - :func:`dingtalk.simulator.testing.running_simulator` for tests;
-- :class:`Simulator` itself: ``handle(method, path, query, headers, body)`` plus control
-  methods (``advance``, ``set_limits``, ``set_faults``, ``inject``, ``revoke_tokens``,
-  ``ban_ip``, ``mark_read``, ``inbox``, ``counters``, ``requests``, ``directory_event``...).
+- :class:`dingtalk.simulator.simulator.Simulator` itself: ``handle(method, path, query,
+  headers, body)`` plus control methods (``advance``, ``set_limits``, ``set_faults``,
+  ``inject``, ``revoke_tokens``, ``ban_ip``, ``mark_read``, ``inbox``, ``counters``,
+  ``requests``, ``directory_event``...).
 
 Demo apps and their credentials are listed in :mod:`dingtalk.simulator.config`; the HTTP
-control endpoints under ``/_sim/`` in :mod:`dingtalk.simulator.control`.
+control endpoints under ``/_sim/`` in :mod:`dingtalk.simulator.control`; the modules in the
+order a request passes through them in ``dingtalk/README.md``.
 """
-
-from __future__ import annotations
-
-from dingtalk.simulator.clock import SimClock
-from dingtalk.simulator.config import (
-    AppConfig,
-    Faults,
-    Limits,
-    ReaderConfig,
-    SimulatorConfig,
-    demo_apps,
-)
-from dingtalk.simulator.core import Response, Simulator, Task, per_call_reach
-from dingtalk.simulator.wsgi import wsgi_app
-
-__all__ = [
-    "AppConfig",
-    "Faults",
-    "Limits",
-    "ReaderConfig",
-    "Response",
-    "SimClock",
-    "Simulator",
-    "SimulatorConfig",
-    "Task",
-    "demo_apps",
-    "per_call_reach",
-    "wsgi_app",
-]

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from dingtalk.simulator.config import Limits, SimulatorConfig
-from dingtalk.simulator.core import Simulator
 from dingtalk.simulator.server import serve_forever
+from dingtalk.simulator.simulator import Simulator
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,11 +25,38 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-EDITION_QUOTAS = {"standard": 5_000, "professional": 200_000}
+
+class Edition(enum.StrEnum):
+    """A DingTalk app's edition; it sets the monthly quota of metered calls."""
+
+    STANDARD = "standard"
+    PROFESSIONAL = "professional"
+
+
+class IpBanStyle(enum.StrEnum):
+    """How a banned IP is answered: an HTML page, or ``{"status": 1111, ...}``."""
+
+    HTML = "html"
+    JSON = "json"
+
+
+class FaultKind(enum.StrEnum):
+    """The faults a test may inject (see :func:`dingtalk.simulator.faults.inject`)."""
+
+    ERRCODE = "errcode"
+    HTTP_500 = "http_500"
+    TIMEOUT = "timeout"  # processed, but the answer is held for faults.timeout_hold_s
+    HTML_BAN = "html_ban"
+    STATUS_1111 = "status_1111"
+    NON_JSON = "non_json"
+
+
+EDITION_QUOTAS: dict[str, int] = {Edition.STANDARD: 5_000, Edition.PROFESSIONAL: 200_000}
 
 DEMO_DEPARTMENTS: tuple[tuple[str, str, str], ...] = (
     ("HKO", "Hong Kong Observatory", "香港天文台"),
@@ -57,7 +84,7 @@ class AppConfig:
     code: str = "APP"
     name: str = "Demo app"
     name_tc: str = "示範應用"
-    edition: str = "standard"
+    edition: str = Edition.STANDARD
     corp_id: str = ""
     callback_url: str | None = None
     callback_token: str = "demo-token"  # noqa: S105 - demo credential, documented
@@ -69,7 +96,7 @@ class AppConfig:
 
     def __post_init__(self) -> None:
         if self.edition not in EDITION_QUOTAS:
-            raise ValueError(f"edition must be one of {sorted(EDITION_QUOTAS)}")
+            raise ValueError(f"edition must be one of {sorted(map(str, EDITION_QUOTAS))}")
         if not self.corp_id:
             self.corp_id = f"ding-corp-{self.code.lower()}"
 
@@ -83,7 +110,7 @@ def demo_apps() -> list[AppConfig]:
             code=code,
             name=name,
             name_tc=name_tc,
-            edition="professional" if code == "HKO" else "standard",
+            edition=Edition.PROFESSIONAL if code == "HKO" else Edition.STANDARD,
             callback_token=f"demo-token-{code.lower()}",
             callback_aes_key=demo_aes_key(code),
         )
@@ -106,7 +133,7 @@ class Limits:
     ip_window_s: float = 20.0
     ip_ban_s: float = 300.0
     # "html" answers a banned IP with an HTML page, "json" with {"status":1111,...}.
-    ip_ban_style: str = "html"
+    ip_ban_style: str = IpBanStyle.HTML
     # Metered calls per month by edition (§9); directory calls and gettoken are exempt.
     monthly_quotas: dict[str, int] | None = field(default_factory=lambda: dict(EDITION_QUOTAS))
     recipients_per_minute: int | None = 5_000

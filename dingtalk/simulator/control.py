@@ -27,21 +27,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
-from dingtalk.simulator.core import HTML_HEADERS, JSON_HEADERS, Response
+from dingtalk.simulator.auth import revoke_tokens
 from dingtalk.simulator.events import apply_directory_change, check_url, post_event
-
-if TYPE_CHECKING:
-    from dingtalk.simulator.core import Simulator, Task
+from dingtalk.simulator.faults import inject
+from dingtalk.simulator.limits import ban_ip, unban_ip
+from dingtalk.simulator.pages import mark_read_form, phone_page, phones_page
+from dingtalk.simulator.recipients import inbox, mark_read, read_at
+from dingtalk.simulator.state import SimulatorState, Task
+from dingtalk.simulator.wire import HTML_HEADERS, JSON_HEADERS, Response
 
 
 def _json(payload: Any, status: int = 200) -> Response:
     return Response(
         status, list(JSON_HEADERS), json.dumps(payload, ensure_ascii=False, default=str).encode()
     )
+
+
+def _ok() -> Response:
+    return _json({"ok": True})
 
 
 def _body(body: bytes) -> dict[str, Any]:
@@ -56,9 +64,9 @@ def _body(body: bytes) -> dict[str, Any]:
     return dict(parse_qsl(text, keep_blank_values=True))
 
 
-def task_json(sim: Simulator, task: Task) -> dict[str, Any]:
+def task_json(sim: SimulatorState, task: Task) -> dict[str, Any]:
     now = sim.clock.now()
-    reads = {u: sim.read_at(task, u) for u in task.delivered[:1000]}
+    reads = {u: read_at(sim, task, u) for u in task.delivered[:1000]}
     return {
         "task_id": task.task_id,
         "app": task.app_key,
@@ -80,7 +88,7 @@ def task_json(sim: Simulator, task: Task) -> dict[str, Any]:
     }
 
 
-def _apps(sim: Simulator) -> list[dict[str, Any]]:
+def app_list(sim: SimulatorState) -> list[dict[str, Any]]:
     return [
         {
             "app_key": s.config.app_key,
@@ -106,108 +114,222 @@ def _in_background(target: Any, *args: Any) -> None:
     threading.Thread(target=target, args=args, daemon=True).start()
 
 
-def handle_control(
-    sim: Simulator, method: str, path: str, query: Mapping[str, str], body: bytes, remote_ip: str
-) -> Response:
-    from dingtalk.simulator.pages import mark_read_form, phone_page, phones_page
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    sim: SimulatorState
+    method: str
+    parts: list[str]  # path segments after /_sim
+    query: Mapping[str, str]
+    data: dict[str, Any]  # the POST body; empty for other methods
+    remote_ip: str
 
+    @property
+    def app(self) -> Any:
+        """The app named by the body or the query (app_key or agent_id); None = the first."""
+        return self.data.get("app") or self.query.get("app") or None
+
+    def optional_float(self, name: str) -> float | None:
+        value = self.data.get(name)
+        return None if value is None else float(value)
+
+
+# A handler answers, or returns None when the path's further segments name nothing.
+ControlHandler = Callable[[ControlRequest], Response | None]
+
+
+# -- inspection and settings ---------------------------------------------------------------------
+
+
+def _health(r: ControlRequest) -> Response:
+    return _json({"ok": True, "now": r.sim.clock.now()})
+
+
+def _apps(r: ControlRequest) -> Response:
+    return _json(app_list(r.sim))
+
+
+def _counters(r: ControlRequest) -> Response:
+    return _json(r.sim.counters())
+
+
+def _reset(r: ControlRequest) -> Response:
+    r.sim.reset()
+    return _ok()
+
+
+def _clock(r: ControlRequest) -> Response:
+    if "advance" in r.data:
+        r.sim.advance(float(r.data["advance"]))
+    if "scale" in r.data:
+        r.sim.set_time_scale(float(r.data["scale"]))
+    return _json({"now": r.sim.clock.now(), "scale": r.sim.clock.scale})
+
+
+def _limits(r: ControlRequest) -> Response:
+    if r.data:
+        r.sim.set_limits(**r.data)
+    return _json(dataclasses.asdict(r.sim.limits))
+
+
+def _faults(r: ControlRequest) -> Response:
+    if r.data:
+        r.sim.set_faults(**r.data)
+    return _json(dataclasses.asdict(r.sim.faults))
+
+
+def _readers(r: ControlRequest) -> Response:
+    if r.data:
+        r.sim.set_readers(**r.data)
+    return _json(dataclasses.asdict(r.sim.config.readers))
+
+
+def _requests(r: ControlRequest) -> Response:
+    limit = int(r.query.get("limit", "100"))
+    return _json([req.as_json() for req in r.sim.requests(limit, r.query.get("api"))])
+
+
+def _task(r: ControlRequest) -> Response | None:
+    if len(r.parts) != 2:
+        return None
+    with r.sim.lock:
+        return _json(task_json(r.sim, r.sim.task(int(r.parts[1]))))
+
+
+def _inbox(r: ControlRequest) -> Response | None:
+    if len(r.parts) != 2:
+        return None
+    return _json(inbox(r.sim, r.parts[1], r.app))
+
+
+def _events(r: ControlRequest) -> Response:
+    with r.sim.lock:
+        return _json(list(r.sim.events))
+
+
+# -- actions -------------------------------------------------------------------------------------
+
+
+def _inject(r: ControlRequest) -> Response:
+    inject(
+        r.sim,
+        str(r.data.get("api", "*")),
+        str(r.data.get("kind", "errcode")),
+        errcode=int(r.data.get("errcode", -1)),
+        sub_code=r.data.get("sub_code"),
+        times=int(r.data.get("times", 1)),
+    )
+    return _ok()
+
+
+def _read(r: ControlRequest) -> Response:
+    mark_read(r.sim, int(r.data["task_id"]), str(r.data["userid"]), r.optional_float("at"))
+    return _ok()
+
+
+def _revoke_tokens(r: ControlRequest) -> Response:
+    count = revoke_tokens(r.sim, r.app, int(r.data.get("errcode", 40014)))
+    return _json({"revoked": count})
+
+
+def _ban_ip(r: ControlRequest) -> Response:
+    ban_ip(r.sim, str(r.data.get("ip", r.remote_ip)), r.optional_float("seconds"))
+    return _ok()
+
+
+def _unban_ip(r: ControlRequest) -> Response:
+    unban_ip(r.sim, str(r.data.get("ip", r.remote_ip)))
+    return _ok()
+
+
+def _callback_url(r: ControlRequest) -> Response:
+    with r.sim.lock:
+        r.sim.app(r.app).config.callback_url = r.data.get("url") or None
+    return _ok()
+
+
+def _directory_events(r: ControlRequest) -> Response | None:
+    if r.parts[1:] != ["events"]:
+        return None
+    fields = {
+        k: v for k, v in r.data.items() if k not in ("app", "event_type", "userid", "dept_id")
+    }
+    dept_id = r.data.get("dept_id")
+    app_key = r.sim.app(r.app).config.app_key
+    event = apply_directory_change(
+        r.sim,
+        app_key,
+        str(r.data.get("event_type")),
+        r.data.get("userid"),
+        None if dept_id is None else int(dept_id),
+        **fields,
+    )
+    _in_background(post_event, r.sim, app_key, event)
+    return _json({"queued": True, "event": event, "userid": event["UserId"][0]})
+
+
+def _check_url(r: ControlRequest) -> Response:
+    _in_background(check_url, r.sim, r.sim.app(r.app).config.app_key)
+    return _json({"queued": True})
+
+
+def _phones(r: ControlRequest) -> Response:
+    if r.parts[1:] == ["read"] and r.method == "POST":
+        return mark_read_form(r.sim, r.data)
+    if len(r.parts) == 2:
+        return Response(200, list(HTML_HEADERS), phone_page(r.sim, r.parts[1], r.app))
+    return Response(200, list(HTML_HEADERS), phones_page(r.sim, r.app))
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    handler: ControlHandler
+    post_only: bool = False
+
+
+# First path segment after /_sim -> endpoint.
+ENDPOINTS: dict[str, Endpoint] = {
+    "health": Endpoint(_health),
+    "apps": Endpoint(_apps),
+    "counters": Endpoint(_counters),
+    "reset": Endpoint(_reset, post_only=True),
+    "clock": Endpoint(_clock),
+    "limits": Endpoint(_limits),
+    "faults": Endpoint(_faults),
+    "readers": Endpoint(_readers),
+    "inject": Endpoint(_inject, post_only=True),
+    "read": Endpoint(_read, post_only=True),
+    "revoke-tokens": Endpoint(_revoke_tokens, post_only=True),
+    "ban-ip": Endpoint(_ban_ip, post_only=True),
+    "unban-ip": Endpoint(_unban_ip, post_only=True),
+    "requests": Endpoint(_requests),
+    "tasks": Endpoint(_task),
+    "inbox": Endpoint(_inbox),
+    "callback-url": Endpoint(_callback_url, post_only=True),
+    "directory": Endpoint(_directory_events, post_only=True),
+    "check-url": Endpoint(_check_url, post_only=True),
+    "events": Endpoint(_events),
+    "phones": Endpoint(_phones),
+}
+
+
+def handle_control(
+    sim: SimulatorState,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    body: bytes,
+    remote_ip: str,
+) -> Response:
+    """Serve one ``/_sim/...`` request: bad input is 400, an unknown endpoint 404."""
     parts = [p for p in path.split("/") if p][1:]
-    name = parts[0] if parts else "health"
+    endpoint = ENDPOINTS.get(parts[0] if parts else "health")
+    response: Response | None = None
     try:
         data = _body(body) if method == "POST" else {}
-        app = data.get("app") or query.get("app") or None
-        if name == "health":
-            return _json({"ok": True, "now": sim.clock.now()})
-        if name == "apps":
-            return _json(_apps(sim))
-        if name == "counters":
-            return _json(sim.counters())
-        if name == "reset" and method == "POST":
-            sim.reset()
-            return _json({"ok": True})
-        if name == "clock":
-            if "advance" in data:
-                sim.advance(float(data["advance"]))
-            if "scale" in data:
-                sim.set_time_scale(float(data["scale"]))
-            return _json({"now": sim.clock.now(), "scale": sim.clock.scale})
-        if name == "limits":
-            if data:
-                sim.set_limits(**data)
-            return _json(dataclasses.asdict(sim.limits))
-        if name == "faults":
-            if data:
-                sim.set_faults(**data)
-            return _json(dataclasses.asdict(sim.faults))
-        if name == "readers":
-            if data:
-                sim.set_readers(**data)
-            return _json(dataclasses.asdict(sim.config.readers))
-        if name == "inject" and method == "POST":
-            sim.inject(
-                str(data.get("api", "*")),
-                str(data.get("kind", "errcode")),
-                errcode=int(data.get("errcode", -1)),
-                sub_code=data.get("sub_code"),
-                times=int(data.get("times", 1)),
-            )
-            return _json({"ok": True})
-        if name == "read" and method == "POST":
-            at = data.get("at")
-            sim.mark_read(
-                int(data["task_id"]), str(data["userid"]), None if at is None else float(at)
-            )
-            return _json({"ok": True})
-        if name == "revoke-tokens" and method == "POST":
-            count = sim.revoke_tokens(app, int(data.get("errcode", 40014)))
-            return _json({"revoked": count})
-        if name == "ban-ip" and method == "POST":
-            seconds = data.get("seconds")
-            sim.ban_ip(str(data.get("ip", remote_ip)), None if seconds is None else float(seconds))
-            return _json({"ok": True})
-        if name == "unban-ip" and method == "POST":
-            sim.unban_ip(str(data.get("ip", remote_ip)))
-            return _json({"ok": True})
-        if name == "requests":
-            limit = int(query.get("limit", "100"))
-            return _json([r.as_json() for r in sim.requests(limit, query.get("api"))])
-        if name == "tasks" and len(parts) == 2:
-            with sim.lock:
-                return _json(task_json(sim, sim.task(int(parts[1]))))
-        if name == "inbox" and len(parts) == 2:
-            return _json(sim.inbox(parts[1], app))
-        if name == "callback-url" and method == "POST":
-            with sim.lock:
-                sim.app(app).config.callback_url = data.get("url") or None
-            return _json({"ok": True})
-        if name == "directory" and parts[1:] == ["events"] and method == "POST":
-            fields = {
-                k: v for k, v in data.items() if k not in ("app", "event_type", "userid", "dept_id")
-            }
-            dept_id = data.get("dept_id")
-            app_key = sim.app(app).config.app_key
-            event = apply_directory_change(
-                sim,
-                app_key,
-                str(data.get("event_type")),
-                data.get("userid"),
-                None if dept_id is None else int(dept_id),
-                **fields,
-            )
-            _in_background(post_event, sim, app_key, event)
-            return _json({"queued": True, "event": event, "userid": event["UserId"][0]})
-        if name == "check-url" and method == "POST":
-            _in_background(check_url, sim, sim.app(app).config.app_key)
-            return _json({"queued": True})
-        if name == "events":
-            with sim.lock:
-                return _json(list(sim.events))
-        if name == "phones":
-            if parts[1:] == ["read"] and method == "POST":
-                return mark_read_form(sim, data)
-            if len(parts) == 2:
-                return Response(200, list(HTML_HEADERS), phone_page(sim, parts[1], app))
-            return Response(200, list(HTML_HEADERS), phones_page(sim, app))
+        if endpoint is not None and (method == "POST" or not endpoint.post_only):
+            response = endpoint.handler(ControlRequest(sim, method, parts, query, data, remote_ip))
     except (KeyError, ValueError, TypeError) as exc:
         return _json({"error": f"{type(exc).__name__}: {exc}"}, status=400)
-    return _json({"error": f"unknown control endpoint {method} {path}"}, status=404)
+    if response is None:
+        return _json({"error": f"unknown control endpoint {method} {path}"}, status=404)
+    return response

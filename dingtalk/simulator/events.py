@@ -10,26 +10,32 @@ The receiver must answer within ``callback_timeout_s`` with the encrypted, signe
 
 from __future__ import annotations
 
+import enum
 import json
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from dingtalk.crypto import CallbackCrypto
-
-if TYPE_CHECKING:
-    from dingtalk.simulator.core import Simulator
-
-DIRECTORY_EVENTS = ("user_add_org", "user_modify_org", "user_leave_org")
+from dingtalk.simulator.state import SimulatorState
 
 
-def app_crypto(sim: Simulator, app_key: str) -> CallbackCrypto:
+class DirectoryEvent(enum.StrEnum):
+    USER_ADD_ORG = "user_add_org"
+    USER_MODIFY_ORG = "user_modify_org"
+    USER_LEAVE_ORG = "user_leave_org"
+
+
+DIRECTORY_EVENTS = tuple(event.value for event in DirectoryEvent)
+
+
+def app_crypto(sim: SimulatorState, app_key: str) -> CallbackCrypto:
     config = sim.app(app_key).config
     return CallbackCrypto(config.callback_token, config.callback_aes_key, config.app_key)
 
 
-def post_event(sim: Simulator, app_key: str, event: dict[str, Any]) -> dict[str, Any]:
+def post_event(sim: SimulatorState, app_key: str, event: dict[str, Any]) -> dict[str, Any]:
     """Encrypt, sign and POST one event; returns a record of what happened."""
     state = sim.app(app_key)
     url = state.config.callback_url
@@ -67,7 +73,7 @@ def post_event(sim: Simulator, app_key: str, event: dict[str, Any]) -> dict[str,
 
 
 def apply_directory_change(
-    sim: Simulator,
+    sim: SimulatorState,
     app_key: str,
     event_type: str,
     userid: str | None = None,
@@ -80,13 +86,13 @@ def apply_directory_change(
     with sim.lock:
         state = sim.app(app_key)
         directory = state.directory
-        if event_type == "user_add_org":
+        if event_type == DirectoryEvent.USER_ADD_ORG:
             if userid is not None:
                 fields["userid"] = userid
             userid = directory.new_user(dept_id, **fields).userid
         elif userid is None:
             raise ValueError(f"{event_type} needs a userid")
-        elif event_type == "user_modify_org":
+        elif event_type == DirectoryEvent.USER_MODIFY_ORG:
             directory.modify_user(userid, **fields)
         else:
             directory.remove_user(userid)
@@ -99,7 +105,7 @@ def apply_directory_change(
 
 
 def directory_event(
-    sim: Simulator,
+    sim: SimulatorState,
     app_key: str,
     event_type: str,
     userid: str | None = None,
@@ -113,6 +119,6 @@ def directory_event(
     return record
 
 
-def check_url(sim: Simulator, app_key: str) -> dict[str, Any]:
+def check_url(sim: SimulatorState, app_key: str) -> dict[str, Any]:
     """The registration handshake: push ``{"EventType": "check_url"}`` and check the reply."""
     return post_event(sim, app_key, {"EventType": "check_url"})

@@ -9,14 +9,13 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from dingtalk.simulator.clock import UTC_OFFSET_S
-from dingtalk.simulator.core import Response
-
-if TYPE_CHECKING:
-    from dingtalk.simulator.core import Simulator
+from dingtalk.simulator.recipients import inbox, mark_read, recipients_with_messages
+from dingtalk.simulator.state import SimulatorState
+from dingtalk.simulator.wire import Response
 
 _STYLE = """
 body{font-family:system-ui,"PingFang TC","Microsoft JhengHei",sans-serif;background:#eef1f5;margin:0;padding:1rem;color:#1d2733}
@@ -45,7 +44,7 @@ def _layout(title: str, content: str) -> bytes:
     return page.encode()
 
 
-def _message_html(sim: Simulator, app_key: str, userid: str, entry: Mapping[str, Any]) -> str:
+def _message_html(sim: SimulatorState, app_key: str, userid: str, entry: Mapping[str, Any]) -> str:
     classes = ["msg"]
     if entry["recalled"]:
         classes.append("recalled")
@@ -78,11 +77,11 @@ def _message_html(sim: Simulator, app_key: str, userid: str, entry: Mapping[str,
     return "".join(parts)
 
 
-def _phone_html(sim: Simulator, app_key: str, userid: str, limit: int = 20) -> str:
+def _phone_html(sim: SimulatorState, app_key: str, userid: str, limit: int = 20) -> str:
     state = sim.app(app_key)
     user = state.directory.get_user(userid)
     name = user.name if user else "(left the organisation 已離職)"
-    entries = sim.inbox(userid, app_key)
+    entries = inbox(sim, userid, app_key)
     link = f"/_sim/phones/{quote(userid)}?app={quote(app_key)}"
     items = "".join(_message_html(sim, app_key, userid, e) for e in entries[:limit])
     if not items:
@@ -93,14 +92,14 @@ def _phone_html(sim: Simulator, app_key: str, userid: str, limit: int = 20) -> s
     )
 
 
-def phones_page(sim: Simulator, app: str | None) -> bytes:
+def phones_page(sim: SimulatorState, app: str | None) -> bytes:
     state = sim.app(app)
     app_key = state.config.app_key
     tabs = " · ".join(
         f"<a href='/_sim/phones?app={quote(s.config.app_key)}'>{html.escape(s.config.code)}</a>"
         for s in sim.apps.values()
     )
-    users = sim.recipients_with_messages(app_key, 24)
+    users = recipients_with_messages(sim, app_key, 24)
     phones = "".join(_phone_html(sim, app_key, u, 5) for u in users)
     if not phones:
         phones = "<p>No notices sent yet 尚未發出通知</p>"
@@ -113,7 +112,7 @@ def phones_page(sim: Simulator, app: str | None) -> bytes:
     return _layout(title, content)
 
 
-def phone_page(sim: Simulator, userid: str, app: str | None) -> bytes:
+def phone_page(sim: SimulatorState, userid: str, app: str | None) -> bytes:
     state = sim.app(app)
     title = f"Phone 手機 {userid}"
     back = (
@@ -123,9 +122,9 @@ def phone_page(sim: Simulator, userid: str, app: str | None) -> bytes:
     return _layout(title, content)
 
 
-def mark_read_form(sim: Simulator, data: Mapping[str, Any]) -> Response:
+def mark_read_form(sim: SimulatorState, data: Mapping[str, Any]) -> Response:
     app_key = sim.app(data.get("app") or None).config.app_key
     userid = str(data["userid"])
-    sim.mark_read(int(data["task_id"]), userid)
+    mark_read(sim, int(data["task_id"]), userid)
     location = f"/_sim/phones/{quote(userid)}?app={quote(app_key)}"
     return Response(303, [("Location", location), ("Content-Type", "text/plain")], b"see other")

@@ -15,7 +15,8 @@ import threading
 from http import HTTPStatus
 from urllib.parse import unquote
 
-from dingtalk.simulator.core import Response, Simulator, parse_form
+from dingtalk.simulator.simulator import Simulator
+from dingtalk.simulator.wire import Response, parse_form
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024

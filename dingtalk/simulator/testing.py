@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dingtalk.simulator.config import AppConfig, SimulatorConfig
-from dingtalk.simulator.core import Simulator
 from dingtalk.simulator.server import ServerThread
+from dingtalk.simulator.simulator import Simulator
 
 
 @dataclass

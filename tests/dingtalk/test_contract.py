@@ -19,7 +19,7 @@ from dingtalk.errors import (
     TokenExpired,
     TransportError,
 )
-from dingtalk.simulator import Limits
+from dingtalk.simulator.config import Limits
 from dingtalk.simulator.testing import running_simulator
 
 

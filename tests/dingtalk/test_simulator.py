@@ -20,9 +20,12 @@ import requests
 from dingtalk import messages
 from dingtalk.client import DingTalkClient
 from dingtalk.crypto import CallbackCrypto
-from dingtalk.simulator import Limits, Simulator, SimulatorConfig, per_call_reach, wsgi_app
+from dingtalk.simulator.config import Limits, SimulatorConfig
 from dingtalk.simulator.directory import Directory
+from dingtalk.simulator.limits import per_call_reach
+from dingtalk.simulator.simulator import Simulator
 from dingtalk.simulator.testing import running_simulator
+from dingtalk.simulator.wsgi import wsgi_app
 
 
 def users(n, start=0):
@@ -386,7 +389,7 @@ def test_readers_follow_a_log_normal_with_the_configured_median():
             body.encode(),
         )
         task = next(iter(state.tasks.values()))
-        delays = sorted(sim.read_at(task, u) - sim._delivered_at(task, u) for u in task.delivered)
+        delays = sorted(sim.read_at(task, u) - sim.delivered_at(task, u) for u in task.delivered)
         median = delays[len(delays) // 2]
         assert 150 < median < 240  # 3.2 minutes = 192 s
 
