@@ -9,6 +9,9 @@ class DeliveryConfig(AppConfig):
 
     def ready(self) -> None:
         from audit.actions import register
+        from audit.reports import register_report
         from delivery.audit_actions import DeliveryAuditAction
+        from delivery.receipt_report import REPORT_RECEIPTS, receipts_report
 
         register(DeliveryAuditAction)
+        register_report(REPORT_RECEIPTS, receipts_report)
