@@ -26,7 +26,6 @@ from audit.chain import (
     GENESIS_HASH,
     content_hash,
     link_hash,
-    locked_head,
     normalise_data,
 )
 from audit.context import current_context
@@ -93,6 +92,18 @@ def _clean_ip(ip: str | None) -> str | None:
         return str(ipaddress.ip_address(ip))
     except ValueError:
         return None
+
+
+def locked_head() -> tuple[int, str] | None:
+    """Take the chain lock and return the newest event's (sequence, hash), or None if there is none."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT head_sequence, head_hash FROM audit_locked_head(%s)", [CHAIN_LOCK_KEY]
+            )
+            row = cursor.fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+    return AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
 
 
 def chain_head() -> tuple[int, str]:
