@@ -184,20 +184,6 @@ APPEND_CALL_SQL = (
 )
 
 
-def locked_head() -> tuple[int, str] | None:
-    """Take the chain lock and return the newest event's (sequence, hash), or None if there is none."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT head_sequence, head_hash FROM audit_locked_head(%s)", [CHAIN_LOCK_KEY]
-            )
-            row = cursor.fetchone()
-        return (int(row[0]), str(row[1])) if row else None
-    from audit.models import AuditEvent
-
-    return AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
-
-
 def lock_chain() -> None:
     """Serialise appends until the current transaction ends, so the chain cannot fork.
 

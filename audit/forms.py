@@ -12,9 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Department
 from audit.actions import registered_actions
 from audit.models import ExportFormat
-from audit.receipts import ReceiptFilters
 from audit.selectors import EventFilters
-from delivery.models import DeliveryState
 
 _target_type = RegexValidator(
     r"^\w+\.\w+$", _("Use the form app.Model, for example accounts.Department.")
@@ -69,30 +67,6 @@ class EventFilterForm(forms.Form):
 
 
 class ExportForm(EventFilterForm):
-    format = forms.ChoiceField(choices=ExportFormat.choices)
-
-
-class ReceiptFilterForm(forms.Form):
-    state = forms.ChoiceField(label=_("State"), required=False)
-    confirmed = forms.ChoiceField(
-        label=_("Confirmation"),
-        required=False,
-        choices=[("", _("Either")), ("yes", _("Confirmed")), ("no", _("Not confirmed"))],
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        state_field = cast(forms.ChoiceField, self.fields["state"])
-        state_field.choices = [("", _("Any state")), *DeliveryState.choices]
-
-    def filters(self) -> ReceiptFilters:
-        return ReceiptFilters(
-            state=self.cleaned_data.get("state") or "",
-            confirmed=self.cleaned_data.get("confirmed") or "",
-        )
-
-
-class ReceiptExportForm(ReceiptFilterForm):
     format = forms.ChoiceField(choices=ExportFormat.choices)
 
 

@@ -1,4 +1,4 @@
-"""The one way into the audit trail, and the trail's own maintenance (purge).
+"""The one way into the audit trail: audit_record appends one event to the hash chain.
 
 audit_record is called inside the same transaction as the change it describes, so a change
 that rolls back leaves no event, and an event never describes a change that did not happen.
@@ -7,7 +7,6 @@ that rolls back leaves no event, and an event never describes a change that did 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import ipaddress
 import json
 import time
@@ -16,26 +15,22 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import pgtrigger
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from audit.actions import AuditOwnAction, is_registered
+from audit.actions import is_registered
 from audit.chain import (
     APPEND_CALL_SQL,
     CHAIN_LOCK_KEY,
     GENESIS_HASH,
     content_hash,
     link_hash,
-    lock_chain,
-    locked_head,
     normalise_data,
 )
-from audit.checks import retention_days
 from audit.context import current_context
 from audit.models import AuditCheckpoint, AuditEvent
-from common.errors import ApplicationError
+from common.types import Actor
 
 # Seconds spent inside audit_record, collected only inside audit_timing() (bench and metrics).
 _timings: ContextVar[AuditTimings | None] = ContextVar("audit_timings", default=None)
@@ -99,6 +94,18 @@ def _clean_ip(ip: str | None) -> str | None:
         return None
 
 
+def locked_head() -> tuple[int, str] | None:
+    """Take the chain lock and return the newest event's (sequence, hash), or None if there is none."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT head_sequence, head_hash FROM audit_locked_head(%s)", [CHAIN_LOCK_KEY]
+            )
+            row = cursor.fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+    return AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
+
+
 def chain_head() -> tuple[int, str]:
     """Sequence and hash of the newest event (or of the newest checkpoint if all were purged)."""
     head = AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
@@ -112,7 +119,7 @@ def chain_head() -> tuple[int, str]:
 
 def audit_record(
     *,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: Actor,
     action: str,
     target: models.Model | None = None,
     target_label: str | None = None,
@@ -209,82 +216,3 @@ def _append_postgresql(fields: dict[str, Any], content: str) -> AuditEvent:
     event._state.adding = False
     event._state.db = connection.alias
     return event
-
-
-@dataclass(frozen=True)
-class PurgeResult:
-    cutoff: dt.datetime
-    deleted: int
-    checkpoint: AuditCheckpoint | None
-    event: AuditEvent
-
-
-def purge_cutoff(before: dt.date) -> dt.datetime:
-    """Midnight (local time) at the start of `before`, refused if it lies inside the retention period."""
-    cutoff = timezone.make_aware(dt.datetime.combine(before, dt.time.min))
-    earliest_allowed = timezone.now() - dt.timedelta(days=retention_days())
-    if cutoff > earliest_allowed:
-        raise ApplicationError(
-            f"Refusing to purge events from before {before.isoformat()}: events are kept "
-            f"{retention_days()} days, so the latest date allowed is "
-            f"{timezone.localdate(earliest_allowed).isoformat()}.",
-            field="before",
-            code="inside_retention",
-        )
-    return cutoff
-
-
-@transaction.atomic
-def events_purge(*, before: dt.date, actor_label: str = "system (audit_purge)") -> PurgeResult:
-    """Delete every event older than `before` (a prefix of the chain) and leave a checkpoint.
-
-    Permission: a management command only (actor is the system). Audit: audit.purged.
-    Refuses dates inside the retention period, and refuses to purge a prefix that does not
-    verify, so a purge never destroys the evidence of tampering.
-    """
-    from audit.verification import chain_verify
-
-    cutoff = purge_cutoff(before)
-    lock_chain()
-    # The purged part must be a prefix of the chain: stop before the first event at or after
-    # the cutoff, even if a clock step put an older timestamp further on.
-    first_kept = (
-        AuditEvent.objects.filter(occurred_at__gte=cutoff)
-        .order_by("sequence")
-        .values_list("sequence", flat=True)
-        .first()
-    )
-    prefix = (
-        AuditEvent.objects.all()
-        if first_kept is None
-        else AuditEvent.objects.filter(sequence__lt=first_kept)
-    )
-    last = prefix.order_by("-sequence").values_list("sequence", "hash").first()
-    checkpoint = None
-    deleted = 0
-    if last is not None:
-        report = chain_verify(up_to=last[0])
-        if not report.ok:
-            raise ApplicationError(
-                f"Refusing to purge a chain that does not verify: {report.message}"
-            )
-        checkpoint = AuditCheckpoint.objects.create(
-            sequence=last[0], hash=last[1], purged_before=cutoff, events_deleted=prefix.count()
-        )
-        # The one sanctioned bypass of the append-only trigger, inside this transaction only.
-        with pgtrigger.ignore("audit.AuditEvent:append_only"):
-            deleted, _ = prefix.delete()
-    event = audit_record(
-        actor=None,
-        action=AuditOwnAction.PURGED,
-        actor_label=actor_label,
-        data={
-            "before": before.isoformat(),
-            "cutoff": cutoff.isoformat(),
-            "deleted": deleted,
-            "checkpoint_sequence": checkpoint.sequence if checkpoint else None,
-            "checkpoint_hash": checkpoint.hash if checkpoint else None,
-            "database": connection.vendor,
-        },
-    )
-    return PurgeResult(cutoff=cutoff, deleted=deleted, checkpoint=checkpoint, event=event)

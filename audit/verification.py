@@ -129,27 +129,3 @@ def _broken(row: dict[str, Any], checked: int, reason: str) -> ChainReport:
         bad_event_id=row["id"],
         reason=reason,
     )
-
-
-def chain_verify_and_record(*, actor_label: str) -> ChainReport:
-    """Verify the chain, then append an audit.verified event with the outcome and the head.
-
-    Running it twice records two verifications, which is what happened; it changes nothing else.
-    """
-    from audit.services import audit_record
-
-    report = chain_verify()
-    audit_record(
-        actor=None,
-        action=AuditOwnAction.VERIFIED,
-        actor_label=actor_label,
-        data={
-            "ok": report.ok,
-            "checked": report.checked,
-            "head_sequence": report.head_sequence,
-            "head_hash": report.head_hash,
-            "bad_sequence": report.bad_sequence,
-            "reason": report.reason,
-        },
-    )
-    return report

@@ -17,21 +17,18 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import permissions as perms
-from audit import receipts, selectors
-from audit.exports import export_start, receipts_export_start
-from audit.forms import (
-    EventFilterForm,
-    ExportForm,
-    ReceiptExportForm,
-    ReceiptFilterForm,
-    ReceiptOpenForm,
-)
+from audit import reports, selectors
+from audit.exports import export_start
+from audit.forms import EventFilterForm, ExportForm, ReceiptOpenForm
 from audit.models import ExportStatus
 from audit.selectors import EventFilters
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
 
 PAGE_SIZE = 50
+# The per-notice receipt report, which delivery serves (delivery/receipt_views.py) under
+# /audit/: audit links to it by URL name only, and imports nothing of delivery.
+RECEIPT_REPORT_URL = "receipts:report"
 
 
 def _int_param(request: AuthenticatedRequest, name: str) -> int | None:
@@ -83,7 +80,7 @@ def event_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     data_json = json.dumps(event.data, indent=2, ensure_ascii=False, sort_keys=True)
     receipts_url = None
     if event.target_type == "notices.Notice" and event.target_id.isdigit():
-        receipts_url = reverse("audit:receipts", args=[int(event.target_id)])
+        receipts_url = reverse(RECEIPT_REPORT_URL, args=[int(event.target_id)])
     return render(
         request,
         "audit/event_detail.html",
@@ -121,7 +118,7 @@ def export(request: AuthenticatedRequest) -> HttpResponseBase:
 @require_GET
 def export_detail(request: AuthenticatedRequest, export_id: uuid.UUID) -> HttpResponse:
     job = selectors.export_get_for_user(user=request.user, export_id=str(export_id))
-    is_report = job.filters.get(receipts.REPORT_KEY) == receipts.REPORT_RECEIPTS
+    is_report = reports.is_report(job.filters)
     shown = job.filters if is_report else EventFilters.from_dict(job.filters).as_dict()
     return render(request, "audit/export_detail.html", {"export": job, "filters": shown})
 
@@ -159,7 +156,7 @@ def export_download(request: AuthenticatedRequest, export_id: uuid.UUID) -> File
     return response
 
 
-# --- the per-notice receipt report ------------------------------------------------------------
+# --- the way into the per-notice receipt report ----------------------------------------------
 
 
 @require_GET
@@ -177,70 +174,4 @@ def receipts_open(request: AuthenticatedRequest) -> HttpResponse:
         )
         context["receipt_form"] = form
         return render(request, "audit/event_list.html", context, status=400)
-    return redirect("audit:receipts", notice_id=form.cleaned_data["notice"])
-
-
-RECEIPT_PAGE_SIZE = 100
-
-
-def _receipts_context(
-    request: AuthenticatedRequest, notice_id: int, form: ReceiptFilterForm
-) -> dict[str, object]:
-    notice = receipts.notice_get_for_auditor(user=request.user, notice_id=notice_id)
-    contacts = receipts.may_see_contacts(request.user, notice)
-    page = None
-    if form.is_valid():
-        page = receipts.receipts_page(
-            receipts.receipts_filter(notice, form.filters()),
-            contacts=contacts,
-            after=_int_param(request, "after"),
-            size=RECEIPT_PAGE_SIZE,
-        )
-    query = request.GET.copy()
-    query.pop("after", None)
-    return {
-        "notice": notice,
-        "plan": receipts.notice_plan(notice),
-        "form": form,
-        "page": page,
-        "counts": receipts.state_counts(notice),
-        "confirmed": receipts.confirmed_count(notice),
-        "contacts": contacts,
-        "can_export": perms.has_department_perm(
-            request.user, perms.EXPORT_AUDIT, notice.department
-        ),
-        "query": query.urlencode(),
-        "filter_values": form.filters().as_dict() if form.is_valid() else {},
-        "headers": receipts.HEADERS,
-    }
-
-
-@require_GET
-def receipt_report(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
-    form = ReceiptFilterForm(request.GET)
-    context = _receipts_context(request, notice_id, form)
-    return render(request, "audit/receipts.html", context, status=200 if form.is_valid() else 400)
-
-
-@require_POST
-def receipt_export(request: AuthenticatedRequest, notice_id: int) -> HttpResponseBase:
-    notice = receipts.notice_get_for_auditor(
-        user=request.user, notice_id=notice_id, perm=perms.EXPORT_AUDIT
-    )
-    form = ReceiptExportForm(request.POST)
-    if not form.is_valid():
-        context = _receipts_context(request, notice.pk, ReceiptFilterForm(request.POST))
-        context["form"] = form
-        return render(request, "audit/receipts.html", context, status=400)
-    started = receipts_export_start(
-        actor=request.user,
-        notice_id=notice.pk,
-        filters=form.filters(),
-        fmt=form.cleaned_data["format"],
-    )
-    if started.background is not None:
-        return redirect("audit:export-detail", export_id=started.background.pk)
-    response = StreamingHttpResponse(started.chunks or (), content_type=started.content_type)
-    response["Content-Disposition"] = f'attachment; filename="{started.file_name}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return redirect(RECEIPT_REPORT_URL, notice_id=form.cleaned_data["notice"])

@@ -18,6 +18,8 @@ urlpatterns = [
     path("i18n/setlang/", public_view(set_language), name="set_language"),
     path("health/", health, name="health"),
     path("audit/", include("audit.urls")),
+    # The per-notice receipt report lives with delivery, but auditors find it under /audit/.
+    path("audit/", include("delivery.receipt_urls")),
     path("audiences/", include("audiences.urls")),
     path("notices/", include("notices.urls")),
     path("delivery/", include("delivery.urls")),

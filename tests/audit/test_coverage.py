@@ -27,7 +27,6 @@ from audit.context import AuditContext, audit_context
 from audit.exports import export_start
 from audit.models import AuditEvent
 from audit.selectors import EventFilters
-from audit.testing import send_notice
 from common.testing.cast import TEST_PASSWORD, verified_client_for
 from delivery import followup, messages
 from delivery import services as delivery_services
@@ -37,6 +36,7 @@ from delivery.testing import (
     connect_department,
     make_notice,
     make_recipients,
+    send_notice,
     stopped_clock_simulator,
 )
 from dingtalk.simulator.testing import running_simulator

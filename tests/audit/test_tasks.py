@@ -137,3 +137,12 @@ def test_export_events_task_is_on_the_bulk_queue():
     assert export_events_task.queue == Queues.BULK
     assert verify_chain_task.queue == Queues.BULK
     assert AuditExport._meta.get_field("head_sequence")
+
+
+def test_each_task_name_is_queued_where_its_task_is_declared():
+    from celery import current_app
+
+    from audit import enqueue
+
+    for name, queue in enqueue.TASK_QUEUES.items():
+        assert current_app.tasks[name].queue == queue

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.services import events_purge
+from audit.maintenance import events_purge
 from common.errors import ApplicationError
 
 

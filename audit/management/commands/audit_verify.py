@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.verification import chain_verify, chain_verify_and_record
+from audit.maintenance import chain_verify_and_record
+from audit.verification import chain_verify
 
 
 class Command(BaseCommand):

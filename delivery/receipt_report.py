@@ -3,7 +3,8 @@
 For auditors (VIEW_AUDIT to read, EXPORT_AUDIT to export, in the notice's department);
 anyone else gets 404 for the notice, as for any other department's object. Names and
 DingTalk user ids are shown; full mobile numbers only to holders of VIEW_CONTACT_DETAILS in
-that department (everyone else sees the masked form). Exports use the trail's own machinery:
+that department (everyone else sees the masked form). Exports use the audit trail's own
+machinery (audit.reports, where DeliveryConfig.ready() registers this report as "receipts"):
 streamed CSV/JSON when small, a background `audit.export_events` task for XLSX and large
 reports, every cell neutralised, each export recorded as `audit.exported`.
 """
@@ -13,15 +14,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Count, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from accounts import permissions as perms
 from audiences.models import mask_mobile
+from audit.export_jobs import ExportStart
+from audit.reports import REPORT_KEY, Report, report_export_start
 from delivery.models import (
     Delivery,
     DeliveryPlan,
@@ -34,12 +38,17 @@ from notices.models import Notice
 
 Reader = AbstractBaseUser | AnonymousUser
 
-# Marks an AuditExport's filters as a receipt report rather than a slice of the trail.
-REPORT_KEY = "report"
+# The name this report is registered under in audit.reports (data.report of its events).
 REPORT_RECEIPTS = "receipts"
 PAGE_ROWS = 5000
 
-CONFIRMED_CHOICES = ("yes", "no")
+
+class Confirmed(StrEnum):
+    """The values of the confirmation filter ("" means either)."""
+
+    YES = "yes"
+    NO = "no"
+
 
 HEADERS = [
     "delivery_id",
@@ -62,7 +71,7 @@ class ReceiptFilters:
     """Cleaned filters of one notice's report, JSON-safe for the export task and the event."""
 
     state: str = ""  # a DeliveryState value
-    confirmed: str = ""  # "yes", "no" or "" for either
+    confirmed: str = ""  # a Confirmed value, or "" for either
 
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}
@@ -101,9 +110,9 @@ def receipts_filter(notice: Notice, filters: ReceiptFilters) -> QuerySet[Deliver
     )
     if filters.state:
         queryset = queryset.filter(effective_state_in((filters.state,)))
-    if filters.confirmed == "yes":
+    if filters.confirmed == Confirmed.YES:
         queryset = queryset.filter(confirmed_at__isnull=False)
-    elif filters.confirmed == "no":
+    elif filters.confirmed == Confirmed.NO:
         queryset = queryset.filter(confirmed_at__isnull=True)
     return queryset
 
@@ -198,3 +207,50 @@ def receipt_rows(
         for values in page:
             yield receipt_row(values, contacts=contacts, zone=zone)
         after = page[-1][0]
+
+
+# --- export (through audit.reports) -----------------------------------------------------------
+
+
+def receipts_report(actor: User, params: dict[str, Any]) -> Report:
+    """The report of `params["notice"]` with the filters in `params`, for `actor` to export.
+
+    Registered with audit.reports under REPORT_RECEIPTS. Permission: EXPORT_AUDIT in the
+    notice's department (Http404 otherwise); full mobiles with VIEW_CONTACT_DETAILS there.
+    """
+    notice = notice_get_for_auditor(
+        user=actor, notice_id=int(params["notice"]), perm=perms.EXPORT_AUDIT
+    )
+    filters = ReceiptFilters.from_dict(params)
+    contacts = may_see_contacts(actor, notice)
+    queryset = receipts_filter(notice, filters)
+    return Report(
+        name=REPORT_RECEIPTS,
+        subject={"notice": notice.pk},
+        filters=filters.as_dict(),
+        file_stem=f"notice-{notice.pk}-receipts",
+        title="Receipts",
+        headers=HEADERS,
+        queryset=queryset,
+        rows=lambda: receipt_rows(queryset, contacts=contacts),
+        target=notice,
+        department=notice.department,
+        event_extra={"full_mobiles": contacts},
+    )
+
+
+def receipts_export_start(
+    *, actor: User, notice_id: int, filters: ReceiptFilters, fmt: str
+) -> ExportStart:
+    """Start an export of one notice's receipt report.
+
+    Permission: EXPORT_AUDIT in the notice's department (Http404 otherwise, as for the page).
+    Audit: audit.exported (report, notice, filters, format, rows) before a streamed export's
+    first byte, or when a background export's file is complete. Side effect: enqueues
+    audit.export_events for XLSX and for reports above AUDIT_EXPORT_SYNC_MAX_ROWS.
+    """
+    return report_export_start(
+        actor=actor,
+        params={REPORT_KEY: REPORT_RECEIPTS, "notice": notice_id, **filters.as_dict()},
+        fmt=fmt,
+    )

@@ -18,10 +18,9 @@ from audiences.services import recipient_update
 from audiences.testing import mobile_for
 from audit.models import AuditEvent, AuditExport, ExportStatus
 from audit.tasks import export_events_task
-from audit.testing import send_notice
 from delivery import followup, messages, services
 from delivery.models import Batch, Delivery, DeliveryPlan, DeliveryState
-from delivery.testing import connect_department, make_notice, make_recipients
+from delivery.testing import connect_department, make_notice, make_recipients, send_notice
 from dingtalk.simulator.testing import running_simulator
 from notices.models import Tier
 
@@ -63,11 +62,11 @@ def sent(cast_a, sim):
 
 
 def report_url(notice) -> str:
-    return reverse("audit:receipts", args=[notice.pk])
+    return reverse("receipts:report", args=[notice.pk])
 
 
 def export_url(notice) -> str:
-    return reverse("audit:receipts-export", args=[notice.pk])
+    return reverse("receipts:export", args=[notice.pk])
 
 
 def rows(response) -> list[dict[str, str]]:
@@ -105,7 +104,7 @@ def test_other_departments_and_non_auditors_get_404(sent, cast_a, cast_b, verifi
     )
     for user in (cast_a.pr_officer, cast_a.supervisor, cast_a.department_admin):
         assert verified_client(user).get(report_url(sent)).status_code == 404
-    missing = reverse("audit:receipts", args=[sent.pk + 1000])
+    missing = reverse("receipts:report", args=[sent.pk + 1000])
     assert verified_client(cast_a.auditor).get(missing).status_code == 404
     # A system administrator reads their department's trail but does not export it.
     assert verified_client(cast_a.system_admin).get(report_url(sent)).status_code == 200
