@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Department
 from accounts.secrets import resolve_secret_ref
+from audiences import enqueue
 from audiences.audit_actions import AudienceAuditAction
 from audiences.models import (
     DirectorySettings,
@@ -32,6 +35,7 @@ from audiences.services import require_manage
 from audiences.validation import normalise_hk_mobile
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.types import Actor
 from dingtalk.client import DingTalkClient
 from dingtalk.client import User as DingTalkUser
 from dingtalk.crypto import CallbackCrypto
@@ -158,12 +162,8 @@ def _chunks(items: list[T], size: int = 1000) -> Iterator[list[T]]:
 
 
 @transaction.atomic
-def directory_sync_request(
-    *, actor: AbstractBaseUser | None, department: Department
-) -> DirectorySync:
+def directory_sync_request(*, actor: Actor, department: Department) -> DirectorySync:
     """Queue a directory walk. Permission: manage_audience. Audit: audiences.sync_requested."""
-    from audiences.tasks import sync_directory_task
-
     require_manage(actor, department)
     sync = DirectorySync.objects.create(
         department=department, requested_by=actor if isinstance(actor, User) else None
@@ -171,7 +171,7 @@ def directory_sync_request(
     audit_record(
         actor=actor, action=AudienceAuditAction.SYNC_REQUESTED, target=sync, department=department
     )
-    transaction.on_commit(lambda: sync_directory_task.delay(sync.pk))
+    transaction.on_commit(lambda: enqueue.directory_sync(sync.pk))
     return sync
 
 
@@ -228,23 +228,70 @@ def _sync_failed(sync: DirectorySync, exc: Exception) -> None:
         )
 
 
+_SYNCED_FIELDS = [
+    "name",
+    "mobile",
+    "district",
+    "dingtalk_dept_ids",
+    "subscription_state",
+    "subscription_source",
+    "subscription_changed_at",
+    "updated_at",
+]
+
+
+@dataclass
+class _SyncChanges:
+    """What one walk changes: new people, changed ones, and those no longer in the directory."""
+
+    creates: list[Recipient] = field(default_factory=list)
+    updates: list[Recipient] = field(default_factory=list)
+    unchanged: int = 0
+    leavers: list[Recipient] = field(default_factory=list)  # were subscribed: now unsubscribed
+    departed: list[Recipient] = field(default_factory=list)  # already unsubscribed: lose depts
+
+
 @transaction.atomic
 def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict[str, int]:
     department = sync.department
     now = timezone.now()
-    district_of = _district_for(department, snapshot.parents)
     existing = {
         r.dingtalk_user_id: r
         for r in Recipient.objects.filter(department=department, erased_at__isnull=True)
     }
-    creates: list[Recipient] = []
-    updates: list[Recipient] = []
-    unchanged = 0
+    changes = _compare_people(department, snapshot, existing, now)
+    _mark_absent(changes, [r for uid, r in existing.items() if uid not in snapshot.people], now)
+    for chunk in _chunks(changes.creates):
+        Recipient.objects.bulk_create(chunk)
+    for chunk in _chunks(changes.updates + changes.leavers + changes.departed):
+        Recipient.objects.bulk_update(chunk, _SYNCED_FIELDS)
+    counts = {
+        "people": len(snapshot.people),
+        "new": len(changes.creates),
+        "updated": len(changes.updates),
+        "unchanged": changes.unchanged,
+        "left": len(changes.leavers),
+        "calls": snapshot.calls,
+        "throttled": snapshot.throttled,
+    }
+    _record_sync_done(sync=sync, snapshot=snapshot, counts=counts, now=now)
+    return counts
+
+
+def _compare_people(
+    department: Department,
+    snapshot: DirectorySnapshot,
+    existing: dict[str, Recipient],
+    now: datetime,
+) -> _SyncChanges:
+    """Each person in the directory against their recipient row: new, changed or unchanged."""
+    district_of = _district_for(department, snapshot.parents)
+    changes = _SyncChanges()
     for person in snapshot.people.values():
         values = _values_for(person, district_of)
         recipient = existing.get(person.userid)
         if recipient is None:
-            creates.append(
+            changes.creates.append(
                 Recipient(
                     department=department,
                     dingtalk_user_id=person.userid,
@@ -254,49 +301,36 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
                 )
             )
         elif _merge(recipient, values, now, SubscriptionSource.DIRECTORY):
-            updates.append(recipient)
+            changes.updates.append(recipient)
         else:
-            unchanged += 1
-    absent = [r for uid, r in existing.items() if uid not in snapshot.people]
-    leavers = [r for r in absent if r.subscription_state == SubscriptionState.SUBSCRIBED]
+            changes.unchanged += 1
+    return changes
+
+
+def _mark_absent(changes: _SyncChanges, absent: list[Recipient], now: datetime) -> None:
+    """People no longer in the directory: the subscribed ones leave, and all lose departments."""
+    changes.leavers = [r for r in absent if r.subscription_state == SubscriptionState.SUBSCRIBED]
     # Out of the directory, out of its departments: a dept_id_list send no longer reaches them.
-    departed = [
+    changes.departed = [
         r
         for r in absent
         if r.subscription_state != SubscriptionState.SUBSCRIBED and r.dingtalk_dept_ids
     ]
-    for r in departed:
+    for r in changes.departed:
         r.dingtalk_dept_ids = []
         r.updated_at = now
-    for r in leavers:
+    for r in changes.leavers:
         r.dingtalk_dept_ids = []
         r.subscription_state = SubscriptionState.UNSUBSCRIBED
         r.subscription_source = SubscriptionSource.DIRECTORY
         r.subscription_changed_at = now
         r.updated_at = now
-    for chunk in _chunks(creates):
-        Recipient.objects.bulk_create(chunk)
-    fields = [
-        "name",
-        "mobile",
-        "district",
-        "dingtalk_dept_ids",
-        "subscription_state",
-        "subscription_source",
-        "subscription_changed_at",
-        "updated_at",
-    ]
-    for chunk in _chunks(updates + leavers + departed):
-        Recipient.objects.bulk_update(chunk, fields)
-    counts = {
-        "people": len(snapshot.people),
-        "new": len(creates),
-        "updated": len(updates),
-        "unchanged": unchanged,
-        "left": len(leavers),
-        "calls": snapshot.calls,
-        "throttled": snapshot.throttled,
-    }
+
+
+def _record_sync_done(
+    *, sync: DirectorySync, snapshot: DirectorySnapshot, counts: dict[str, int], now: datetime
+) -> None:
+    department = sync.department
     DirectorySync.objects.filter(pk=sync.pk).update(
         state=SyncState.DONE, counts=counts, finished_at=now
     )
@@ -311,7 +345,6 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
         department=department,
         data=counts,
     )
-    return counts
 
 
 def _values_for(
@@ -326,7 +359,9 @@ def _values_for(
     }
 
 
-def _merge(recipient: Recipient, values: dict[str, Any], now: Any, source: str) -> bool:
+def _merge(
+    recipient: Recipient, values: dict[str, Any], now: datetime, source: SubscriptionSource
+) -> bool:
     """Apply directory values; True if anything changed. A mobile DingTalk hides stays as it was."""
     changed = False
     for name, value in values.items():
@@ -346,6 +381,14 @@ def _merge(recipient: Recipient, values: dict[str, Any], now: Any, source: str) 
 
 
 # --- events pushed to the callback --------------------------------------------------------
+
+
+class DirectoryEvent(StrEnum):
+    """The directory events DingTalk pushes to the callback that change recipients."""
+
+    USER_ADD = "user_add_org"
+    USER_MODIFY = "user_modify_org"
+    USER_LEAVE = "user_leave_org"
 
 
 def callback_crypto_for(code: str) -> CallbackCrypto | None:
@@ -376,7 +419,7 @@ def directory_event_apply(
     """Apply user_add_org / user_modify_org / user_leave_org. Re-applying the same event changes nothing."""
     department = Department.objects.get(pk=department_id)
     people: dict[str, DirectoryPerson] = {}
-    if event_type in ("user_add_org", "user_modify_org"):
+    if event_type in (DirectoryEvent.USER_ADD, DirectoryEvent.USER_MODIFY):
         own_client = client is None
         active = client or directory_client(department)
         pacer = Pacer(settings.AUDIENCES_SYNC_CALLS_PER_SECOND)
@@ -406,7 +449,7 @@ def _apply_event(
             .filter(department=department, dingtalk_user_id=userid, erased_at__isnull=True)
             .first()
         )
-        if event_type == "user_leave_org":
+        if event_type == DirectoryEvent.USER_LEAVE:
             if (
                 recipient is not None
                 and recipient.subscription_state == SubscriptionState.SUBSCRIBED
