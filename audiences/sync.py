@@ -1,4 +1,4 @@
-"""DingTalk directory → recipients: the full walk (a Celery task) and single-user events (the callback).
+"""DingTalk directory → recipients: the full sync (a Celery task) and single-user events (the callback).
 
 Network calls happen first, outside any transaction; the database is then changed in one short
 transaction per sync (or per event), with its audit event.
@@ -6,7 +6,6 @@ transaction per sync (or per event), with its audit event.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +21,14 @@ from accounts.models import Department
 from accounts.secrets import resolve_secret_ref
 from audiences import enqueue
 from audiences.audit_actions import AudienceAuditAction
+from audiences.directory import (
+    DirectoryPerson,
+    DirectorySnapshot,
+    Pacer,
+    directory_client,
+    person_from_user,
+    walk_directory,
+)
 from audiences.models import (
     DirectorySettings,
     DirectorySync,
@@ -32,106 +39,13 @@ from audiences.models import (
     SyncState,
 )
 from audiences.services import require_manage
-from audiences.validation import normalise_hk_mobile
 from audit.services import audit_record
 from common.errors import ApplicationError
 from common.types import Actor
 from dingtalk.client import DingTalkClient
-from dingtalk.client import User as DingTalkUser
 from dingtalk.crypto import CallbackCrypto
-from dingtalk.errors import Throttled
 
 T = TypeVar("T")
-MAX_THROTTLE_RETRIES = 5
-
-
-def directory_client(department: Department) -> DingTalkClient:
-    """A client for the department's own DingTalk app (the secret is resolved, never stored)."""
-    return DingTalkClient(
-        department.dingtalk_app_key,
-        resolve_secret_ref(department.dingtalk_secret_ref),
-        department.dingtalk_agent_id or 0,
-        base_url=settings.DINGTALK_BASE_URL,
-    )
-
-
-class Pacer:
-    """Spaces calls evenly under the app's per-API limit, and waits out a throttle reply."""
-
-    def __init__(self, calls_per_second: float) -> None:
-        self.interval = 1.0 / max(calls_per_second, 0.1)
-        self.next_at = 0.0
-        self.throttled = 0
-
-    def call(self, fn: Callable[[], T]) -> T:
-        for attempt in range(MAX_THROTTLE_RETRIES + 1):
-            now = time.monotonic()
-            if now < self.next_at:
-                time.sleep(self.next_at - now)
-            self.next_at = max(now, self.next_at) + self.interval
-            try:
-                return fn()
-            except Throttled as exc:
-                self.throttled += 1
-                if attempt == MAX_THROTTLE_RETRIES:
-                    raise
-                time.sleep(min(exc.retry_after or 1.0, 10.0) * (attempt + 1))
-        raise AssertionError("unreachable")
-
-
-@dataclass
-class DirectoryPerson:
-    userid: str
-    name: str
-    mobile: str
-    dept_ids: list[int]
-
-
-@dataclass
-class DirectorySnapshot:
-    people: dict[str, DirectoryPerson]
-    parents: dict[int, int]
-    calls: int
-    throttled: int
-    root: int = 1
-
-
-def walk_directory(client: DingTalkClient, *, root: int, pacer: Pacer) -> DirectorySnapshot:
-    """listsubid from the root down, then v2/user/list with cursor paging for every department."""
-    parents: dict[int, int] = {}
-    order: list[int] = []
-    pending = [root]
-    calls = 0
-    while pending:
-        dept_id = pending.pop(0)
-        order.append(dept_id)
-        children = pacer.call(lambda d=dept_id: client.list_sub_department_ids(d))  # type: ignore[misc]
-        calls += 1
-        for child in children:
-            parents[child] = dept_id
-            pending.append(child)
-    people: dict[str, DirectoryPerson] = {}
-    for dept_id in order:
-        cursor: int | None = 0
-        while cursor is not None:
-            page = pacer.call(lambda d=dept_id, c=cursor: client.list_users(d, c, 100))  # type: ignore[misc]
-            calls += 1
-            for user in page.users:
-                people[user.userid] = _person(user)
-            cursor = page.next_cursor if page.has_more else None
-    return DirectorySnapshot(
-        people=people, parents=parents, calls=calls, throttled=pacer.throttled, root=root
-    )
-
-
-def _person(user: DingTalkUser) -> DirectoryPerson:
-    mobile = user.e164_mobile
-    return DirectoryPerson(
-        userid=user.userid,
-        name=" ".join(user.name.split())[:100],
-        mobile=(normalise_hk_mobile(mobile) or "") if mobile else "",
-        dept_ids=list(user.dept_id_list),
-    )
 
 
 def _district_for(
@@ -425,7 +339,7 @@ def directory_event_apply(
         pacer = Pacer(settings.AUDIENCES_SYNC_CALLS_PER_SECOND)
         try:
             for userid in userids:
-                people[userid] = _person(pacer.call(lambda u=userid: active.get_user(u)))  # type: ignore[misc]
+                people[userid] = person_from_user(pacer.call(lambda u=userid: active.get_user(u)))  # type: ignore[misc]
         finally:
             if own_client:
                 active.close()
