@@ -24,8 +24,15 @@ from accounts import permissions as perms
 from accounts.models import Department
 from audiences import selectors, services
 from audiences.audit_actions import AudienceAuditAction
-from audiences.importing import import_job_start
-from audiences.models import DirectorySettings, DistrictMapping, Recipient, Tag, Venue
+from audiences.import_jobs import import_job_start
+from audiences.models import (
+    DirectorySettings,
+    DistrictMapping,
+    FileFormat,
+    Recipient,
+    Tag,
+    Venue,
+)
 from audiences.resources import RecipientResource
 from audit.services import audit_record
 from common.errors import ApplicationError
@@ -165,7 +172,7 @@ class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: i
     def save_model(self, request: HttpRequest, obj: Recipient, form: Any, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
         try:
-            services.recipient_update(actor=request.user, recipient=obj, changes=changes)  # type: ignore[arg-type]
+            services.recipient_update(actor=request.user, recipient=obj, changes=changes)
         except ApplicationError as exc:
             raise PermissionDenied(exc.message) from None
 
@@ -177,7 +184,7 @@ class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: i
         ):
             try:
                 services.recipient_erase(
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=request.user,
                     recipient=recipient,
                     reason="admin action",
                 )
@@ -247,15 +254,15 @@ class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: i
                 % {"mb": settings.AUDIENCES_IMPORT_MAX_BYTES // 1_048_576},
             )
             return None
-        file_format = "xlsx" if upload.name.lower().endswith(".xlsx") else "csv"
+        file_format = FileFormat.XLSX if upload.name.lower().endswith(".xlsx") else FileFormat.CSV
         data = upload.read()
         upload.seek(0)
-        rows = data.count(b"\n") if file_format == "csv" else _xlsx_rows(data)
+        rows = data.count(b"\n") if file_format == FileFormat.CSV else _xlsx_rows(data)
         if rows <= settings.AUDIENCES_ADMIN_SYNC_MAX_ROWS:
             return None
         department = form.cleaned_data["department"]
         job = import_job_start(
-            actor=request.user,  # type: ignore[arg-type]
+            actor=request.user,
             department=department,
             data=data,
             file_name=upload.name,
@@ -332,14 +339,14 @@ class DepartmentOwnedAdmin(admin.ModelAdmin[Model]):
         return super().has_delete_permission(request, obj) and self._manages(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
-        services.owned_save(actor=request.user, obj=obj, changed=form.changed_data)  # type: ignore[arg-type]
+        services.owned_save(actor=request.user, obj=obj, changed=form.changed_data)
 
     def delete_model(self, request: HttpRequest, obj: Model) -> None:
-        services.owned_delete(actor=request.user, obj=obj)  # type: ignore[arg-type]
+        services.owned_delete(actor=request.user, obj=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:
         for obj in queryset.order_by("pk"):
-            services.owned_delete(actor=request.user, obj=obj)  # type: ignore[arg-type]
+            services.owned_delete(actor=request.user, obj=obj)
 
 
 @admin.register(Tag)

@@ -8,7 +8,17 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Department
-from audiences.models import District, RiskLevel, SegmentKind, SubscriptionFilter, Tag, Venue
+from audiences.models import (
+    District,
+    Recipient,
+    RiskLevel,
+    Segment,
+    SegmentKind,
+    SegmentMember,
+    SubscriptionFilter,
+    Tag,
+    Venue,
+)
 from audiences.selectors import SegmentRule
 from audiences.services import SegmentInput
 
@@ -129,8 +139,6 @@ class SegmentCountForm(SegmentForm):
         self.fields["name"].required = False
 
     def to_rule(self) -> SegmentRule:
-        from audiences.models import Recipient
-
         d = self.cleaned_data
         lat, lon = d.get("centre_latitude"), d.get("centre_longitude")
         member_ids: list[int] | None = None
@@ -158,9 +166,7 @@ class SegmentCountForm(SegmentForm):
         )
 
 
-def segment_initial(segment: Any) -> dict[str, Any]:
-    from audiences.models import Recipient, SegmentMember
-
+def segment_initial(segment: Segment) -> dict[str, Any]:
     members = Recipient.objects.filter(
         pk__in=SegmentMember.objects.filter(segment=segment).values("recipient_id")
     ).values_list("dingtalk_user_id", flat=True)

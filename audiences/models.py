@@ -323,6 +323,13 @@ class ImportState(models.TextChoices):
     FAILED = "failed", _("Failed: nothing was written")
 
 
+class FileFormat(models.TextChoices):
+    """The recipient file formats an import reads (audiences.validation.read_file)."""
+
+    CSV = "csv", "CSV"
+    XLSX = "xlsx", "XLSX"
+
+
 class ImportJob(models.Model):
     """A large recipient file checked and imported in the background, with progress for the page."""
 
@@ -335,7 +342,7 @@ class ImportJob(models.Model):
     file = models.FileField(upload_to="audiences/imports/")
     file_name = models.CharField(max_length=255)
     file_sha256 = models.CharField(max_length=64)
-    file_format = models.CharField(max_length=8)
+    file_format = models.CharField(max_length=8, choices=FileFormat.choices)
     state = models.CharField(max_length=16, choices=ImportState.choices, default=ImportState.QUEUED)
     confirmed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

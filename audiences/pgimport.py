@@ -23,7 +23,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import DataError, connection, transaction
@@ -31,12 +31,12 @@ from django.utils.translation import gettext as _
 from psycopg.sql import Literal
 
 from audiences.validation import (
-    _HK,
-    _HK_MOBILE,
-    _LANGUAGES,
-    _RISKS,
-    _SUBSCRIPTIONS,
     FORMULA_PREFIXES,
+    HK_METADATA,
+    HK_MOBILE,
+    LANGUAGE_WORDS,
+    RISK_WORDS,
+    SUBSCRIPTION_WORDS,
     CleanRecipient,
     RecipientValidator,
     RowError,
@@ -61,14 +61,16 @@ def hk_mobile_prefixes() -> list[str]:
     number is a mobile depends on its first four digits only; the PostgreSQL check is then a
     dictionary lookup, much cheaper per row than the long alternation (tested equal on samples).
     """
-    if _HK_MOBILE is None:
+    if HK_MOBILE is None:
         return []
-    return [p for p in (f"{n:04d}" for n in range(10_000)) if _HK_MOBILE.fullmatch(p + "0000")]
+    return [p for p in (f"{n:04d}" for n in range(10_000)) if HK_MOBILE.fullmatch(p + "0000")]
 
 
 def hk_mobile_sql_pattern() -> str:
     """libphonenumber's HK mobile pattern as a PostgreSQL regular expression (ASCII digits only)."""
-    pattern = _HK.mobile.national_number_pattern if _HK and _HK.mobile else None
+    pattern = (
+        HK_METADATA.mobile.national_number_pattern if HK_METADATA and HK_METADATA.mobile else None
+    )
     if not pattern:
         return "^$."  # matches nothing: every number then gets the full (library) check
     return "^(?:" + pattern.replace(r"\d", "[0-9]") + ")$"
@@ -215,6 +217,13 @@ def _mark_duplicates(cursor: Any) -> None:
     )
 
 
+class StagedCheck(NamedTuple):
+    total: int  # data rows
+    errors: list[RowError]  # the first ones, in line order
+    error_count: int
+    file_error: str
+
+
 def stage_and_check(
     *,
     text: str,
@@ -224,75 +233,28 @@ def stage_and_check(
     max_rows: int,
     max_reported: int,
     progress: Callable[[int, int], None] | None,
-) -> tuple[int, list[RowError], int, str]:
+) -> StagedCheck:
     """COPY `text` (header included), check it, and leave every valid row in the staging table.
 
     `separator` is what stands between the cells of a line: "," for an unquoted file, else
     RECORD_SEPARATOR (see quoted_records_text).
 
-    Returns (data rows, first errors in line order, error count, file error). Must run inside a
-    transaction that the caller rolls back when anything is wrong: the temporary tables then vanish.
+    Must run inside a transaction that the caller rolls back when anything is wrong: the
+    temporary tables then vanish.
     """
-    lookups = {
-        "mobile_prefixes": json.dumps(dict.fromkeys(hk_mobile_prefixes(), 1)),
-        "langs": json.dumps({k: str(v) for k, v in _LANGUAGES.items()}),
-        "districts": json.dumps(validator.districts),
-        "risks": json.dumps({k: str(v) for k, v in _RISKS.items()}),
-        "subs": json.dumps({k: str(v) for k, v in _SUBSCRIPTIONS.items()}),
-        "tags": json.dumps(validator.tags),
-    }
     with connection.cursor() as cursor:
-        # Temporary tables live in the session's local buffers (8 MB by default): a million-row
-        # file then thrashes them and the check takes twice as long. The size can only be set
-        # before the session's first temporary table: a worker whose connection already used
-        # one (the delivery snapshot does) keeps its size, so the attempt has its own savepoint.
-        # The sort behind the duplicate check gets memory for this transaction only.
-        try:
-            with transaction.atomic():
-                cursor.execute(
-                    "SELECT set_config('temp_buffers', %s, false)",
-                    [settings.AUDIENCES_IMPORT_TEMP_BUFFERS],
-                )
-        except DataError:
-            logger.info("audiences: temp_buffers already fixed for this session; import goes on")
-        cursor.execute(
-            "SELECT set_config('work_mem', %s, true)", [settings.AUDIENCES_IMPORT_WORK_MEM]
-        )
-        # Inlined as literals, not bound: a bound '...'::jsonb would be parsed again for every row.
-        quoted = {
-            key: Literal(value).as_string(cursor.cursor.connection)
-            for key, value in lookups.items()
-        }
-        cursor.execute("DROP TABLE IF EXISTS audiences_raw")
-        cursor.execute(
-            "CREATE TEMP TABLE audiences_raw (line bigint GENERATED ALWAYS AS IDENTITY, t text)"
-            " ON COMMIT DROP"
-        )
-        # One field per line: a delimiter and quote that lines_are_records() guarantees absent.
-        # Blank lines arrive as NULL, so the identity still counts physical lines.
-        with cursor.cursor.copy(
-            "COPY audiences_raw (t) FROM STDIN"
-            " WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
-        ) as copy:
-            step = 8 * 1024 * 1024
-            for start in range(0, len(text), step):
-                copy.write(text[start : start + step])
-        cursor.execute("SELECT max(line) FROM audiences_raw")
-        if int(cursor.fetchone()[0] or 0) - 1 > max_rows:
-            # More lines than allowed; count the real rows (blank lines are not rows) to be sure.
-            cursor.execute(
-                "SELECT count(*) FROM audiences_raw WHERE line > 1 AND t ~ %s",
-                [f"[^{separator}]"],
+        _size_session_memory(cursor)
+        quoted = _quoted_lookups(cursor, validator)
+        _copy_raw_lines(cursor, text)
+        too_many = _rows_over_limit(cursor, separator=separator, max_rows=max_rows)
+        if too_many is not None:
+            return StagedCheck(
+                too_many,
+                [],
+                0,
+                _("The file has %(rows)s rows; the limit here is %(limit)s.")
+                % {"rows": too_many, "limit": max_rows},
             )
-            lines = int(cursor.fetchone()[0])
-            if lines > max_rows:
-                return (
-                    lines,
-                    [],
-                    0,
-                    _("The file has %(rows)s rows; the limit here is %(limit)s.")
-                    % {"rows": lines, "limit": max_rows},
-                )
         cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
         cursor.execute(
             f"CREATE TEMP TABLE {STAGING} ON COMMIT DROP AS"
@@ -302,7 +264,7 @@ def stage_and_check(
         cursor.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT plain) FROM {STAGING}")  # noqa: S608
         total, unusual = (int(n) for n in cursor.fetchone())
         if total == 0:
-            return 0, [], 0, _("The file has a header row but no recipients.")
+            return StagedCheck(0, [], 0, _("The file has a header row but no recipients."))
         if progress is not None:
             progress(total // 2, total)
         errors: list[RowError] = []
@@ -316,7 +278,73 @@ def stage_and_check(
                 max_reported=max_reported,
             )
         cursor.execute(f"ANALYZE {STAGING}")
-    return total, errors, error_count, ""
+    return StagedCheck(total, errors, error_count, "")
+
+
+def _size_session_memory(cursor: Any) -> None:
+    # Temporary tables live in the session's local buffers (8 MB by default): a million-row
+    # file then thrashes them and the check takes twice as long. The size can only be set
+    # before the session's first temporary table: a worker whose connection already used
+    # one (the delivery snapshot does) keeps its size, so the attempt has its own savepoint.
+    # The sort behind the duplicate check gets memory for this transaction only.
+    try:
+        with transaction.atomic():
+            cursor.execute(
+                "SELECT set_config('temp_buffers', %s, false)",
+                [settings.AUDIENCES_IMPORT_TEMP_BUFFERS],
+            )
+    except DataError:
+        logger.info("audiences: temp_buffers already fixed for this session; import goes on")
+    cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.AUDIENCES_IMPORT_WORK_MEM])
+
+
+def _quoted_lookups(cursor: Any, validator: RecipientValidator) -> dict[str, str]:
+    """The `%(name)s` lookups of _checked_select as SQL literals.
+
+    Inlined as literals, not bound: a bound '...'::jsonb would be parsed again for every row.
+    """
+    lookups = {
+        "mobile_prefixes": json.dumps(dict.fromkeys(hk_mobile_prefixes(), 1)),
+        "langs": json.dumps({k: str(v) for k, v in LANGUAGE_WORDS.items()}),
+        "districts": json.dumps(validator.districts),
+        "risks": json.dumps({k: str(v) for k, v in RISK_WORDS.items()}),
+        "subs": json.dumps({k: str(v) for k, v in SUBSCRIPTION_WORDS.items()}),
+        "tags": json.dumps(validator.tags),
+    }
+    return {
+        key: Literal(value).as_string(cursor.cursor.connection) for key, value in lookups.items()
+    }
+
+
+def _copy_raw_lines(cursor: Any, text: str) -> None:
+    """COPY every physical line of `text` into audiences_raw, numbered from 1 (the header)."""
+    cursor.execute("DROP TABLE IF EXISTS audiences_raw")
+    cursor.execute(
+        "CREATE TEMP TABLE audiences_raw (line bigint GENERATED ALWAYS AS IDENTITY, t text)"
+        " ON COMMIT DROP"
+    )
+    # One field per line: a delimiter and quote that lines_are_records() guarantees absent.
+    # Blank lines arrive as NULL, so the identity still counts physical lines.
+    with cursor.cursor.copy(
+        "COPY audiences_raw (t) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
+    ) as copy:
+        step = 8 * 1024 * 1024
+        for start in range(0, len(text), step):
+            copy.write(text[start : start + step])
+
+
+def _rows_over_limit(cursor: Any, *, separator: str, max_rows: int) -> int | None:
+    """The number of data rows when it is over `max_rows`, else None."""
+    cursor.execute("SELECT max(line) FROM audiences_raw")
+    if int(cursor.fetchone()[0] or 0) - 1 <= max_rows:
+        return None
+    # More lines than allowed; count the real rows (blank lines are not rows) to be sure.
+    cursor.execute(
+        "SELECT count(*) FROM audiences_raw WHERE line > 1 AND t ~ %s",
+        [f"[^{separator}]"],
+    )
+    lines = int(cursor.fetchone()[0])
+    return lines if lines > max_rows else None
 
 
 def _check_unusual(

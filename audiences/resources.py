@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from import_export import fields, resources, widgets
@@ -30,6 +29,7 @@ from audiences.validation import (
 )
 from audit.services import audit_record
 from audit.spreadsheets import neutralise_cell
+from common.types import Actor
 
 
 class RecipientResource(resources.ModelResource):  # type: ignore[misc]
@@ -68,7 +68,7 @@ class RecipientResource(resources.ModelResource):  # type: ignore[misc]
     def __init__(
         self,
         department: Department | None = None,
-        user: AbstractBaseUser | None = None,
+        user: Actor = None,
         full_contact: bool = False,
         **kwargs: Any,
     ) -> None:

@@ -1,4 +1,4 @@
-"""Writes for audiences: segments, erasure, recipient edits, venues, check-ins and settings.
+"""Writes for audiences: segments, erasure, recipient edits and department-owned settings.
 
 Each service authorises (manage_audience in the owning department), validates, writes and
 audits in one transaction. actor=None means the system (tasks, commands).
@@ -6,19 +6,16 @@ audits in one transaction. actor=None means the system (tasks, commands).
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from accounts import permissions as perms
@@ -42,24 +39,15 @@ from audiences.models import (
     Tag,
     Venue,
 )
-from audiences.validation import (
-    ImportFileError,
-    RowError,
-    check_header,
-    looks_like_formula,
-    normalise_hk_mobile,
-    read_csv,
-)
+from audiences.validation import normalise_hk_mobile
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.types import Actor
 from delivery.privacy import anonymise_recipient_deliveries
 
-# Hong Kong's extent with a margin: a venue outside it is a typo (swapped lat/long, missing minus).
-HK_LATITUDE = (22.1, 22.6)
-HK_LONGITUDE = (113.8, 114.5)
 
-
-def require_manage(actor: AbstractBaseUser | None, department: Department) -> None:
+def require_manage(actor: Actor, department: Department) -> None:
+    """Permission manage_audience in `department`; actor=None is the system (tasks, commands)."""
     if actor is not None:
         perms.require_department_perm(actor, perms.MANAGE_AUDIENCE, department)
 
@@ -183,9 +171,7 @@ def _apply_segment(segment: Segment, data: SegmentInput, member_ids: list[int]) 
 
 
 @transaction.atomic
-def segment_create(
-    *, actor: AbstractBaseUser | None, department: Department, data: SegmentInput
-) -> Segment:
+def segment_create(*, actor: Actor, department: Department, data: SegmentInput) -> Segment:
     """Save a new segment. Permission: manage_audience. Audit: audiences.segment_created."""
     require_manage(actor, department)
     member_ids = _check_segment_input(department, data)
@@ -203,9 +189,7 @@ def segment_create(
 
 
 @transaction.atomic
-def segment_update(
-    *, actor: AbstractBaseUser | None, segment: Segment, data: SegmentInput
-) -> Segment:
+def segment_update(*, actor: Actor, segment: Segment, data: SegmentInput) -> Segment:
     """Change a segment. Permission: manage_audience. Audit: audiences.segment_changed (before/after)."""
     require_manage(actor, segment.department)
     member_ids = _check_segment_input(segment.department, data)
@@ -230,7 +214,7 @@ def segment_update(
 
 
 @transaction.atomic
-def segment_delete(*, actor: AbstractBaseUser | None, segment: Segment) -> None:
+def segment_delete(*, actor: Actor, segment: Segment) -> None:
     """Delete a segment. Permission: manage_audience. Audit: audiences.segment_deleted (before the delete)."""
     require_manage(actor, segment.department)
     audit_record(
@@ -256,9 +240,7 @@ RECIPIENT_EDITABLE_FIELDS = (
 
 
 @transaction.atomic
-def recipient_update(
-    *, actor: AbstractBaseUser | None, recipient: Recipient, changes: dict[str, Any]
-) -> Recipient:
+def recipient_update(*, actor: Actor, recipient: Recipient, changes: dict[str, Any]) -> Recipient:
     """Edit one recipient by hand. Permission: manage_audience. Audit: audiences.recipient_changed."""
     require_manage(actor, recipient.department)
     unknown = set(changes) - set(RECIPIENT_EDITABLE_FIELDS)
@@ -305,9 +287,7 @@ def recipient_update(
 
 
 @transaction.atomic
-def recipient_erase(
-    *, actor: AbstractBaseUser | None, recipient: Recipient, reason: str = ""
-) -> Recipient:
+def recipient_erase(*, actor: Actor, recipient: Recipient, reason: str = "") -> Recipient:
     """Erase a person's personal data on request (PDPO DPP2(2), s.26).
 
     Permission: manage_audience. The row stays, blanked and unsubscribed, so delivery history
@@ -362,9 +342,7 @@ OWNED_MODELS: tuple[type[models.Model], ...] = (Tag, Venue, DistrictMapping, Dir
 
 
 @transaction.atomic
-def owned_save(
-    *, actor: AbstractBaseUser | None, obj: models.Model, changed: Sequence[str] = ()
-) -> models.Model:
+def owned_save(*, actor: Actor, obj: models.Model, changed: Sequence[str] = ()) -> models.Model:
     """Save a tag, venue, district mapping or directory settings row of a department.
 
     Permission: manage_audience in the object's department (and, on a change, its old one).
@@ -396,7 +374,7 @@ def owned_save(
 
 
 @transaction.atomic
-def owned_delete(*, actor: AbstractBaseUser | None, obj: models.Model) -> None:
+def owned_delete(*, actor: Actor, obj: models.Model) -> None:
     if not isinstance(obj, OWNED_MODELS):
         raise TypeError(f"{type(obj).__name__} is not a department-owned audience setting.")
     department: Department = obj.department  # type: ignore[attr-defined]
@@ -409,234 +387,3 @@ def owned_delete(*, actor: AbstractBaseUser | None, obj: models.Model) -> None:
         data={"model": obj._meta.model_name, "deleted": True},
     )
     obj.delete()
-
-
-# --- venues and check-ins (CSV) -------------------------------------------------------------
-
-VENUE_COLUMNS = ("code", "name", "district", "latitude", "longitude")
-CHECKIN_COLUMNS = ("dingtalk_user_id", "venue_code", "checked_in_at")
-
-
-@dataclass
-class CsvResult:
-    total: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    file_error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.file_error and not self.errors
-
-
-def _read_small_csv(
-    data: bytes, columns: Sequence[str], result: CsvResult
-) -> list[tuple[int, dict[str, str]]]:
-    try:
-        parsed = read_csv(data) if data.strip() else None
-        if parsed is None:
-            raise ImportFileError(_("The file is empty."))
-        header = check_header(parsed.header, required=columns, allowed=columns)
-    except ImportFileError as exc:
-        result.file_error = exc.message
-        return []
-    if not parsed.rows:
-        result.file_error = _("The file has a header row but no data.")
-        return []
-    if len(parsed.rows) > settings.AUDIENCES_CHECKIN_MAX_ROWS:
-        result.file_error = _("The file has %(rows)s rows; the limit is %(limit)s.") % {
-            "rows": len(parsed.rows),
-            "limit": settings.AUDIENCES_CHECKIN_MAX_ROWS,
-        }
-        return []
-    rows: list[tuple[int, dict[str, str]]] = []
-    for line, cells in parsed.rows:
-        if len(cells) != len(header):
-            result.errors.append(
-                RowError(
-                    line,
-                    _("has %(got)s cells but the header has %(want)s columns")
-                    % {"got": len(cells), "want": len(header)},
-                )
-            )
-            continue
-        values = {k: v.strip() for k, v in zip(header, cells, strict=True)}
-        formula = [
-            k
-            for k, v in values.items()
-            if looks_like_formula(v) and k not in ("latitude", "longitude")
-        ]
-        if formula:
-            result.errors.append(
-                RowError(
-                    line,
-                    _("%(column)s could run as a spreadsheet formula") % {"column": formula[0]},
-                )
-            )
-            continue
-        rows.append((line, values))
-    result.total = len(parsed.rows)
-    return rows
-
-
-def _district_lookup() -> dict[str, District]:
-    lookup: dict[str, District] = {}
-    for d in District.objects.all():
-        for key in (d.code, d.name_en, d.name_zh, d.name_zh.removesuffix("區")):
-            lookup[key.lower()] = d
-    return lookup
-
-
-@transaction.atomic
-def venues_import_csv(
-    *, actor: AbstractBaseUser | None, department: Department, data: bytes, file_name: str
-) -> CsvResult:
-    """Upsert venues (code, name, district, latitude, longitude) on (department, code); all or nothing.
-
-    Permission: manage_audience. Audit: audiences.venues_imported.
-    """
-    require_manage(actor, department)
-    result = CsvResult()
-    rows = _read_small_csv(data, VENUE_COLUMNS, result)
-    districts = _district_lookup()
-    existing = {v.code: v for v in Venue.objects.filter(department=department)}
-    seen: dict[str, int] = {}
-    staged: list[Venue] = []
-    for line, values in rows:
-        problems = []
-        code = values["code"]
-        if not code or len(code) > 40:
-            problems.append(_("code is empty or too long"))
-        elif code in seen:
-            problems.append(
-                _("code %(code)s also appears on line %(line)s")
-                % {"code": code, "line": seen[code]}
-            )
-        seen.setdefault(code, line)
-        district = districts.get(values["district"].lower()) if values["district"] else None
-        if values["district"] and district is None:
-            problems.append(
-                _("district %(value)r is not one of the 18 districts")
-                % {"value": values["district"]}
-            )
-        try:
-            lat, lon = float(values["latitude"]), float(values["longitude"])
-        except ValueError:
-            problems.append(_("latitude and longitude must be decimal degrees"))
-            lat = lon = 0.0
-        else:
-            if not (
-                HK_LATITUDE[0] <= lat <= HK_LATITUDE[1]
-                and HK_LONGITUDE[0] <= lon <= HK_LONGITUDE[1]
-            ):
-                problems.append(
-                    _("position %(lat)s, %(lon)s is outside Hong Kong") % {"lat": lat, "lon": lon}
-                )
-        if not values["name"]:
-            problems.append(_("name is empty"))
-        if problems:
-            result.errors.append(RowError(line, "; ".join(problems)))
-            continue
-        venue = existing.get(code) or Venue(department=department, code=code)
-        new_values = {
-            "name": values["name"][:200],
-            "district": district,
-            "latitude": lat,
-            "longitude": lon,
-        }
-        if venue.pk is not None and all(getattr(venue, k) == v for k, v in new_values.items()):
-            result.unchanged += 1
-            continue
-        if venue.pk is None:
-            result.created += 1
-        else:
-            result.updated += 1
-        for k, v in new_values.items():
-            setattr(venue, k, v)
-        staged.append(venue)
-    if not result.ok:
-        return result
-    for venue in staged:
-        venue.save()
-    audit_record(
-        actor=actor,
-        action=AudienceAuditAction.VENUES_IMPORTED,
-        department=department,
-        target_label=file_name,
-        data={
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "created": result.created,
-            "updated": result.updated,
-            "unchanged": result.unchanged,
-        },
-    )
-    return result
-
-
-@transaction.atomic
-def checkins_import_csv(
-    *, actor: AbstractBaseUser | None, department: Department, data: bytes, file_name: str
-) -> CsvResult:
-    """Add check-ins (dingtalk_user_id, venue_code, checked_in_at ISO 8601); all or nothing, idempotent.
-
-    Permission: manage_audience. Audit: audiences.checkins_imported.
-    """
-    require_manage(actor, department)
-    result = CsvResult()
-    rows = _read_small_csv(data, CHECKIN_COLUMNS, result)
-    venues = dict(Venue.objects.filter(department=department).values_list("code", "pk"))
-    wanted = {values["dingtalk_user_id"] for _line, values in rows}
-    people = dict(
-        Recipient.objects.filter(
-            department=department, dingtalk_user_id__in=wanted, erased_at__isnull=True
-        ).values_list("dingtalk_user_id", "pk")
-    )
-    staged: list[CheckIn] = []
-    for line, values in rows:
-        problems = []
-        recipient_id = people.get(values["dingtalk_user_id"])
-        if recipient_id is None:
-            problems.append(
-                _("no recipient with DingTalk user id %(value)r")
-                % {"value": values["dingtalk_user_id"]}
-            )
-        venue_id = venues.get(values["venue_code"])
-        if venue_id is None:
-            problems.append(
-                _("no venue with code %(value)r (import venues first)")
-                % {"value": values["venue_code"]}
-            )
-        when = parse_datetime(values["checked_in_at"])
-        if when is None:
-            problems.append(
-                _("checked_in_at %(value)r is not a date and time such as 2026-03-01T14:30+08:00")
-                % {"value": values["checked_in_at"]}
-            )
-        elif timezone.is_naive(when):
-            when = timezone.make_aware(when)  # a local Hong Kong time, as staff write it
-        if problems:
-            result.errors.append(RowError(line, "; ".join(problems)))
-            continue
-        if recipient_id is None or venue_id is None or when is None:
-            continue  # unreachable: each None above added a problem
-        staged.append(CheckIn(recipient_id=recipient_id, venue_id=venue_id, checked_in_at=when))
-    if not result.ok:
-        return result
-    before = CheckIn.objects.filter(venue__department=department).count()
-    CheckIn.objects.bulk_create(staged, batch_size=1000, ignore_conflicts=True)
-    result.created = CheckIn.objects.filter(venue__department=department).count() - before
-    result.unchanged = len(staged) - result.created
-    audit_record(
-        actor=actor,
-        action=AudienceAuditAction.CHECKINS_IMPORTED,
-        department=department,
-        target_label=file_name,
-        data={
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "created": result.created,
-            "unchanged": result.unchanged,
-        },
-    )
-    return result

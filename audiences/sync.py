@@ -1,4 +1,4 @@
-"""DingTalk directory → recipients: the full walk (a Celery task) and single-user events (the callback).
+"""DingTalk directory → recipients: the full sync (a Celery task) and single-user events (the callback).
 
 Network calls happen first, outside any transaction; the database is then changed in one short
 transaction per sync (or per event), with its audit event.
@@ -6,19 +6,29 @@ transaction per sync (or per event), with its audit event.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Department
 from accounts.secrets import resolve_secret_ref
+from audiences import enqueue
 from audiences.audit_actions import AudienceAuditAction
+from audiences.directory import (
+    DirectoryPerson,
+    DirectorySnapshot,
+    Pacer,
+    directory_client,
+    person_from_user,
+    walk_directory,
+)
 from audiences.models import (
     DirectorySettings,
     DirectorySync,
@@ -29,105 +39,13 @@ from audiences.models import (
     SyncState,
 )
 from audiences.services import require_manage
-from audiences.validation import normalise_hk_mobile
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.types import Actor
 from dingtalk.client import DingTalkClient
-from dingtalk.client import User as DingTalkUser
 from dingtalk.crypto import CallbackCrypto
-from dingtalk.errors import Throttled
 
 T = TypeVar("T")
-MAX_THROTTLE_RETRIES = 5
-
-
-def directory_client(department: Department) -> DingTalkClient:
-    """A client for the department's own DingTalk app (the secret is resolved, never stored)."""
-    return DingTalkClient(
-        department.dingtalk_app_key,
-        resolve_secret_ref(department.dingtalk_secret_ref),
-        department.dingtalk_agent_id or 0,
-        base_url=settings.DINGTALK_BASE_URL,
-    )
-
-
-class Pacer:
-    """Spaces calls evenly under the app's per-API limit, and waits out a throttle reply."""
-
-    def __init__(self, calls_per_second: float) -> None:
-        self.interval = 1.0 / max(calls_per_second, 0.1)
-        self.next_at = 0.0
-        self.throttled = 0
-
-    def call(self, fn: Callable[[], T]) -> T:
-        for attempt in range(MAX_THROTTLE_RETRIES + 1):
-            now = time.monotonic()
-            if now < self.next_at:
-                time.sleep(self.next_at - now)
-            self.next_at = max(now, self.next_at) + self.interval
-            try:
-                return fn()
-            except Throttled as exc:
-                self.throttled += 1
-                if attempt == MAX_THROTTLE_RETRIES:
-                    raise
-                time.sleep(min(exc.retry_after or 1.0, 10.0) * (attempt + 1))
-        raise AssertionError("unreachable")
-
-
-@dataclass
-class DirectoryPerson:
-    userid: str
-    name: str
-    mobile: str
-    dept_ids: list[int]
-
-
-@dataclass
-class DirectorySnapshot:
-    people: dict[str, DirectoryPerson]
-    parents: dict[int, int]
-    calls: int
-    throttled: int
-    root: int = 1
-
-
-def walk_directory(client: DingTalkClient, *, root: int, pacer: Pacer) -> DirectorySnapshot:
-    """listsubid from the root down, then v2/user/list with cursor paging for every department."""
-    parents: dict[int, int] = {}
-    order: list[int] = []
-    pending = [root]
-    calls = 0
-    while pending:
-        dept_id = pending.pop(0)
-        order.append(dept_id)
-        children = pacer.call(lambda d=dept_id: client.list_sub_department_ids(d))  # type: ignore[misc]
-        calls += 1
-        for child in children:
-            parents[child] = dept_id
-            pending.append(child)
-    people: dict[str, DirectoryPerson] = {}
-    for dept_id in order:
-        cursor: int | None = 0
-        while cursor is not None:
-            page = pacer.call(lambda d=dept_id, c=cursor: client.list_users(d, c, 100))  # type: ignore[misc]
-            calls += 1
-            for user in page.users:
-                people[user.userid] = _person(user)
-            cursor = page.next_cursor if page.has_more else None
-    return DirectorySnapshot(
-        people=people, parents=parents, calls=calls, throttled=pacer.throttled, root=root
-    )
-
-
-def _person(user: DingTalkUser) -> DirectoryPerson:
-    mobile = user.e164_mobile
-    return DirectoryPerson(
-        userid=user.userid,
-        name=" ".join(user.name.split())[:100],
-        mobile=(normalise_hk_mobile(mobile) or "") if mobile else "",
-        dept_ids=list(user.dept_id_list),
-    )
 
 
 def _district_for(
@@ -158,12 +76,8 @@ def _chunks(items: list[T], size: int = 1000) -> Iterator[list[T]]:
 
 
 @transaction.atomic
-def directory_sync_request(
-    *, actor: AbstractBaseUser | None, department: Department
-) -> DirectorySync:
+def directory_sync_request(*, actor: Actor, department: Department) -> DirectorySync:
     """Queue a directory walk. Permission: manage_audience. Audit: audiences.sync_requested."""
-    from audiences.tasks import sync_directory_task
-
     require_manage(actor, department)
     sync = DirectorySync.objects.create(
         department=department, requested_by=actor if isinstance(actor, User) else None
@@ -171,7 +85,7 @@ def directory_sync_request(
     audit_record(
         actor=actor, action=AudienceAuditAction.SYNC_REQUESTED, target=sync, department=department
     )
-    transaction.on_commit(lambda: sync_directory_task.delay(sync.pk))
+    transaction.on_commit(lambda: enqueue.directory_sync(sync.pk))
     return sync
 
 
@@ -228,23 +142,70 @@ def _sync_failed(sync: DirectorySync, exc: Exception) -> None:
         )
 
 
+_SYNCED_FIELDS = [
+    "name",
+    "mobile",
+    "district",
+    "dingtalk_dept_ids",
+    "subscription_state",
+    "subscription_source",
+    "subscription_changed_at",
+    "updated_at",
+]
+
+
+@dataclass
+class _SyncChanges:
+    """What one walk changes: new people, changed ones, and those no longer in the directory."""
+
+    creates: list[Recipient] = field(default_factory=list)
+    updates: list[Recipient] = field(default_factory=list)
+    unchanged: int = 0
+    leavers: list[Recipient] = field(default_factory=list)  # were subscribed: now unsubscribed
+    departed: list[Recipient] = field(default_factory=list)  # already unsubscribed: lose depts
+
+
 @transaction.atomic
 def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict[str, int]:
     department = sync.department
     now = timezone.now()
-    district_of = _district_for(department, snapshot.parents)
     existing = {
         r.dingtalk_user_id: r
         for r in Recipient.objects.filter(department=department, erased_at__isnull=True)
     }
-    creates: list[Recipient] = []
-    updates: list[Recipient] = []
-    unchanged = 0
+    changes = _compare_people(department, snapshot, existing, now)
+    _mark_absent(changes, [r for uid, r in existing.items() if uid not in snapshot.people], now)
+    for chunk in _chunks(changes.creates):
+        Recipient.objects.bulk_create(chunk)
+    for chunk in _chunks(changes.updates + changes.leavers + changes.departed):
+        Recipient.objects.bulk_update(chunk, _SYNCED_FIELDS)
+    counts = {
+        "people": len(snapshot.people),
+        "new": len(changes.creates),
+        "updated": len(changes.updates),
+        "unchanged": changes.unchanged,
+        "left": len(changes.leavers),
+        "calls": snapshot.calls,
+        "throttled": snapshot.throttled,
+    }
+    _record_sync_done(sync=sync, snapshot=snapshot, counts=counts, now=now)
+    return counts
+
+
+def _compare_people(
+    department: Department,
+    snapshot: DirectorySnapshot,
+    existing: dict[str, Recipient],
+    now: datetime,
+) -> _SyncChanges:
+    """Each person in the directory against their recipient row: new, changed or unchanged."""
+    district_of = _district_for(department, snapshot.parents)
+    changes = _SyncChanges()
     for person in snapshot.people.values():
         values = _values_for(person, district_of)
         recipient = existing.get(person.userid)
         if recipient is None:
-            creates.append(
+            changes.creates.append(
                 Recipient(
                     department=department,
                     dingtalk_user_id=person.userid,
@@ -254,49 +215,36 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
                 )
             )
         elif _merge(recipient, values, now, SubscriptionSource.DIRECTORY):
-            updates.append(recipient)
+            changes.updates.append(recipient)
         else:
-            unchanged += 1
-    absent = [r for uid, r in existing.items() if uid not in snapshot.people]
-    leavers = [r for r in absent if r.subscription_state == SubscriptionState.SUBSCRIBED]
+            changes.unchanged += 1
+    return changes
+
+
+def _mark_absent(changes: _SyncChanges, absent: list[Recipient], now: datetime) -> None:
+    """People no longer in the directory: the subscribed ones leave, and all lose departments."""
+    changes.leavers = [r for r in absent if r.subscription_state == SubscriptionState.SUBSCRIBED]
     # Out of the directory, out of its departments: a dept_id_list send no longer reaches them.
-    departed = [
+    changes.departed = [
         r
         for r in absent
         if r.subscription_state != SubscriptionState.SUBSCRIBED and r.dingtalk_dept_ids
     ]
-    for r in departed:
+    for r in changes.departed:
         r.dingtalk_dept_ids = []
         r.updated_at = now
-    for r in leavers:
+    for r in changes.leavers:
         r.dingtalk_dept_ids = []
         r.subscription_state = SubscriptionState.UNSUBSCRIBED
         r.subscription_source = SubscriptionSource.DIRECTORY
         r.subscription_changed_at = now
         r.updated_at = now
-    for chunk in _chunks(creates):
-        Recipient.objects.bulk_create(chunk)
-    fields = [
-        "name",
-        "mobile",
-        "district",
-        "dingtalk_dept_ids",
-        "subscription_state",
-        "subscription_source",
-        "subscription_changed_at",
-        "updated_at",
-    ]
-    for chunk in _chunks(updates + leavers + departed):
-        Recipient.objects.bulk_update(chunk, fields)
-    counts = {
-        "people": len(snapshot.people),
-        "new": len(creates),
-        "updated": len(updates),
-        "unchanged": unchanged,
-        "left": len(leavers),
-        "calls": snapshot.calls,
-        "throttled": snapshot.throttled,
-    }
+
+
+def _record_sync_done(
+    *, sync: DirectorySync, snapshot: DirectorySnapshot, counts: dict[str, int], now: datetime
+) -> None:
+    department = sync.department
     DirectorySync.objects.filter(pk=sync.pk).update(
         state=SyncState.DONE, counts=counts, finished_at=now
     )
@@ -311,7 +259,6 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
         department=department,
         data=counts,
     )
-    return counts
 
 
 def _values_for(
@@ -326,7 +273,9 @@ def _values_for(
     }
 
 
-def _merge(recipient: Recipient, values: dict[str, Any], now: Any, source: str) -> bool:
+def _merge(
+    recipient: Recipient, values: dict[str, Any], now: datetime, source: SubscriptionSource
+) -> bool:
     """Apply directory values; True if anything changed. A mobile DingTalk hides stays as it was."""
     changed = False
     for name, value in values.items():
@@ -346,6 +295,14 @@ def _merge(recipient: Recipient, values: dict[str, Any], now: Any, source: str) 
 
 
 # --- events pushed to the callback --------------------------------------------------------
+
+
+class DirectoryEvent(StrEnum):
+    """The directory events DingTalk pushes to the callback that change recipients."""
+
+    USER_ADD = "user_add_org"
+    USER_MODIFY = "user_modify_org"
+    USER_LEAVE = "user_leave_org"
 
 
 def callback_crypto_for(code: str) -> CallbackCrypto | None:
@@ -376,13 +333,13 @@ def directory_event_apply(
     """Apply user_add_org / user_modify_org / user_leave_org. Re-applying the same event changes nothing."""
     department = Department.objects.get(pk=department_id)
     people: dict[str, DirectoryPerson] = {}
-    if event_type in ("user_add_org", "user_modify_org"):
+    if event_type in (DirectoryEvent.USER_ADD, DirectoryEvent.USER_MODIFY):
         own_client = client is None
         active = client or directory_client(department)
         pacer = Pacer(settings.AUDIENCES_SYNC_CALLS_PER_SECOND)
         try:
             for userid in userids:
-                people[userid] = _person(pacer.call(lambda u=userid: active.get_user(u)))  # type: ignore[misc]
+                people[userid] = person_from_user(pacer.call(lambda u=userid: active.get_user(u)))  # type: ignore[misc]
         finally:
             if own_client:
                 active.close()
@@ -406,7 +363,7 @@ def _apply_event(
             .filter(department=department, dingtalk_user_id=userid, erased_at__isnull=True)
             .first()
         )
-        if event_type == "user_leave_org":
+        if event_type == DirectoryEvent.USER_LEAVE:
             if (
                 recipient is not None
                 and recipient.subscription_state == SubscriptionState.SUBSCRIBED

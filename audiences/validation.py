@@ -11,12 +11,20 @@ import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import phonenumbers
 from django.utils.translation import gettext as _
 from phonenumbers import PhoneMetadata, PhoneNumberType
 
-from audiences.models import District, Language, RiskLevel, SubscriptionState, Tag
+from audiences.models import (
+    District,
+    FileFormat,
+    Language,
+    RiskLevel,
+    SubscriptionState,
+    Tag,
+)
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("dingtalk_user_id", "name", "mobile", "language", "district")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("function_tag", "risk_level", "tags", "subscription")
@@ -25,18 +33,22 @@ ALL_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 TAG_SEPARATOR = ";"
 
+T = TypeVar("T")
+
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-_HK = PhoneMetadata.metadata_for_region("HK")
+HK_METADATA = PhoneMetadata.metadata_for_region("HK")
 # The library's own HK mobile pattern, so the fast path below agrees with phonenumbers exactly.
 # ASCII: Python's \d also matches other scripts' digits; those go to the library, which converts them.
-_HK_MOBILE = (
-    re.compile(_HK.mobile.national_number_pattern or "$^", re.ASCII) if _HK and _HK.mobile else None
+HK_MOBILE = (
+    re.compile(HK_METADATA.mobile.national_number_pattern or "$^", re.ASCII)
+    if HK_METADATA and HK_METADATA.mobile
+    else None
 )
 _PLAIN_NUMBER = re.compile(r"(?:\+?852)?(\d{8})", re.ASCII)
 _SEPARATORS = str.maketrans("", "", " -().")
 
-_LANGUAGES = {
+LANGUAGE_WORDS = {
     "en": Language.ENGLISH,
     "english": Language.ENGLISH,
     "zh-hant": Language.TRADITIONAL_CHINESE,
@@ -47,8 +59,8 @@ _LANGUAGES = {
     "both": Language.BOTH,
     "": Language.BOTH,
 }
-_RISKS = {"high": RiskLevel.HIGH, "medium": RiskLevel.MEDIUM, "low": RiskLevel.LOW, "": ""}
-_SUBSCRIPTIONS = {
+RISK_WORDS = {"high": RiskLevel.HIGH, "medium": RiskLevel.MEDIUM, "low": RiskLevel.LOW, "": ""}
+SUBSCRIPTION_WORDS = {
     "": SubscriptionState.SUBSCRIBED,
     "subscribed": SubscriptionState.SUBSCRIBED,
     "yes": SubscriptionState.SUBSCRIBED,
@@ -102,9 +114,9 @@ def normalise_hk_mobile(raw: str) -> str | None:
     """E.164 for a Hong Kong mobile number, else None. Uses libphonenumber's HK metadata."""
     compact = raw.strip().translate(_SEPARATORS)
     match = _PLAIN_NUMBER.fullmatch(compact)
-    if match is not None and _HK_MOBILE is not None:
+    if match is not None and HK_MOBILE is not None:
         national = match.group(1)
-        return f"+852{national}" if _HK_MOBILE.fullmatch(national) else None
+        return f"+852{national}" if HK_MOBILE.fullmatch(national) else None
     try:
         number = phonenumbers.parse(raw, "HK")
     except phonenumbers.NumberParseException:
@@ -133,7 +145,7 @@ def _mobile_reason(raw: str) -> str:
     }
 
 
-def _decode(data: bytes) -> str:
+def decode_utf8(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -145,7 +157,7 @@ def _decode(data: bytes) -> str:
 
 
 def read_csv(data: bytes) -> RecipientFile:
-    text = _decode(data)
+    text = decode_utf8(data)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -199,7 +211,7 @@ def read_xlsx(data: bytes) -> RecipientFile:
 def read_file(data: bytes, file_format: str) -> RecipientFile:
     if not data.strip():
         raise ImportFileError(_("The file is empty."))
-    if file_format == "xlsx":
+    if file_format == FileFormat.XLSX:
         return read_xlsx(data)
     return read_csv(data)
 
@@ -260,12 +272,12 @@ class RecipientValidator:
         user_id_ok, slug_ok, mobile_ok = (
             _USER_ID.fullmatch,
             _SLUG.fullmatch,
-            _HK_MOBILE.fullmatch if _HK_MOBILE else None,
+            HK_MOBILE.fullmatch if HK_MOBILE else None,
         )
         # Plain str values: str() of a TextChoices member costs a method call per row.
-        languages = {k: str(v) for k, v in _LANGUAGES.items()}
-        risks = {k: str(v) for k, v in _RISKS.items()}
-        subscriptions = {k: str(v) for k, v in _SUBSCRIPTIONS.items()}
+        languages = {k: str(v) for k, v in LANGUAGE_WORDS.items()}
+        risks = {k: str(v) for k, v in RISK_WORDS.items()}
+        subscriptions = {k: str(v) for k, v in SUBSCRIPTION_WORDS.items()}
         districts, seen, subscribed = self.districts, self.seen, str(SubscriptionState.SUBSCRIBED)
 
         def check(line: int, cells: list[str]) -> CleanRecipient | None:
@@ -309,83 +321,44 @@ class RecipientValidator:
         return check
 
     def check(self, line: int, values: Mapping[str, str]) -> CleanRecipient | RowError:
+        """The full check of one row: its clean values, or every problem it has."""
+        formulas = _formula_problems(values)
+        if formulas:
+            return RowError(line, "; ".join(formulas))
         problems: list[str] = []
-        for column, value in values.items():
-            # "+852 9123 4567" is a normal way to write a number; the mobile check below is strict anyway.
-            if value and column != "mobile" and looks_like_formula(value):
-                problems.append(
-                    _(
-                        "%(column)s %(value)r starts with %(char)r and could run as a spreadsheet formula"
-                    )
-                    % {"column": column, "value": value[:40], "char": value[0]}
-                )
-        if problems:
-            return RowError(line, "; ".join(problems))
-        user_id = values.get("dingtalk_user_id", "").strip()
-        if not _USER_ID.fullmatch(user_id):
-            problems.append(
-                _(
-                    "dingtalk_user_id %(value)r is missing or has characters other than letters, digits, _ . @ -"
-                )
-                % {"value": user_id}
-            )
-        elif user_id in self.seen:
-            problems.append(
-                _("dingtalk_user_id %(value)s also appears on line %(first)s")
-                % {"value": user_id, "first": self.seen[user_id]}
-            )
-        else:
-            self.seen[user_id] = line
-        name = " ".join(values.get("name", "").split())
-        if not name:
-            problems.append(_("name is empty"))
-        elif len(name) > 100:
-            problems.append(_("name is longer than 100 characters"))
-        raw_mobile = values.get("mobile", "").strip()
-        mobile = normalise_hk_mobile(raw_mobile) if raw_mobile else None
-        if mobile is None:
-            problems.append(_mobile_reason(raw_mobile) if raw_mobile else _("mobile is empty"))
-        language = _LANGUAGES.get(values.get("language", "").strip().lower())
-        if language is None:
-            problems.append(
-                _("language %(value)r is not en, zh-hant or both")
-                % {"value": values.get("language", "")}
-            )
-        district_id = self.districts.get(values.get("district", "").strip().lower())
-        if district_id is None:
-            problems.append(
-                _("district %(value)r is not one of the 18 districts (use a code such as SS or KC)")
-                % {"value": values.get("district", "")}
-            )
-        function_tag = values.get("function_tag", "").strip().lower()
-        if function_tag and not _SLUG.fullmatch(function_tag):
-            problems.append(
-                _("function_tag %(value)r must be a short lower-case word")
-                % {"value": function_tag}
-            )
-        risk = _RISKS.get(values.get("risk_level", "").strip().lower())
-        if risk is None:
-            problems.append(
-                _("risk_level %(value)r is not high, medium or low")
-                % {"value": values.get("risk_level", "")}
-            )
-        tag_ids: list[int] = []
-        for word in (w.strip().lower() for w in values.get("tags", "").split(TAG_SEPARATOR)):
-            if not word:
-                continue
-            tag_id = self.tags.get(word)
-            if tag_id is None:
-                problems.append(
-                    _("tag %(value)r is not in the department's tag vocabulary") % {"value": word}
-                )
-            else:
-                tag_ids.append(tag_id)
-        subscription = _SUBSCRIPTIONS.get(values.get("subscription", "").strip().lower())
-        if subscription is None:
-            problems.append(
-                _("subscription %(value)r is not subscribed or unsubscribed")
-                % {"value": values.get("subscription", "")}
-            )
+        user_id = self._user_id(line, values, problems)
+        name = _name(values, problems)
+        mobile = _mobile(values, problems)
+        language = _looked_up(
+            LANGUAGE_WORDS,
+            values,
+            "language",
+            problems,
+            _("language %(value)r is not en, zh-hant or both"),
+        )
+        district_id = _looked_up(
+            self.districts,
+            values,
+            "district",
+            problems,
+            _("district %(value)r is not one of the 18 districts (use a code such as SS or KC)"),
+        )
+        function_tag = _function_tag(values, problems)
+        risk = _looked_up(
+            RISK_WORDS,
+            values,
+            "risk_level",
+            problems,
+            _("risk_level %(value)r is not high, medium or low"),
+        )
+        tag_ids = self._tag_ids(values, problems)
+        subscription = _looked_up(
+            SUBSCRIPTION_WORDS,
+            values,
+            "subscription",
+            problems,
+            _("subscription %(value)r is not subscribed or unsubscribed"),
+        )
         if problems:
             return RowError(line, "; ".join(problems))
         if (
@@ -405,9 +378,93 @@ class RecipientValidator:
             district_id=district_id,
             function_tag=function_tag,
             risk_level=str(risk),
-            tag_ids=tuple(sorted(set(tag_ids))),
+            tag_ids=tag_ids,
             subscription_state=str(subscription),
         )
+
+    def _user_id(self, line: int, values: Mapping[str, str], problems: list[str]) -> str:
+        """The row's user id; the first line of each id is remembered, later ones are refused."""
+        user_id = values.get("dingtalk_user_id", "").strip()
+        if not _USER_ID.fullmatch(user_id):
+            problems.append(
+                _(
+                    "dingtalk_user_id %(value)r is missing or has characters other than letters, digits, _ . @ -"
+                )
+                % {"value": user_id}
+            )
+        elif user_id in self.seen:
+            problems.append(
+                _("dingtalk_user_id %(value)s also appears on line %(first)s")
+                % {"value": user_id, "first": self.seen[user_id]}
+            )
+        else:
+            self.seen[user_id] = line
+        return user_id
+
+    def _tag_ids(self, values: Mapping[str, str], problems: list[str]) -> tuple[int, ...]:
+        tag_ids: list[int] = []
+        for word in (w.strip().lower() for w in values.get("tags", "").split(TAG_SEPARATOR)):
+            if not word:
+                continue
+            tag_id = self.tags.get(word)
+            if tag_id is None:
+                problems.append(
+                    _("tag %(value)r is not in the department's tag vocabulary") % {"value": word}
+                )
+            else:
+                tag_ids.append(tag_id)
+        return tuple(sorted(set(tag_ids)))
+
+
+def _formula_problems(values: Mapping[str, str]) -> list[str]:
+    # "+852 9123 4567" is a normal way to write a number; the mobile check is strict anyway.
+    return [
+        _("%(column)s %(value)r starts with %(char)r and could run as a spreadsheet formula")
+        % {"column": column, "value": value[:40], "char": value[0]}
+        for column, value in values.items()
+        if value and column != "mobile" and looks_like_formula(value)
+    ]
+
+
+def _name(values: Mapping[str, str], problems: list[str]) -> str:
+    name = " ".join(values.get("name", "").split())
+    if not name:
+        problems.append(_("name is empty"))
+    elif len(name) > 100:
+        problems.append(_("name is longer than 100 characters"))
+    return name
+
+
+def _mobile(values: Mapping[str, str], problems: list[str]) -> str | None:
+    raw_mobile = values.get("mobile", "").strip()
+    mobile = normalise_hk_mobile(raw_mobile) if raw_mobile else None
+    if mobile is None:
+        problems.append(_mobile_reason(raw_mobile) if raw_mobile else _("mobile is empty"))
+    return mobile
+
+
+def _function_tag(values: Mapping[str, str], problems: list[str]) -> str:
+    function_tag = values.get("function_tag", "").strip().lower()
+    if function_tag and not _SLUG.fullmatch(function_tag):
+        problems.append(
+            _("function_tag %(value)r must be a short lower-case word") % {"value": function_tag}
+        )
+    return function_tag
+
+
+def _looked_up(
+    table: Mapping[str, T],
+    values: Mapping[str, str],
+    column: str,
+    problems: list[str],
+    message: str,
+) -> T | None:
+    """The table's entry for the cell (trimmed, lower case); else `message` names the cell."""
+    raw = values.get(column, "")
+    found = table.get(raw.strip().lower())
+    if found is None:
+        problems.append(message % {"value": raw})
+    return found
 
 
 def check_rows(

@@ -13,12 +13,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import permissions as perms
 from accounts.models import Department
 from accounts.selectors import department_get_for_user
-from audiences import selectors, services
+from audiences import enqueue, selectors, services
 from audiences.forms import CsvUploadForm, SegmentCountForm, SegmentForm, segment_initial
-from audiences.importing import import_job_confirm
+from audiences.import_jobs import import_job_confirm
 from audiences.models import ImportState
-from audiences.sync import callback_crypto_for, directory_sync_request
-from audiences.tasks import apply_directory_event_task
+from audiences.sync import DirectoryEvent, callback_crypto_for, directory_sync_request
+from audiences.venues import checkins_import_csv, venues_import_csv
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
 from common.views import public_view
@@ -121,9 +121,7 @@ def venues(request: AuthenticatedRequest, code: str) -> HttpResponse:
         if form.is_valid():
             upload = form.cleaned_data["file"]
             importer = (
-                services.checkins_import_csv
-                if request.POST.get("kind") == "checkins"
-                else services.venues_import_csv
+                checkins_import_csv if request.POST.get("kind") == "checkins" else venues_import_csv
             )
             result = importer(
                 actor=request.user, department=department, data=upload.read(), file_name=upload.name
@@ -193,9 +191,6 @@ def sync_request(request: AuthenticatedRequest, code: str) -> HttpResponse:
     return redirect("audiences:home", code=department.code)
 
 
-DIRECTORY_EVENTS = ("user_add_org", "user_modify_org", "user_leave_org")
-
-
 @public_view
 @csrf_exempt
 @require_POST
@@ -218,9 +213,9 @@ def dingtalk_callback(request: HttpRequest, code: str) -> HttpResponse:
     except CallbackCryptoError:
         return JsonResponse({"error": "bad signature"}, status=403)
     event_type = str(event.get("EventType", ""))
-    if event_type in DIRECTORY_EVENTS:
+    if event_type in set(DirectoryEvent):
         userids = [str(u) for u in event.get("UserId") or []][:100]
         department_id = Department.objects.filter(code=code).values_list("pk", flat=True).get()
         # Handled by a task: DingTalk wants the reply within 2.5 s, and fetching users is network I/O.
-        apply_directory_event_task.delay(department_id, event_type, userids)
+        enqueue.directory_event_apply(department_id, event_type, userids)
     return JsonResponse(crypto.encrypt_reply())

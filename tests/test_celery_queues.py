@@ -41,3 +41,21 @@ def test_worker_settings_are_safe_for_idempotent_tasks(settings) -> None:
     assert settings.CELERY_TASK_REJECT_ON_WORKER_LOST is True
     assert settings.CELERY_ACCEPT_CONTENT == ["json"]
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
+
+
+def test_audiences_enqueue_names_are_registered_tasks_on_the_queues_the_readme_lists() -> None:
+    from audiences import enqueue
+
+    app.loader.import_default_modules()
+    readme = (ROOT / "audiences" / "README.md").read_text()
+    names = {
+        value
+        for key, value in vars(enqueue).items()
+        if key.isupper() and isinstance(value, str) and value.startswith("audiences.")
+    }
+    assert names == set(enqueue.QUEUE_OF)
+    for name in names:
+        assert name in app.tasks, f"{name} is not a registered task"
+        queue = enqueue.QUEUE_OF[name]
+        assert app.tasks[name].queue == queue, name
+        assert f"`{name}` ({queue})" in readme, f"README does not list {name} on {queue}"

@@ -24,14 +24,9 @@ from audiences.models import (
 )
 from audiences.resources import RecipientResource
 from audiences.selectors import EARTH_RADIUS_M, SegmentRule, rule_count, segment_count
-from audiences.services import (
-    SegmentInput,
-    checkins_import_csv,
-    recipient_erase,
-    segment_create,
-    venues_import_csv,
-)
+from audiences.services import SegmentInput, recipient_erase, segment_create
 from audiences.testing import csv_bytes, recipient_row
+from audiences.venues import checkins_import_csv, venues_import_csv
 from audit.models import AuditEvent
 
 CENTRE = (22.3300, 114.1600)  # Sham Shui Po

@@ -91,7 +91,7 @@ def _python_path(department, data: bytes):
     from audiences import importing
 
     report = importing.ImportReport(file_name="f.csv", file_sha256="", dry_run=False)
-    checked = importing._check_file(
+    checked = importing.check_file(
         department=department,
         data=data,
         file_format="csv",
@@ -100,7 +100,7 @@ def _python_path(department, data: bytes):
         progress=None,
     )
     if checked is not None and report.ok:
-        importing._write(actor=None, department=department, checked=checked, report=report)
+        importing.write_checked(actor=None, department=department, checked=checked, report=report)
     return report
 
 
@@ -128,14 +128,14 @@ def _snapshot(department):
 def test_sql_path_reports_and_writes_what_the_python_path_does(name, cast_a, cast_b):
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only: the SQL path runs there")
-    from audiences.importing import ImportReport, _sql_checkable_text, recipients_import
+    from audiences.importing import ImportReport, recipients_import, sql_checkable_text
     from audiences.models import Tag
 
     for department in (cast_a.department, cast_b.department):
         for tag in ("volunteer", "elderly"):
             Tag.objects.create(department=department, name=tag)
     data = TRICKY_FILES[name].encode()
-    checkable = _sql_checkable_text(data, "csv", ImportReport("f.csv", "", dry_run=False))
+    checkable = sql_checkable_text(data, "csv", ImportReport("f.csv", "", dry_run=False))
     assert (checkable is not None) == ("two lines" not in name)  # that one is the Python path's
     by_sql = recipients_import(
         actor=None, department=cast_a.department, data=data, file_name="f.csv"

@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.services import department_update
-from audiences.importing import import_job_confirm, import_job_start
+from audiences.import_jobs import import_job_confirm, import_job_start
 from audiences.models import (
     DirectorySettings,
     DirectorySync,

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Department
 from audiences.importing import recipients_import
+from audiences.models import FileFormat
 
 
 class Command(BaseCommand):
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             department=department,
             data=data,
             file_name=path.name,
-            file_format="xlsx" if path.suffix.lower() == ".xlsx" else "csv",
+            file_format=FileFormat.XLSX if path.suffix.lower() == ".xlsx" else FileFormat.CSV,
             dry_run=options["dry_run"],
         )
         elapsed = time.monotonic() - started
