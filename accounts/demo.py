@@ -156,7 +156,7 @@ def _seed_workflows(department: Department) -> None:
     from audiences.importing import recipients_import
     from audiences.models import Recipient
     from integrations.services import warning_mappings_seed
-    from notices.services import templates_seed
+    from notices.templating import templates_seed
 
     templates_seed(actor=None, department=department)
     warning_mappings_seed(actor=None, department=department)

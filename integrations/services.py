@@ -566,7 +566,7 @@ def _repeat_or_conflict(
 
 
 def _check_values(template: NoticeTemplate, values: dict[str, str]) -> None:
-    from notices.services import template_placeholders
+    from notices.templating import template_placeholders
 
     missing = [name for name in template_placeholders(template) if not values.get(name)]
     if missing:
@@ -587,7 +587,7 @@ def _prepare_notice(
     external_ref: str = "",
 ) -> Notice:
     """Create the notice from the template and submit it for approval (approvers alerted on commit)."""
-    from notices.services import notice_create_from_template
+    from notices.templating import notice_create_from_template
 
     _check_values(template, values)
     overrides: dict[str, Any] = {}
