@@ -11,9 +11,13 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
 from accounts.models import Department, Role
+from audiences.importing import recipients_import
+from audiences.models import Recipient
 from dingtalk.simulator.config import SimulatorConfig, demo_apps
 from dingtalk.simulator.directory import DISTRICTS as SIM_DISTRICTS
 from dingtalk.simulator.directory import Directory
+from integrations.services.warning_mappings import warning_mappings_seed
+from notices.templating import templates_seed
 
 DEMO_PASSWORD = "Demo-Portal-2026"  # noqa: S105 - printed for demos; demo mode only
 
@@ -153,11 +157,6 @@ def seed_demo() -> SeedReport:
 
 def _seed_workflows(department: Department) -> None:
     """Templates, warning mappings and recipients, through each app's own services."""
-    from audiences.importing import recipients_import
-    from audiences.models import Recipient
-    from integrations.services.warning_mappings import warning_mappings_seed
-    from notices.services import templates_seed
-
     templates_seed(actor=None, department=department)
     warning_mappings_seed(actor=None, department=department)
     if not Recipient.objects.filter(department=department).exists():

@@ -339,7 +339,7 @@ def phase_overhead(iterations: int) -> dict[str, Any]:
     from audit.context import AuditContext, audit_context
     from audit.services import audit_timing
     from config.celery import app as celery_app
-    from notices import services
+    from notices import approval, services
     from notices.testing import add_recipients, everyone_segment, targeted_fields
 
     # Side effects on commit (approver alert, delivery planning) are Celery tasks in
@@ -365,7 +365,7 @@ def phase_overhead(iterations: int) -> dict[str, Any]:
             wall, cpu = time.perf_counter(), time.process_time()
             notice = services.notice_submit(actor=officer, notice=notice)
             with audit_context(verified):
-                services.notice_approve(
+                approval.notice_approve(
                     actor=supervisor, notice=notice, version_hash=notice.version_hash
                 )
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

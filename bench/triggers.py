@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, database: str) -> dict[str, object]:
     from integrations.tasks import poll_warnsum_task
     from integrations.testing import local_feed, signed_headers, warnsum_payloads
     from notices.models import Notice, Status, Tier
-    from notices.services import templates_seed
+    from notices.templating import templates_seed
     from notices.testing import everyone_segment
 
     rng = random.Random(args.seed)

@@ -1,9 +1,10 @@
 """Back office for notices: read-only records scoped by department; every change through services.
 
 Notices are written on the compose page; here supervisors may approve or reject selected
-notices with admin actions, which call notices.services exactly as the pages do (a TOTP code
-and the reach acknowledgement are asked for on an intermediate page), so the approval rule
-holds in the admin as well. Approvals, rejections and contributions cannot be added or edited.
+notices with admin actions, which call notices.approval and notices.services exactly as the
+pages do (a TOTP code and the reach acknowledgement are asked for on an intermediate page), so
+the approval rule holds in the admin as well. Approvals, rejections and contributions cannot be
+added or edited.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from django.template.response import TemplateResponse
 from accounts import permissions as perms
 from accounts.admin_filters import DepartmentScopeFilter
 from common.errors import ApplicationError
-from notices import selectors, services
+from notices import approval, selectors, services
+from notices.audit_actions import NoticeOperation
 from notices.models import Approval, Notice, NoticeContribution, NoticeTemplate, Rejection
 
 
@@ -125,8 +127,10 @@ class NoticeAdmin(_ReadOnly):
             for raw in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
                 if raw.isdigit() and int(raw) not in visible:
                     with contextlib.suppress(Http404):
-                        services.notice_get_for_decision(
-                            actor=request.user, pk=int(raw), operation=action.split("_")[0]
+                        approval.notice_get_for_decision(
+                            actor=request.user,
+                            pk=int(raw),
+                            operation=NoticeOperation(action.split("_")[0]),
                         )
         return super().changelist_view(request, extra_context)
 
@@ -142,14 +146,14 @@ class NoticeAdmin(_ReadOnly):
                 {
                     **self.admin_site.each_context(request),
                     "title": "Approve notices",
-                    "rows": [(n, services.required_approvals(n)) for n in notices],
+                    "rows": [(n, approval.required_approvals(n)) for n in notices],
                     "opts": self.model._meta,
                     "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 },
             )
         for notice in notices:
             try:
-                services.notice_approve(
+                approval.notice_approve(
                     actor=request.user,
                     notice=notice,
                     version_hash=request.POST.get(f"version_hash_{notice.pk}", ""),

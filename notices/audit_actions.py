@@ -1,6 +1,8 @@
-"""Audit action codes of the notices app."""
+"""Audit action codes of the notices app, and the operations a refusal event names."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from django.db import models
 
@@ -18,3 +20,14 @@ class NoticeAuditAction(models.TextChoices):
     ATTACHMENT_UPLOADED = "notices.attachment_uploaded", "Attachment uploaded"
     TEMPLATES_SEEDED = "notices.templates_seeded", "Notice templates seeded"
     APPROVERS_ALERTED = "notices.approvers_alerted", "Approvers alerted"
+
+
+class NoticeOperation(StrEnum):
+    """What was attempted, in a refusal event's data["operation"]."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    SUBMIT = "submit"
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"

@@ -1,8 +1,9 @@
 """Notices, their attachments and templates, and the record of who wrote, approved or rejected them.
 
-Status transitions from draft to approved/scheduled, rejection and cancellation are owned by
-notices.services; everything from approved onwards (sending, pausing, sent, recalled) is owned
-by the delivery app's services, which move the status with conditional updates.
+Status transitions from draft to approved/scheduled, rejection and cancellation are made by
+notices.services and notices.approval; everything from approved onwards (sending, pausing,
+sent, recalled) is decided by the delivery app, which moves the status only through
+notices.delivery_status (conditional updates).
 """
 
 from __future__ import annotations

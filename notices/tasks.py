@@ -1,4 +1,7 @@
-"""Celery tasks of the notices app: ids in, one service call, safe to run twice."""
+"""Celery tasks of the notices app: ids in, one service call, safe to run twice.
+
+Queued only through notices.enqueue, by the names declared there.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ import smtplib
 
 from celery import shared_task
 
-from config.settings.celery import Queues
+from notices import alerts, enqueue
 
 
 @shared_task(
-    name="notices.alert_approvers",
-    queue=Queues.URGENT,
+    name=enqueue.ALERT_APPROVERS,
+    queue=enqueue.TASK_QUEUES[enqueue.ALERT_APPROVERS],
     autoretry_for=(smtplib.SMTPException, ConnectionError, TimeoutError),
     retry_backoff=True,
     retry_backoff_max=300,
@@ -19,6 +22,4 @@ from config.settings.celery import Queues
     max_retries=5,
 )
 def alert_approvers_task(notice_id: int) -> None:
-    from notices.alerts import approvers_alert
-
-    approvers_alert(notice_id=notice_id)
+    alerts.approvers_alert(notice_id=notice_id)

@@ -12,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import Department
 from audiences.models import Recipient, RiskLevel, Segment, SubscriptionSource
 from common.testing.cast import give_authenticator
-from notices import services
+from notices import services, templating
 from notices.models import MessageKind, Notice, NoticeTemplate, Tier
 
 
@@ -110,5 +110,5 @@ def current_code(user: User) -> str:
 
 
 def rainstorm_template(department: Department, colour: str = "red") -> NoticeTemplate:
-    services.templates_seed(actor=None, department=department)
+    templating.templates_seed(actor=None, department=department)
     return NoticeTemplate.objects.get(department=department, code=f"rainstorm-{colour}")

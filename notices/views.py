@@ -1,7 +1,8 @@
 """Notice pages: list, compose with live preview, detail, approval inbox, and JSON endpoints.
 
 Views parse, fetch through selectors and call one service; every rule (who may approve, what
-content is allowed) is enforced by notices.services, so these pages cannot bypass it.
+content is allowed) is enforced by notices' services (notices.services, notices.approval,
+notices.templating), so these pages cannot bypass it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from accounts.selectors import department_get_for_user, department_list_for_user
 from audit.models import AuditEvent
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
+from dingtalk import messages as dt
+from notices import approval, selectors, services, templating
 from notices import content as nc
-from notices import selectors, services
+from notices.audit_actions import NoticeOperation
+from notices.errors import NoticeInvalid
 from notices.forms import (
     ApproveForm,
     NoticeForm,
@@ -71,7 +75,7 @@ def _template_context(
     template = selectors.template_get_for_user(
         user=request.user, department=department, pk=int(raw)
     )
-    names = services.template_placeholders(template)
+    names = templating.template_placeholders(template)
     submitted = not names or any(k.startswith("value_") for k in request.GET)
     values_form = TemplateValuesForm(request.GET if submitted else None, names=names)
     if not submitted:
@@ -80,8 +84,8 @@ def _template_context(
         return template, values_form, None
     values = {k.removeprefix("value_"): v for k, v in values_form.cleaned_data.items()}
     try:
-        return template, values_form, services.template_fill(template, values)
-    except services.NoticeInvalid as exc:
+        return template, values_form, templating.template_fill(template, values)
+    except NoticeInvalid as exc:
         for name, errors in exc.errors.items():
             for error in errors:
                 values_form.add_error(name if name in values_form.fields else None, error)
@@ -117,7 +121,7 @@ def _editor(request: AuthenticatedRequest, department: Any, notice: Notice | Non
                         upload=form.cleaned_data.get("upload"),
                         duration_s=form.cleaned_data.get("duration_s"),
                     )
-            except services.NoticeInvalid as exc:
+            except NoticeInvalid as exc:
                 form.add_service_errors(exc.errors)
             except ApplicationError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.message)
@@ -154,8 +158,6 @@ def _editor(request: AuthenticatedRequest, department: Any, notice: Notice | Non
 
 
 def _limits() -> dict[str, int]:
-    from dingtalk import messages as dt
-
     return {
         "bytes": dt.MAX_MSG_BYTES,
         "buttons": dt.MAX_BUTTONS,
@@ -242,8 +244,8 @@ def detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             "approvals": notice.approvals.select_related("approver"),
             "rejections": notice.rejections.select_related("by"),
             "history": history,
-            "required": services.required_approvals(notice),
-            "have": services.approval_count(notice),
+            "required": approval.required_approvals(notice),
+            "have": approval.approval_count(notice),
             "segments": notice.segments.all(),
             "can_compose": perms.has_department_perm(
                 request.user, perms.COMPOSE_NOTICE, department
@@ -272,7 +274,7 @@ def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     notice = selectors.notice_get_for_user(user=request.user, pk=pk)
     try:
         services.notice_submit(actor=request.user, notice=notice)
-    except services.NoticeInvalid as exc:
+    except NoticeInvalid as exc:
         messages.error(request, exc.message)
     except (ApplicationError, PermissionDenied) as exc:
         _flash_error(request, exc)
@@ -307,13 +309,15 @@ def _next(request: AuthenticatedRequest, notice: Notice) -> HttpResponse:
 
 @require_POST
 def approve(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="approve")
+    notice = approval.notice_get_for_decision(
+        actor=request.user, pk=pk, operation=NoticeOperation.APPROVE
+    )
     form = ApproveForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("The approval form was incomplete."))
         return _next(request, notice)
     try:
-        result = services.notice_approve(
+        result = approval.notice_approve(
             actor=request.user,
             notice=notice,
             version_hash=form.cleaned_data["version_hash"],
@@ -334,7 +338,9 @@ def approve(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def reject(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="reject")
+    notice = approval.notice_get_for_decision(
+        actor=request.user, pk=pk, operation=NoticeOperation.REJECT
+    )
     form = ReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("Give the reason for rejecting."))
@@ -357,8 +363,8 @@ def inbox(request: AuthenticatedRequest) -> HttpResponse:
         rows.append(
             {
                 "notice": notice,
-                "required": services.required_approvals(notice),
-                "have": services.approval_count(notice),
+                "required": approval.required_approvals(notice),
+                "have": approval.approval_count(notice),
                 "waited_minutes": int((now - (notice.submitted_at or now)).total_seconds() // 60),
                 "form": ApproveForm(initial={"version_hash": notice.version_hash}),
             }
@@ -380,18 +386,20 @@ def _notice_json(notice: Notice) -> dict[str, Any]:
         "status": notice.status,
         "version": notice.version,
         "version_hash": notice.version_hash,
-        "approvals": services.approval_count(notice),
-        "required_approvals": services.required_approvals(notice),
+        "approvals": approval.approval_count(notice),
+        "required_approvals": approval.required_approvals(notice),
     }
 
 
 @require_POST
 def api_approve(request: AuthenticatedRequest, pk: int) -> JsonResponse:
     """JSON: {"version_hash", "totp_token"?, "reach_acknowledged"?} -> the notice's state."""
-    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="approve")
+    notice = approval.notice_get_for_decision(
+        actor=request.user, pk=pk, operation=NoticeOperation.APPROVE
+    )
     body = _json_body(request)
     try:
-        result = services.notice_approve(
+        result = approval.notice_approve(
             actor=request.user,
             notice=notice,
             version_hash=str(body.get("version_hash") or ""),
@@ -410,7 +418,9 @@ def api_approve(request: AuthenticatedRequest, pk: int) -> JsonResponse:
 
 @require_POST
 def api_reject(request: AuthenticatedRequest, pk: int) -> JsonResponse:
-    notice = services.notice_get_for_decision(actor=request.user, pk=pk, operation="reject")
+    notice = approval.notice_get_for_decision(
+        actor=request.user, pk=pk, operation=NoticeOperation.REJECT
+    )
     body = _json_body(request)
     try:
         result = services.notice_reject(

@@ -10,6 +10,17 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from common.testing.cast import Cast, make_cast, verified_client_for
+from config.celery import app as celery_app
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _celery_tasks_registered() -> None:
+    """Import every app's tasks.py, as a worker does when it starts.
+
+    Work is queued by task name (<app>/enqueue.py), and only a registered task runs eagerly
+    (CELERY_TASK_ALWAYS_EAGER); an unregistered name would go to the in-memory broker instead.
+    """
+    celery_app.loader.import_default_modules()
 
 
 @pytest.fixture

@@ -9,9 +9,6 @@ NOTICES_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # A targeted notice reaching more people than this needs two approvers, like a citywide one.
 NOTICES_TWO_APPROVER_AUDIENCE = env_int("NOTICES_TWO_APPROVER_AUDIENCE", 10_000)
 
-# Called on commit with the notice id when the last approval lands (the delivery engine).
-NOTICES_ON_APPROVED = "delivery.services.dispatch_on_approved"
-
 # Pre-flight figures: the platform's delivery rate and the per-message prices compared.
 NOTICES_DELIVERY_RATE_PER_MINUTE = 5_000
 NOTICES_SMS_PRICE_HKD = "0.25"

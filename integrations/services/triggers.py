@@ -20,7 +20,7 @@ from integrations.errors import TriggerRefused
 from integrations.models import CancellationRequest, Integration, Trigger
 from integrations.services import signing
 from notices.models import Notice, NoticeTemplate, Source
-from notices.services import notice_create_from_template, template_placeholders
+from notices.templating import notice_create_from_template, template_placeholders
 
 # The longest value a trigger may fill a placeholder with.
 MAX_VALUE_CHARS = 4000

@@ -43,7 +43,9 @@ from dingtalk.simulator.testing import running_simulator
 from integrations.models import Trigger
 from integrations.services import callers
 from integrations.testing import signed_headers
+from notices import approval as notice_approval
 from notices import services as notice_services
+from notices import templating as notice_templating
 from notices.models import Notice, Tier
 from notices.testing import (
     add_recipients,
@@ -312,7 +314,7 @@ def test_notice_submitted(cast_a, audience) -> None:
 def test_approval_and_approved(cast_a, audience) -> None:
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     with audit_context(VERIFIED):
-        notice_services.notice_approve(
+        notice_approval.notice_approve(
             actor=cast_a.supervisor,
             notice=notice,
             version_hash=notice.version_hash,
@@ -330,7 +332,7 @@ def test_approval_and_approved(cast_a, audience) -> None:
 def test_refused_approval(cast_a, audience) -> None:
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     with pytest.raises(PermissionDenied):  # the author may not approve their own notice
-        notice_services.notice_approve(
+        notice_approval.notice_approve(
             actor=cast_a.pr_officer, notice=notice, version_hash=notice.version_hash
         )
     event = only_event("notices.approval_refused")
@@ -500,7 +502,8 @@ def caller(cast_a):
     add_recipients(cast_a.department, 3)
     everyone_segment(cast_a.department, name="Sha Tin residents")
     templates = {
-        t.code: t for t in notice_services.templates_seed(actor=None, department=cast_a.department)
+        t.code: t
+        for t in notice_templating.templates_seed(actor=None, department=cast_a.department)
     }
     return callers.integration_create(
         actor=cast_a.system_admin,

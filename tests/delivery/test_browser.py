@@ -17,7 +17,7 @@ from delivery import services
 from delivery.models import Batch, DeliveryPlan, PlanStatus
 from delivery.testing import connect_department, make_recipients
 from dingtalk.simulator.testing import running_simulator
-from notices import services as notice_services
+from notices import approval as notice_approval
 from notices.testing import current_code, everyone_segment, submitted_notice, targeted_fields
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -50,7 +50,7 @@ def test_officer_watches_reads_arrive_and_a_supervisor_recalls(
         make_recipients(wsd, 120, languages=("en",))
         notice = submitted_notice(cast_a.pr_officer, wsd, **targeted_fields(everyone_segment(wsd)))
         # The supervisor's approval commits and hands the notice to the delivery engine.
-        notice_services.notice_approve(
+        notice_approval.notice_approve(
             actor=cast_a.supervisor,
             notice=notice,
             version_hash=notice.version_hash,

@@ -34,7 +34,7 @@ from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk import messages as dt
 from dingtalk.client import DingTalkClient
 from dingtalk.simulator.testing import running_simulator
-from notices import services as notice_services
+from notices import attachments as notice_attachments
 from notices.models import Notice, Status, Tier
 
 APP_KEY = "ding-demo-wsd"
@@ -427,7 +427,7 @@ def test_a_file_notice_sent_by_department_carries_its_text_card_too(
 ) -> None:
     sync(wsd, django_capture_on_commit_callbacks)
     opt_out("contractor1")
-    item = notice_services.attachment_upload(
+    item = notice_attachments.attachment_upload(
         actor=None,
         department=wsd,
         media_type="file",

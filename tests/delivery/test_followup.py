@@ -31,7 +31,7 @@ from delivery.testing import (
     make_recipients,
     stopped_clock_simulator,
 )
-from notices import services as notice_services
+from notices import attachments as notice_attachments
 from notices.models import Notice, Status, Tier
 
 
@@ -212,7 +212,7 @@ def test_outreach_cases_are_assigned_closed_and_exported_neutralised(sim, wsd, c
 
 
 def file_notice(department, **options):
-    item = notice_services.attachment_upload(
+    item = notice_attachments.attachment_upload(
         actor=None,
         department=department,
         media_type="file",

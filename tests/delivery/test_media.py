@@ -24,7 +24,8 @@ from delivery.testing import (
     stopped_clock_simulator,
 )
 from dingtalk.errors import ServerError
-from notices import services as notice_services
+from notices import approval as notice_approval
+from notices import attachments as notice_attachments
 from notices.models import Attachment, Notice, Status, Tier
 from notices.testing import current_code, everyone_segment, submitted_notice, targeted_fields
 
@@ -49,7 +50,7 @@ def wsd(cast_a, sim):
 
 
 def attachment(department, kind: str, name: str, content: bytes, duration_s=None) -> Attachment:
-    return notice_services.attachment_upload(
+    return notice_attachments.attachment_upload(
         actor=None,
         department=department,
         media_type=kind,
@@ -98,7 +99,7 @@ def test_an_approved_file_notice_reaches_everyone_as_a_file_message_uploaded_onc
         **targeted_fields(everyone_segment(wsd), kind="file", attachment=item),
     )
     with django_capture_on_commit_callbacks(execute=True):
-        notice_services.notice_approve(
+        notice_approval.notice_approve(
             actor=cast_a.supervisor,
             notice=notice,
             version_hash=notice.version_hash,

@@ -11,7 +11,7 @@ from common.testing.cast import Cast
 from integrations.models import Integration
 from integrations.services import callers
 from notices.models import NoticeTemplate
-from notices.services import templates_seed
+from notices.templating import templates_seed
 from notices.testing import add_recipients, everyone_segment
 
 

@@ -15,8 +15,8 @@ from dingtalk.simulator.testing import running_simulator
 from integrations.models import CancellationRequest, CancellationState
 from integrations.services import callers
 from integrations.testing import CapInfoSpec, cap_alert_xml, cap_template, signed_headers
+from notices.approval import notice_approve
 from notices.models import Notice, Status
-from notices.services import notice_approve
 from notices.testing import current_code
 
 APP_KEY = "ding-demo-wsd"

@@ -26,7 +26,7 @@ from integrations.services import warning_mappings
 from integrations.tasks import poll_warnsum_task
 from integrations.testing import local_feed, warnsum_payloads
 from notices.models import Notice, Status, Tier
-from notices.services import templates_seed
+from notices.templating import templates_seed
 from notices.testing import current_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -148,7 +148,7 @@ def test_tc8_star_matches_every_direction_and_an_exact_code_wins(
 def test_each_department_gets_its_own_notice_and_the_same_state_never_two(
     cast_a, cast_b, templates_a, django_capture_on_commit_callbacks
 ):
-    from notices.services import templates_seed
+    from notices.templating import templates_seed
     from notices.testing import add_recipients
 
     add_recipients(cast_b.department, 3)

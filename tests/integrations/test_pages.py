@@ -164,7 +164,7 @@ def test_the_back_office_shows_only_the_admins_own_mappings(
 ):
     from integrations.models import WarningMapping
     from notices.models import Tier
-    from notices.services import templates_seed
+    from notices.templating import templates_seed
 
     templates_b = {t.code: t for t in templates_seed(actor=None, department=cast_b.department)}
     mine = warning_mappings.warning_mapping_save(

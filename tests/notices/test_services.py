@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from celery.signals import task_prerun
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -12,7 +13,8 @@ from django.utils import timezone
 from audit.context import AuditContext, audit_context
 from audit.models import AuditEvent
 from common.errors import ApplicationError
-from notices import services
+from delivery import enqueue as delivery_enqueue
+from notices import approval, attachments, errors, services, templating, versions
 from notices.models import Approval, ContributionKind, NoticeContribution, Status
 from notices.testing import (
     add_recipients,
@@ -88,7 +90,7 @@ def test_supervisor_cannot_compose(cast_a, audience):
     ],
 )
 def test_bad_citywide_content_is_refused_next_to_the_field(cast_a, overrides, field):
-    with pytest.raises(services.NoticeInvalid) as caught:
+    with pytest.raises(errors.NoticeInvalid) as caught:
         services.notice_create(
             actor=cast_a.pr_officer, department=cast_a.department, **citywide_fields(**overrides)
         )
@@ -97,7 +99,7 @@ def test_bad_citywide_content_is_refused_next_to_the_field(cast_a, overrides, fi
 
 
 def test_targeted_notice_needs_an_audience(cast_a):
-    with pytest.raises(services.NoticeInvalid) as caught:
+    with pytest.raises(errors.NoticeInvalid) as caught:
         services.notice_create(
             actor=cast_a.pr_officer,
             department=cast_a.department,
@@ -111,7 +113,7 @@ def test_empty_audience_is_refused_on_submit(cast_a):
     notice = services.notice_create(
         actor=cast_a.pr_officer, department=cast_a.department, **targeted_fields(segment)
     )
-    with pytest.raises(services.NoticeInvalid) as caught:
+    with pytest.raises(errors.NoticeInvalid) as caught:
         services.notice_submit(actor=cast_a.pr_officer, notice=notice)
     assert "segments" in caught.value.errors
     notice.refresh_from_db()
@@ -120,7 +122,7 @@ def test_empty_audience_is_refused_on_submit(cast_a):
 
 def test_other_departments_segment_is_refused(cast_a, cast_b):
     foreign = everyone_segment(cast_b.department)
-    with pytest.raises(services.NoticeInvalid):
+    with pytest.raises(errors.NoticeInvalid):
         services.notice_create(
             actor=cast_a.pr_officer, department=cast_a.department, **targeted_fields(foreign)
         )
@@ -133,9 +135,9 @@ def test_submit_and_single_approval_from_verified_session(
         notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     assert notice.status == Status.SUBMITTED
     assert notice.reach == 5
-    assert services.required_approvals(notice) == 1
+    assert approval.required_approvals(notice) == 1
     with audit_context(VERIFIED), django_capture_on_commit_callbacks(execute=True):
-        notice = services.notice_approve(
+        notice = approval.notice_approve(
             actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
         )
     assert notice.status == Status.APPROVED
@@ -148,7 +150,7 @@ def test_future_send_at_becomes_scheduled(cast_a, audience):
         cast_a.pr_officer, cast_a.department, **targeted_fields(audience, send_at=send_at)
     )
     with audit_context(VERIFIED):
-        notice = services.notice_approve(
+        notice = approval.notice_approve(
             actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
         )
     assert notice.status == Status.SCHEDULED
@@ -157,15 +159,15 @@ def test_future_send_at_becomes_scheduled(cast_a, audience):
 def test_citywide_needs_two_approvers_with_totp_and_acknowledgement(cast_a):
     add_recipients(cast_a.department, 3)
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **citywide_fields())
-    assert services.required_approvals(notice) == 2
+    assert approval.required_approvals(notice) == 2
     before = snapshot(notice)
     with audit_context(VERIFIED), pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
         )
     assert refusals(notice, "totp_required").count() == 1
     with pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor,
             notice=notice,
             version_hash=notice.version_hash,
@@ -173,7 +175,7 @@ def test_citywide_needs_two_approvers_with_totp_and_acknowledgement(cast_a):
         )
     assert refusals(notice, "reach_not_acknowledged").count() == 1
     with pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor,
             notice=notice,
             version_hash=notice.version_hash,
@@ -186,7 +188,7 @@ def test_citywide_needs_two_approvers_with_totp_and_acknowledgement(cast_a):
     # The wrong code started django-otp's throttle; a real person would wait a second.
     totp_device(cast_a.supervisor).throttle_reset()
 
-    notice = services.notice_approve(
+    notice = approval.notice_approve(
         actor=cast_a.supervisor,
         notice=notice,
         version_hash=notice.version_hash,
@@ -194,7 +196,7 @@ def test_citywide_needs_two_approvers_with_totp_and_acknowledgement(cast_a):
         reach_acknowledged=True,
     )
     assert notice.status == Status.SUBMITTED
-    notice = services.notice_approve(
+    notice = approval.notice_approve(
         actor=cast_a.supervisor2,
         notice=notice,
         version_hash=notice.version_hash,
@@ -204,15 +206,48 @@ def test_citywide_needs_two_approvers_with_totp_and_acknowledgement(cast_a):
     assert notice.status == Status.APPROVED
 
 
+def test_only_the_final_approval_queues_the_delivery_plan_once_on_commit(
+    cast_a, django_capture_on_commit_callbacks
+):
+    add_recipients(cast_a.department, 3)
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **citywide_fields())
+    planned = []
+
+    def record(sender=None, task=None, **_kwargs):
+        if sender.name == delivery_enqueue.PLAN_NOTICE:
+            planned.append((task.request.args, task.request.delivery_info["priority"]))
+
+    task_prerun.connect(record, weak=False)
+    try:
+        for approver, queued in ((cast_a.supervisor, 0), (cast_a.supervisor2, 1)):
+            with django_capture_on_commit_callbacks() as callbacks:
+                notice = approval.notice_approve(
+                    actor=approver,
+                    notice=notice,
+                    version_hash=notice.version_hash,
+                    totp_token=current_code(approver),
+                    reach_acknowledged=True,
+                )
+            assert len(callbacks) == queued
+            assert planned == []  # nothing is queued before the commit
+        assert notice.status == Status.APPROVED
+        for callback in callbacks:
+            callback()
+    finally:
+        task_prerun.disconnect(record)
+    # Citywide: the urgent priority.
+    assert planned == [([notice.pk], delivery_enqueue.URGENT_PRIORITY)]
+
+
 def test_high_risk_segment_and_large_audience_need_two(cast_a, settings):
     add_recipients(cast_a.department, 4, risk="high")
     risky = everyone_segment(cast_a.department, name="High risk", high_risk=True)
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(risky))
-    assert services.required_approvals(notice) == 2
+    assert approval.required_approvals(notice) == 2
     settings.NOTICES_TWO_APPROVER_AUDIENCE = 3
     plain = everyone_segment(cast_a.department, name="Plain")
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(plain))
-    assert services.required_approvals(notice) == 2
+    assert approval.required_approvals(notice) == 2
 
 
 # --- the attack matrix at the service ------------------------------------------------------
@@ -222,7 +257,7 @@ def test_author_cannot_approve(cast_a, audience):
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     before = snapshot(notice)
     with audit_context(VERIFIED), pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.pr_officer, notice=notice, version_hash=notice.version_hash
         )
     assert snapshot(notice) == before
@@ -256,7 +291,7 @@ def test_contributors_cannot_approve(cast_a, audience, role):
     notice = services.notice_submit(actor=submitter, notice=notice)
     before = snapshot(notice)
     with audit_context(VERIFIED), pytest.raises(PermissionDenied) as caught:
-        services.notice_approve(actor=dual, notice=notice, version_hash=notice.version_hash)
+        approval.notice_approve(actor=dual, notice=notice, version_hash=notice.version_hash)
     assert caught.value.code == "own_work"
     assert snapshot(notice) == before
     assert refusals(notice, "own_work").count() == 1
@@ -265,7 +300,7 @@ def test_contributors_cannot_approve(cast_a, audience, role):
 def test_same_person_cannot_approve_twice(cast_a):
     add_recipients(cast_a.department, 3)
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **citywide_fields())
-    services.notice_approve(
+    approval.notice_approve(
         actor=cast_a.supervisor,
         notice=notice,
         version_hash=notice.version_hash,
@@ -274,7 +309,7 @@ def test_same_person_cannot_approve_twice(cast_a):
     )
     before = snapshot(notice)
     with pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor,
             notice=notice,
             version_hash=notice.version_hash,
@@ -297,7 +332,7 @@ def test_stale_version_is_refused_and_edit_voids_approvals(cast_a):
     add_recipients(cast_a.department, 3)
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **citywide_fields())
     old_hash = notice.version_hash
-    services.notice_approve(
+    approval.notice_approve(
         actor=cast_a.supervisor,
         notice=notice,
         version_hash=old_hash,
@@ -313,7 +348,7 @@ def test_stale_version_is_refused_and_edit_voids_approvals(cast_a):
     notice = services.notice_submit(actor=cast_a.pr_officer, notice=notice)
     before = snapshot(notice)
     with pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor2,
             notice=notice,
             version_hash=old_hash,
@@ -322,14 +357,14 @@ def test_stale_version_is_refused_and_edit_voids_approvals(cast_a):
         )
     assert snapshot(notice) == before
     assert refusals(notice, "stale_version").count() == 1
-    assert services.approval_count(notice) == 0
+    assert approval.approval_count(notice) == 0
 
 
 def test_other_departments_supervisor_cannot_approve(cast_a, cast_b, audience):
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     before = snapshot(notice)
     with audit_context(VERIFIED), pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_b.supervisor,
             notice=notice,
             version_hash=notice.version_hash,
@@ -343,11 +378,11 @@ def test_other_departments_supervisor_cannot_approve(cast_a, cast_b, audience):
 def test_unverified_session_without_code_cannot_approve(cast_a, audience):
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     with pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
         )
     assert refusals(notice, "not_verified").count() == 1
-    notice = services.notice_approve(
+    notice = approval.notice_approve(
         actor=cast_a.supervisor,
         notice=notice,
         version_hash=notice.version_hash,
@@ -359,7 +394,7 @@ def test_unverified_session_without_code_cannot_approve(cast_a, audience):
 def test_system_cannot_approve(cast_a, audience):
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     with pytest.raises(PermissionDenied):
-        services.notice_approve(actor=None, notice=notice, version_hash=notice.version_hash)
+        approval.notice_approve(actor=None, notice=notice, version_hash=notice.version_hash)
     assert refusals(notice, "no_person").count() == 1
 
 
@@ -401,7 +436,7 @@ def test_cancel_before_sending_only(cast_a, audience):
 def test_cannot_edit_after_approval(cast_a, audience):
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
     with audit_context(VERIFIED):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
         )
     with pytest.raises(ApplicationError):
@@ -415,9 +450,9 @@ def test_template_needs_every_placeholder(cast_a):
     from notices.testing import rainstorm_template
 
     template = rainstorm_template(cast_a.department)
-    assert services.template_placeholders(template) == ["issue_time"]
-    with pytest.raises(services.NoticeInvalid) as caught:
-        services.notice_create_from_template(
+    assert templating.template_placeholders(template) == ["issue_time"]
+    with pytest.raises(errors.NoticeInvalid) as caught:
+        templating.notice_create_from_template(
             actor=cast_a.pr_officer, template=template, department=cast_a.department, values={}
         )
     assert "value_issue_time" in caught.value.errors
@@ -430,7 +465,7 @@ def test_integration_creates_and_submits_as_system(cast_a, django_capture_on_com
     add_recipients(cast_a.department, 2)
     template = rainstorm_template(cast_a.department, "black")
     fired = timezone.now()
-    notice = services.notice_create_from_template(
+    notice = templating.notice_create_from_template(
         actor=None,
         template=template,
         department=cast_a.department,
@@ -448,7 +483,7 @@ def test_integration_creates_and_submits_as_system(cast_a, django_capture_on_com
     assert not notice.contributions.exists()
     # Any supervisor may approve: nobody in the department wrote it.
     for approver in (cast_a.supervisor, cast_a.supervisor2):
-        notice = services.notice_approve(
+        notice = approval.notice_approve(
             actor=approver,
             notice=notice,
             version_hash=notice.version_hash,
@@ -459,7 +494,7 @@ def test_integration_creates_and_submits_as_system(cast_a, django_capture_on_com
 
 
 def test_seeded_templates_are_valid(cast_a):
-    saved = services.templates_seed(actor=None, department=cast_a.department)
+    saved = templating.templates_seed(actor=None, department=cast_a.department)
     assert {t.code for t in saved} >= {
         "rainstorm-amber",
         "rainstorm-red",
@@ -468,8 +503,8 @@ def test_seeded_templates_are_valid(cast_a):
         "water-outage",
     }
     for template in saved:
-        values = dict.fromkeys(services.template_placeholders(template), "08:00")
-        fields = services.template_fill(template, values)
+        values = dict.fromkeys(templating.template_placeholders(template), "08:00")
+        fields = templating.template_fill(template, values)
         from notices import content as nc
 
         content = nc.Content(
@@ -499,7 +534,7 @@ def test_audience_redefined_after_submission_cannot_be_approved(cast_a, audience
     _touch(audience, function_tags=["frontline"])
     before = snapshot(notice)
     with audit_context(VERIFIED), pytest.raises(PermissionDenied):
-        services.notice_approve(
+        approval.notice_approve(
             actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
         )
     assert snapshot(notice) == before
@@ -515,7 +550,7 @@ def test_submit_after_audience_change_makes_a_new_version(cast_a, audience):
     notice = services.notice_submit(actor=cast_a.pr_officer, notice=notice)
     assert notice.version == 2
     assert notice.version_hash != first_hash
-    assert notice.version_hash == services.compute_version_hash(notice)
+    assert notice.version_hash == versions.compute_version_hash(notice)
     assert NoticeContribution.objects.filter(
         notice=notice, version=2, user=cast_a.pr_officer, kind=ContributionKind.WROTE
     ).exists()
@@ -524,8 +559,8 @@ def test_submit_after_audience_change_makes_a_new_version(cast_a, audience):
 def test_attachments_are_checked_for_type_and_size(cast_a, audience, settings):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    with pytest.raises(services.NoticeInvalid) as caught:
-        services.attachment_upload(
+    with pytest.raises(errors.NoticeInvalid) as caught:
+        attachments.attachment_upload(
             actor=cast_a.pr_officer,
             department=cast_a.department,
             media_type="image",
@@ -533,21 +568,21 @@ def test_attachments_are_checked_for_type_and_size(cast_a, audience, settings):
         )
     assert "attachment" in caught.value.errors
     settings.NOTICES_MAX_ATTACHMENT_BYTES = 1000
-    with pytest.raises(services.NoticeInvalid):
-        services.attachment_upload(
+    with pytest.raises(errors.NoticeInvalid):
+        attachments.attachment_upload(
             actor=cast_a.pr_officer,
             department=cast_a.department,
             media_type="image",
             upload=SimpleUploadedFile("map.png", b"\x89PNG" + b"0" * 2000),
         )
-    with pytest.raises(services.NoticeInvalid):
-        services.attachment_upload(
+    with pytest.raises(errors.NoticeInvalid):
+        attachments.attachment_upload(
             actor=cast_a.pr_officer,
             department=cast_a.department,
             media_type="voice",
             upload=SimpleUploadedFile("call.mp3", b"ID3" + b"0" * 100),
         )
-    image = services.attachment_upload(
+    image = attachments.attachment_upload(
         actor=cast_a.pr_officer,
         department=cast_a.department,
         media_type="image",
@@ -555,7 +590,7 @@ def test_attachments_are_checked_for_type_and_size(cast_a, audience, settings):
     )
     assert len(image.sha256) == 64
     # An image attached to a file message is refused next to the field.
-    with pytest.raises(services.NoticeInvalid) as caught:
+    with pytest.raises(errors.NoticeInvalid) as caught:
         services.notice_create(
             actor=cast_a.pr_officer,
             department=cast_a.department,
@@ -567,7 +602,7 @@ def test_attachments_are_checked_for_type_and_size(cast_a, audience, settings):
         department=cast_a.department,
         **targeted_fields(audience, kind="image", attachment=image),
     )
-    assert services.notice_snapshot(notice)["attachment"]["sha256"] == image.sha256
+    assert versions.notice_snapshot(notice)["attachment"]["sha256"] == image.sha256
 
 
 def test_preflight_follows_delivery_strategy(cast_a):
@@ -621,4 +656,4 @@ def test_segment_with_a_high_risk_tag_needs_two(cast_a):
     segment = everyone_segment(cast_a.department, name="Tagged")
     segment.tags.add(tag)
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(segment))
-    assert services.required_approvals(notice) == 2
+    assert approval.required_approvals(notice) == 2

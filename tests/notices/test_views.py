@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from notices import services
+from notices import approval, services
 from notices.models import Approval, Notice, Status
 from notices.testing import (
     add_recipients,
@@ -291,7 +291,7 @@ def test_page_attacks_are_refused_audited_and_change_nothing(cast_a, cast_b, ver
             "reach_acknowledged": "on",
         },
     )
-    assert services.approval_count(notice) == 1
+    assert approval.approval_count(notice) == 1
     middle = state(notice)
     supervisor.post(
         url,
@@ -417,7 +417,7 @@ def test_editing_on_the_compose_page_voids_approvals(cast_a, verified_client):
     add_recipients(cast_a.department, 4)
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **citywide_fields())
     old_hash = notice.version_hash
-    services.notice_approve(
+    approval.notice_approve(
         actor=cast_a.supervisor,
         notice=notice,
         version_hash=old_hash,
@@ -455,7 +455,7 @@ def test_editing_on_the_compose_page_voids_approvals(cast_a, verified_client):
     assert refused(notice, "stale_version") == 1
     notice.refresh_from_db()
     assert notice.status == Status.SUBMITTED
-    assert services.approval_count(notice) == 0
+    assert approval.approval_count(notice) == 0
 
 
 def test_compose_page_cannot_edit_an_approved_notice(cast_a, verified_client, audience):

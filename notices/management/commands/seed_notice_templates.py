@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.models import Department
-from notices.services import templates_seed
+from notices.templating import templates_seed
 
 
 class Command(BaseCommand):

@@ -1,0 +1,134 @@
+"""A notice's versions: the snapshot its hash covers, the recorded versions, who shaped each one,
+and the approvals an edit voids.
+
+An approval is bound to the version hash (everything that is sent, to whom and when), so any
+edit makes a new version and voids every approval; whoever wrote, edited or submitted a
+version is recorded as its contributor and may not approve it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.utils import timezone
+
+from audiences.models import Segment
+from common.types import Actor
+from notices.guards import acting_person
+from notices.models import (
+    Approval,
+    ContributionKind,
+    Notice,
+    NoticeContribution,
+    NoticeVersion,
+    Tier,
+)
+
+
+def _segment_definition(segment: Segment) -> dict[str, Any]:
+    return {
+        "id": segment.pk,
+        "kind": segment.kind,
+        "subscription": segment.subscription,
+        "updated_at": segment.updated_at.isoformat(),
+        "risk_levels": sorted(segment.risk_levels or []),
+        "function_tags": sorted(segment.function_tags or []),
+    }
+
+
+def notice_snapshot(notice: Notice) -> dict[str, Any]:
+    """Everything that is sent, to whom and when: the canonical form the version hash covers."""
+    attachment = notice.attachment
+    segments = sorted(notice.segments.all(), key=lambda s: s.pk) if notice.pk else []
+    return {
+        "notice": notice.pk,
+        "version": notice.version,
+        "department": notice.department_id,
+        "tier": notice.tier,
+        "kind": notice.kind,
+        "title_en": notice.title_en,
+        "title_zh": notice.title_zh,
+        "body_en": notice.body_en,
+        "body_zh": notice.body_zh,
+        "buttons": notice.buttons,
+        "link_url": notice.link_url,
+        "link_pic_url": notice.link_pic_url,
+        "attachment": None
+        if attachment is None
+        else {
+            "id": attachment.pk,
+            "sha256": attachment.sha256,
+            "media_type": attachment.media_type,
+            "size": attachment.size,
+            "duration_s": attachment.duration_s,
+        },
+        "audience": "citywide"
+        if notice.tier == Tier.CITYWIDE
+        else [_segment_definition(s) for s in segments],
+        "high_risk": notice.high_risk,
+        "requires_confirmation": notice.requires_confirmation,
+        "reminders": {
+            "after_minutes": notice.remind_after_minutes,
+            "max": notice.max_reminders,
+            "whom": notice.remind_whom,
+        },
+        "send_at": notice.send_at.isoformat() if notice.send_at else None,
+        "expires_at": notice.expires_at.isoformat() if notice.expires_at else None,
+        "classification": notice.classification,
+    }
+
+
+def compute_version_hash(notice: Notice) -> str:
+    # The notice id and version number are inside, so a hash never recurs: an edit that
+    # restores earlier content is still a new version needing new approvals.
+    canonical = json.dumps(
+        notice_snapshot(notice), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def record_version(notice: Notice, actor: Actor) -> None:
+    """Hash the notice's current version and keep its snapshot."""
+    notice.version_hash = compute_version_hash(notice)
+    Notice.objects.filter(pk=notice.pk).update(version_hash=notice.version_hash)
+    NoticeVersion.objects.create(
+        notice=notice,
+        version=notice.version,
+        version_hash=notice.version_hash,
+        snapshot=notice_snapshot(notice),
+        created_by=acting_person(actor),
+    )
+
+
+def record_contribution(notice: Notice, actor: Actor, kind: str) -> None:
+    """The actor wrote, edited or submitted the notice's current version (the system is no one)."""
+    person = acting_person(actor)
+    if person is not None:
+        NoticeContribution.objects.get_or_create(
+            notice=notice, version=notice.version, user=person, kind=kind
+        )
+
+
+def carry_contributions(notice: Notice, from_version: int) -> None:
+    """Whoever wrote or edited earlier versions still shaped this one: they may not approve it."""
+    for user_id, kind in (
+        NoticeContribution.objects.filter(
+            notice=notice,
+            version=from_version,
+            kind__in=[ContributionKind.WROTE, ContributionKind.EDITED],
+        )
+        .values_list("user_id", "kind")
+        .distinct()
+    ):
+        NoticeContribution.objects.get_or_create(
+            notice=notice, version=notice.version, user_id=user_id, kind=kind
+        )
+
+
+def void_approvals(notice: Notice) -> int:
+    """Void every standing approval of the notice; returns how many there were."""
+    return Approval.objects.filter(notice=notice, voided_at__isnull=True).update(
+        voided_at=timezone.now()
+    )
