@@ -14,6 +14,7 @@ from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
 from accounts.models import Department, Role
+from common.types import Actor
 
 VIEW_SPACE = "view_department_space"
 COMPOSE_NOTICE = "compose_notice"
@@ -68,8 +69,9 @@ def departments_with_perm(user: User, codename: str) -> QuerySet[Department]:
     )
 
 
-def has_department_perm(user: User, codename: str, department: Department) -> bool:
-    if not user.is_authenticated or not user.is_active:
+def has_department_perm(user: Actor, codename: str, department: Department) -> bool:
+    """Whether `user` holds `codename` in `department`; never the system actor (None)."""
+    if user is None or not user.is_authenticated or not user.is_active:
         return False
     if not department.is_active:
         return False
@@ -77,7 +79,7 @@ def has_department_perm(user: User, codename: str, department: Department) -> bo
     return bool(codename in checker.get_user_perms(department))
 
 
-def require_department_perm(user: User, codename: str, department: Department) -> None:
+def require_department_perm(user: Actor, codename: str, department: Department) -> None:
     """Raise PermissionDenied unless `user` holds `codename` in `department`."""
     if not has_department_perm(user, codename, department):
         raise PermissionDenied(f"Missing permission {codename} for department {department.code}.")

@@ -2,15 +2,12 @@
 function per kind of work.
 
 Services call these on commit; audiences.tasks declares the tasks under the same names. Nothing
-here imports the tasks module: the task is found by name in the Celery app's registry.
+here imports the tasks module: common.queueing sends the task by name.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from celery import Task, current_app
-
+from common.queueing import send_by_name
 from config.settings.celery import Queues
 
 IMPORT_VALIDATE = "audiences.validate_import_job"
@@ -20,7 +17,7 @@ DIRECTORY_EVENT_APPLY = "audiences.apply_directory_event"
 # Queued by the beat schedule (config.settings.audiences), never by our code.
 STALE_WORK_SWEEP = "audiences.sweep_stale_work"
 
-QUEUE_OF: dict[str, str] = {
+TASK_QUEUES: dict[str, str] = {
     IMPORT_VALIDATE: Queues.BULK,
     IMPORT_APPLY: Queues.BULK,
     DIRECTORY_SYNC: Queues.BULK,
@@ -29,21 +26,8 @@ QUEUE_OF: dict[str, str] = {
 }
 
 
-def _registered(name: str) -> Task[Any, Any]:
-    """The task declared under `name`.
-
-    Task modules are autodiscovered (config.celery) when the app imports its default modules: a
-    worker does so at start, a web process or a test here on its first enqueue. Going through the
-    registered task (not send_task) keeps tests' CELERY_TASK_ALWAYS_EAGER working, and a name no
-    module declares fails here instead of queueing work that nothing would run.
-    """
-    if name not in current_app.tasks:
-        current_app.loader.import_default_modules()
-    return current_app.tasks[name]
-
-
-def _enqueue(name: str, *args: Any) -> None:
-    _registered(name).apply_async(args=args, queue=QUEUE_OF[name])
+def _enqueue(name: str, *args: object) -> None:
+    send_by_name(name, args, queue=TASK_QUEUES[name])
 
 
 def import_validate(job_id: int) -> None:

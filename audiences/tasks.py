@@ -13,7 +13,7 @@ from dingtalk.errors import ServerError, Throttled
 
 @shared_task(
     name=enqueue.IMPORT_VALIDATE,
-    queue=enqueue.QUEUE_OF[enqueue.IMPORT_VALIDATE],
+    queue=enqueue.TASK_QUEUES[enqueue.IMPORT_VALIDATE],
     soft_time_limit=1800,
     time_limit=1900,
 )
@@ -23,7 +23,7 @@ def validate_import_job_task(job_id: int) -> None:
 
 @shared_task(
     name=enqueue.IMPORT_APPLY,
-    queue=enqueue.QUEUE_OF[enqueue.IMPORT_APPLY],
+    queue=enqueue.TASK_QUEUES[enqueue.IMPORT_APPLY],
     soft_time_limit=1800,
     time_limit=1900,
 )
@@ -33,7 +33,7 @@ def apply_import_job_task(job_id: int) -> None:
 
 @shared_task(
     name=enqueue.DIRECTORY_SYNC,
-    queue=enqueue.QUEUE_OF[enqueue.DIRECTORY_SYNC],
+    queue=enqueue.TASK_QUEUES[enqueue.DIRECTORY_SYNC],
     soft_time_limit=3000,
     time_limit=3100,
 )
@@ -44,7 +44,7 @@ def sync_directory_task(sync_id: int) -> None:
 
 @shared_task(
     name=enqueue.DIRECTORY_EVENT_APPLY,
-    queue=enqueue.QUEUE_OF[enqueue.DIRECTORY_EVENT_APPLY],
+    queue=enqueue.TASK_QUEUES[enqueue.DIRECTORY_EVENT_APPLY],
     autoretry_for=(Throttled, ServerError),
     retry_backoff=2,
     retry_backoff_max=60,
@@ -55,7 +55,7 @@ def apply_directory_event_task(department_id: int, event_type: str, userids: lis
     sync.directory_event_apply(department_id=department_id, event_type=event_type, userids=userids)
 
 
-@shared_task(name=enqueue.STALE_WORK_SWEEP, queue=enqueue.QUEUE_OF[enqueue.STALE_WORK_SWEEP])
+@shared_task(name=enqueue.STALE_WORK_SWEEP, queue=enqueue.TASK_QUEUES[enqueue.STALE_WORK_SWEEP])
 def sweep_stale_work_task() -> dict[str, int]:
     """Beat: import jobs and syncs whose worker died are marked failed (see audiences.maintenance)."""
     return maintenance.stale_work_sweep()

@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     call_command("migrate", verbosity=0)
     from audiences.models import Segment
     from common.testing.cast import make_cast
-    from delivery import services
+    from delivery import enqueue
     from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan
     from delivery.testing import (
         WorkerEnv,
@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         notice = make_notice(hko, tier=Tier.CLOSED_LOOP, title="Contact tracing instruction")
         approved = timezone.now()
-        services.dispatch_on_approved(notice.pk)
+        enqueue.plan_notice(notice.pk, urgent=notice.is_urgent)
         batches = Batch.objects.filter(dispatch__plan__notice=notice)
 
         def first_accepted() -> bool:
@@ -335,7 +335,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         broadcast = make_notice(hko, tier=Tier.CITYWIDE, title="Black rainstorm warning")
         approved = timezone.now()
-        services.dispatch_on_approved(broadcast.pk)
+        enqueue.plan_notice(broadcast.pk, urgent=broadcast.is_urgent)
         org = Batch.objects.filter(dispatch__plan__notice=broadcast, to_all=True)
         if not wait(lambda: org.filter(status=BatchStatus.ACCEPTED).exists(), 60):
             raise SystemExit(f"broadcast not accepted; worker log: {log}")
@@ -378,7 +378,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         app = publisher(env)
         time.sleep(4)
         notice = make_notice(fehd, tier=Tier.TARGETED, title="Water main repair")
-        services.dispatch_on_approved(notice.pk)
+        enqueue.plan_notice(notice.pk, urgent=notice.is_urgent)
         batches = Batch.objects.filter(dispatch__plan__notice=notice)
 
         def done() -> bool:

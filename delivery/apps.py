@@ -2,16 +2,17 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from audit.actions import register
+from delivery.audit_actions import DeliveryAuditAction
+
 
 class DeliveryConfig(AppConfig):
     name = "delivery"
     verbose_name = "Delivery"
 
     def ready(self) -> None:
-        # Imported here, once the app registry is ready: the report's module imports models.
-        from audit.actions import register
+        # Imported once the app registry is ready: both modules import models.
         from audit.reports import register_report
-        from delivery.audit_actions import DeliveryAuditAction
         from delivery.receipt_report import REPORT_RECEIPTS, receipts_report
 
         register(DeliveryAuditAction)

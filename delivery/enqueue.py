@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from celery import current_app
 from django.conf import settings
 
+from common.queueing import send_by_name
 from config.settings.celery import Queues
 
 logger = logging.getLogger("delivery.enqueue")
@@ -53,31 +53,20 @@ def priority_for(urgent: bool) -> int:
     return URGENT_PRIORITY if urgent else NORMAL_PRIORITY
 
 
-def _send(
-    name: str, args: tuple[object, ...], *, queue: str, priority: int | None, countdown: float = 0
-) -> None:
-    # A signature of a registered task runs eagerly under CELERY_TASK_ALWAYS_EAGER (tests), which
-    # app.send_task would not; the worker side only ever sees the name.
-    options: dict[str, object] = {"queue": queue}
-    if priority is not None:
-        options["priority"] = priority
-    if countdown:
-        options["countdown"] = countdown
-    current_app.signature(name, args=args, options=options).apply_async()
-
-
 def plan_notice(notice_id: int, *, urgent: bool) -> None:
     """Queue the planner of an approved notice. If the broker is down the notice stays approved
     (or its snapshot half-done) and the sweeper queues it again: nothing is lost by logging."""
     try:
-        _send(PLAN_NOTICE, (notice_id,), queue=queue_for(urgent), priority=priority_for(urgent))
+        send_by_name(
+            PLAN_NOTICE, (notice_id,), queue=queue_for(urgent), priority=priority_for(urgent)
+        )
     except Exception:
         logger.exception("delivery: could not enqueue the plan of notice %s", notice_id)
 
 
 def send_batches(batch_ids: list[int], *, urgent: bool, countdown: float = 0) -> None:
     """Queue one send task for a group of batches of the same urgency."""
-    _send(
+    send_by_name(
         SEND_BATCHES,
         (batch_ids,),
         queue=queue_for(urgent),
@@ -120,9 +109,9 @@ def send_batch_groups(batches: Iterable[tuple[int, bool]]) -> None:
 
 def poll_batch_receipts(batch_ids: list[int], lease: str) -> None:
     """Queue the receipt poll of a group of leased batches."""
-    _send(POLL_BATCH_RECEIPTS, (batch_ids, lease), queue=Queues.RECEIPTS, priority=None)
+    send_by_name(POLL_BATCH_RECEIPTS, (batch_ids, lease), queue=Queues.RECEIPTS)
 
 
 def recall_notice(plan_id: int) -> None:
     """Queue the recall calls of a plan whose recall was recorded."""
-    _send(RECALL_NOTICE, (plan_id,), queue=Queues.URGENT, priority=URGENT_PRIORITY)
+    send_by_name(RECALL_NOTICE, (plan_id,), queue=Queues.URGENT, priority=URGENT_PRIORITY)

@@ -16,7 +16,7 @@ reads the stored id.
   stored by a conditional update (compare-and-set on the previous id), so two planners racing
   on one attachment both end up sending the id that was stored.
 - Should DingTalk answer 40007 (unknown media id) to a send all the same, the send pauses the
-  plan (``MEDIA_EXPIRED``) instead of failing its people. Resuming it (the sweeper does at
+  plan (``PauseCode.MEDIA_EXPIRED``) instead of failing its people. Resuming it (the sweeper does at
   once; a supervisor can on the dashboard) first calls :func:`renew_for_plan`, which uploads the
   file again and points the plan's unsent media messages at the new id. Nothing already
   accepted is sent again.
@@ -60,7 +60,6 @@ logger = logging.getLogger("delivery.media")
 
 # DingTalk's "invalid media id" (dingtalk-api.md §5), and the pause it causes mid-send.
 UNKNOWN_MEDIA_ID = 40007
-MEDIA_EXPIRED = "media_expired"
 MEDIA_EXPIRED_REASON = gettext_noop(
     "DingTalk no longer knows the attachment's media id. The portal uploads the file again and "
     "resumes the notice; nothing already sent is sent again."
@@ -215,8 +214,8 @@ def message_media_id(msg: Mapping[str, Any]) -> str:
 def renew_for_plan(plan_id: int) -> StoredMedia | None:
     """Upload a paused plan's attachment again and rebuild its media messages with the new id.
 
-    For a plan paused with ``MEDIA_EXPIRED`` (DingTalk answered 40007 to a send); resuming it
-    (``services.plan_resume``) calls this first. The upload runs outside any transaction; the
+    For a plan paused with ``PauseCode.MEDIA_EXPIRED`` (DingTalk answered 40007 to a send); resuming it
+    (``delivery.services.lifecycle.plan_resume``) calls this first. The upload runs outside any transaction; the
     messages are then rewritten in one, so a batch sent after the commit names the new id.
     Raises ApplicationError when the upload fails: the plan stays paused, with that reason when
     staff must act on it. Costs one metered call. Audit: the upload (delivery.media_uploaded).

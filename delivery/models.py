@@ -44,6 +44,20 @@ class PlanStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class PauseCode(models.TextChoices):
+    """Why a plan paused (DeliveryPlan.pause_code). The sweeper resumes a plan by itself once
+    the cause of one of these is gone; codes of other ApplicationErrors (a file DingTalk
+    refused, say) are stored as they come and wait for a supervisor's Resume."""
+
+    GOVERNOR_DOWN = "governor_down", _("Rate governor unavailable")
+    QUOTA_EXHAUSTED = "quota_exhausted", _("Monthly quota used up")
+    INVALID_CREDENTIALS = "InvalidCredentials", _("App key or secret refused")
+    APP_REFUSED = "PermissionDenied", _("App refused by DingTalk")
+    CHANNEL_UNCONFIGURED = "channel_unconfigured", _("No DingTalk app configured")
+    SECRET_MISSING = "secret_missing", _("App secret missing")
+    MEDIA_EXPIRED = "media_expired", _("DingTalk forgot the uploaded file")
+
+
 class DeliveryPlan(models.Model):
     """One notice's send: strategy, the recipient snapshot's progress, pause reason, timing.
 

@@ -151,6 +151,34 @@ class Estimate:
         }
 
 
+def _warnings(
+    *, eta_s: float, org_wide_spent: bool, calls: int, calls_left: int | None
+) -> list[str]:
+    """The send arithmetic's warnings, in the reader's language."""
+    warnings: list[str] = []
+    if eta_s > 0:
+        warnings.append(
+            gettext(
+                "DingTalk delivers at most %(rate)s recipients a minute: about %(minutes)s "
+                "minutes to reach everyone."
+            )
+            % {"rate": f"{RECIPIENTS_PER_MINUTE:,}", "minutes": math.ceil(eta_s / 60)}
+        )
+    if org_wide_spent:
+        warnings.append(
+            gettext("Today's three organisation-wide sends are used up; sending in batches.")
+        )
+    if calls_left is not None and calls > calls_left:
+        warnings.append(
+            gettext(
+                "The send needs up to %(total)s metered calls but only %(left)s are left this "
+                "month."
+            )
+            % {"total": f"{calls:,}", "left": f"{calls_left:,}"}
+        )
+    return warnings
+
+
 def estimate(
     *,
     tier: str,
@@ -191,29 +219,14 @@ def estimate(
         strategy=strategy, recipients=recipients, messages=messages, dept_count=dept_count
     ) * (2 if companion else 1)
     polls = receipt_calls(strategy=strategy, tracked_tasks=calls_out)
-    warnings: list[str] = []
     eta = eta_seconds(recipients)
-    if eta > 0:
-        warnings.append(
-            gettext(
-                "DingTalk delivers at most %(rate)s recipients a minute: about %(minutes)s "
-                "minutes to reach everyone."
-            )
-            % {"rate": f"{RECIPIENTS_PER_MINUTE:,}", "minutes": math.ceil(eta / 60)}
-        )
-    if org_wide_possible and org_wide_used_today >= ORG_WIDE_SENDS_PER_DAY:
-        warnings.append(
-            gettext("Today's three organisation-wide sends are used up; sending in batches.")
-        )
     total = calls_out + polls + (max(0, media_uploads) if recipients else 0)
-    if calls_left is not None and total > calls_left:
-        warnings.append(
-            gettext(
-                "The send needs up to %(total)s metered calls but only %(left)s are left this "
-                "month."
-            )
-            % {"total": f"{total:,}", "left": f"{calls_left:,}"}
-        )
+    warnings = _warnings(
+        eta_s=eta,
+        org_wide_spent=org_wide_possible and org_wide_used_today >= ORG_WIDE_SENDS_PER_DAY,
+        calls=total,
+        calls_left=calls_left,
+    )
     sms = round(recipients * SMS_COST_HKD, 2)
     push = round(recipients * PUSH_COST_HKD, 2)
     return Estimate(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.db.models import Q
 
+from audiences.models import Recipient
 from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, DeliveryState
 
 # No imported or synced user id can start like this: the import only takes ids that start with a
@@ -137,8 +138,6 @@ def anonymise_late_deliveries(*, limit: int = 100) -> int:
         .distinct()[:limit]
     )
     done = 0
-    from audiences.models import Recipient
-
     for recipient_id, department_id in late:
         with transaction.atomic():
             Recipient.objects.select_for_update().filter(pk=recipient_id).exists()

@@ -28,6 +28,7 @@ from accounts.models import Department
 from audiences.models import Recipient
 from common.errors import ApplicationError
 from delivery.models import DeliveryPlan, PlanStatus
+from delivery.quota import daily_cap_reachable, over_daily_cap
 from dingtalk.errors import DingTalkError, InvalidCredentials
 
 CHECK_CACHE_SECONDS = 60
@@ -103,8 +104,6 @@ def paused_notices(department: Department) -> list[str]:
 
 def daily_cap_problems(department: Department, audience: QuerySet[Recipient]) -> list[str]:
     """People of the audience at the day's per-person cap of this app, if anyone can be."""
-    from delivery.services import daily_cap_reachable, over_daily_cap
-
     if not daily_cap_reachable(department.pk):
         return []
     capped = audience.filter(dingtalk_user_id__in=over_daily_cap(department.pk)).count()

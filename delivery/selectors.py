@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncMinute
@@ -19,6 +20,7 @@ from django.utils import timezone
 from accounts import permissions as perms
 from accounts.models import Department
 from audiences.models import District
+from delivery.messages import notice_from_token
 from delivery.models import (
     Batch,
     BatchStatus,
@@ -41,8 +43,6 @@ CHART_W, CHART_H = 600, 200
 
 def plan_for_public_token(token: str) -> DeliveryPlan | None:
     """The plan behind a public notice link (None when the link is bad or nothing was sent)."""
-    from delivery.messages import notice_from_token
-
     notice_id = notice_from_token(token)
     if notice_id is None:
         return None
@@ -135,6 +135,31 @@ def _pct(part: int, whole: int) -> float | None:
     return round(part * 100.0 / whole, 1) if whole else None
 
 
+def _failure_rows(people: QuerySet[Delivery]) -> list[dict[str, Any]]:
+    return [
+        {"state": row["state"], "code": row["code"], "count": row["n"]}
+        for row in people.filter(state__in=FAILED_STATES)
+        .values("state", "code")
+        .annotate(n=Count("pk"))
+        .order_by("-n")
+    ]
+
+
+def _district_rows(people: QuerySet[Delivery]) -> list[dict[str, Any]]:
+    names = dict(District.objects.values_list("pk", "name_en"))
+    return [
+        {
+            "district": names.get(row["district_id"], "—") if row["district_id"] else "—",
+            "planned": row["n"],
+            "read": row["r"],
+            "reach": _pct(row["r"], row["n"]),
+        }
+        for row in people.values("district_id")
+        .annotate(n=Count("pk"), r=Count("pk", filter=Q(first_read_at__isnull=False)))
+        .order_by("-n")[:30]
+    ]
+
+
 def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, as JSON-ready data."""
     moment = now or timezone.now()
@@ -150,28 +175,7 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
     read = people.filter(first_read_at__isnull=False).count()
     confirmed = people.filter(confirmed_at__isnull=False).count()
     delivered = sum(states.get(s, 0) for s in DELIVERED_STATES)
-    failures = [
-        {"state": row["state"], "code": row["code"], "count": row["n"]}
-        for row in people.filter(state__in=FAILED_STATES)
-        .values("state", "code")
-        .annotate(n=Count("pk"))
-        .order_by("-n")
-    ]
-    names = dict(District.objects.values_list("pk", "name_en"))
-    districts = [
-        {
-            "district": names.get(row["district_id"], "—") if row["district_id"] else "—",
-            "planned": row["n"],
-            "read": row["r"],
-            "reach": _pct(row["r"], row["n"]),
-        }
-        for row in people.values("district_id")
-        .annotate(n=Count("pk"), r=Count("pk", filter=Q(first_read_at__isnull=False)))
-        .order_by("-n")[:30]
-    ]
     curve = read_curve(plan)
-    from django.conf import settings
-
     per_minute = float(settings.DELIVERY_LIMITS["recipients_per_minute"])
     eta_s = queued / per_minute * 60.0 if plan.status == PlanStatus.SENDING and queued else 0.0
     open_batches = Batch.objects.filter(
@@ -204,8 +208,8 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "delivery_rate": _pct(delivered, planned),
         "reach_rate": _pct(read, planned),
         "confirm_rate": _pct(confirmed, planned),
-        "failures": failures,
-        "districts": districts,
+        "failures": _failure_rows(people),
+        "districts": _district_rows(people),
         "curve": {
             "points": curve.points,
             "minutes": curve.minutes,

@@ -25,8 +25,8 @@ from django.utils import timezone
 from accounts.models import Department
 from audiences.models import District, Recipient, Segment, SubscriptionSource, SubscriptionState
 from config.settings.celery import Queues
-from delivery import services
 from delivery.models import Batch, BatchStatus
+from delivery.services import planner, sender
 from dingtalk.simulator.config import AppConfig
 from dingtalk.simulator.testing import RunningSimulator, running_simulator
 from notices.models import Notice, Status, Tier
@@ -143,7 +143,7 @@ def send_notice(notice_id: int, *, attempts: int = 5) -> None:
     """Plan and send a notice through the delivery services, then send again any batch still
     queued: an eager test run cannot wait out a retry (a slow simulator on a busy machine),
     which the sweeper would re-enqueue in production."""
-    services.plan_notice(notice_id)
+    planner.plan_notice(notice_id)
     for _ in range(attempts):
         queued = list(
             Batch.objects.filter(
@@ -153,7 +153,7 @@ def send_notice(notice_id: int, *, attempts: int = 5) -> None:
         if not queued:
             return
         for batch_id in queued:
-            services.batch_send(batch_id)
+            sender.batch_send(batch_id)
 
 
 # --- real workers (tests of crash recovery and the benchmark) ---------------------------------

@@ -18,9 +18,10 @@ from accounts import permissions as perms
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
 from common.views import public_view
-from delivery import followup, selectors, services
+from delivery import selectors
 from delivery.forms import ConfirmForm, OutreachCloseForm, RecallForm
 from delivery.models import Delivery, PlanStatus
+from delivery.services import followup, lifecycle
 
 
 @require_GET
@@ -81,7 +82,7 @@ def recall(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
 def resume(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
     plan = selectors.plan_get_for_user(user=request.user, notice_id=notice_id)
     try:
-        services.plan_resume(actor=request.user, plan_id=plan.pk)
+        lifecycle.plan_resume(actor=request.user, plan_id=plan.pk)
     except PermissionDenied:
         raise Http404("No such delivery.") from None
     except ApplicationError as exc:

@@ -13,7 +13,6 @@ and the panel says when the figure was counted.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
 import time
 from collections.abc import Iterable
@@ -26,7 +25,10 @@ from django.db.models import QuerySet
 
 from accounts.models import Department, Edition
 from audiences.models import Recipient, Segment, SubscriptionState
-from delivery import planning
+from audiences.selectors import segments_recipients
+from delivery import planning, readiness
+from delivery.governor import GovernorUnavailable
+from delivery.quota import monthly_calls_used, org_wide_sends_today
 from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Tier
 
 MONTHLY_CALLS: dict[str, int] = {Edition.STANDARD: 5_000, Edition.PROFESSIONAL: 200_000}
@@ -44,8 +46,6 @@ def audience_queryset(
             subscription_state=SubscriptionState.SUBSCRIBED,
             erased_at__isnull=True,
         )
-    from audiences.selectors import segments_recipients
-
     return segments_recipients(list(segments))
 
 
@@ -97,36 +97,19 @@ def audience_count(
     return AudienceCount(count, now, cached=False, everyone_subscribed=everyone)
 
 
-def _org_wide_sends_today(department: Department) -> int:
-    try:
-        delivery = importlib.import_module("delivery.services")
-    except ImportError:
-        return 0
-    return int(delivery.org_wide_sends_today(department))
-
-
 def calls_used_this_month(department: Department) -> int | None:
     """Metered calls the department's app used this month (delivery's governor counts them).
 
-    None when the count is unavailable (governor store down, delivery not installed).
+    None when the count is unavailable (the governor's store is down).
     """
     try:
-        quota = importlib.import_module("delivery.quota")
-        governor = importlib.import_module("delivery.governor")
-    except ImportError:
-        return None
-    try:
-        return int(quota.monthly_calls_used(department))
-    except governor.GovernorUnavailable:
+        return monthly_calls_used(department)
+    except GovernorUnavailable:
         return None
 
 
 def send_problems(department: Department, audience: QuerySet[Recipient]) -> list[str]:
     """What would stop the send (delivery.readiness): app credentials, paused notices, caps."""
-    try:
-        readiness = importlib.import_module("delivery.readiness")
-    except ImportError:
-        return []
     return list(readiness.send_problems(department, audience=audience))
 
 
@@ -159,7 +142,7 @@ def preflight(
         tracked=tracked,
         org_wide_possible=org_wide,
         personal_links=requires_confirmation,
-        org_wide_used_today=(_org_wide_sends_today(department) + int(companion)) if org_wide else 0,
+        org_wide_used_today=(org_wide_sends_today(department) + int(companion)) if org_wide else 0,
         calls_left=calls_left,
         companion=companion,
         media_uploads=1 if kind in MEDIA_KINDS else 0,

@@ -53,9 +53,31 @@ def test_audiences_enqueue_names_are_registered_tasks_on_the_queues_the_readme_l
         for key, value in vars(enqueue).items()
         if key.isupper() and isinstance(value, str) and value.startswith("audiences.")
     }
-    assert names == set(enqueue.QUEUE_OF)
+    assert names == set(enqueue.TASK_QUEUES)
     for name in names:
         assert name in app.tasks, f"{name} is not a registered task"
-        queue = enqueue.QUEUE_OF[name]
+        queue = enqueue.TASK_QUEUES[name]
         assert app.tasks[name].queue == queue, name
         assert f"`{name}` ({queue})" in readme, f"README does not list {name} on {queue}"
+
+
+def readme_task_queues(app_label: str) -> dict[str, str]:
+    """The app README's "Tasks and their queues" table: task name -> first word of its queue."""
+    text = (ROOT / app_label / "README.md").read_text()
+    text = text.split("## Tasks and their queues", 1)[-1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([\w.]+)` \| (\w+)", text, re.MULTILINE)
+    assert rows, f"{app_label}/README.md lists no tasks"
+    return dict(rows)
+
+
+def test_every_delivery_task_name_enqueue_sends_is_registered_on_the_queue_the_readme_lists() -> (
+    None
+):
+    from delivery import enqueue
+
+    app.loader.import_default_modules()
+    listed = readme_task_queues("delivery")
+    assert set(listed) == set(enqueue.TASK_QUEUES)
+    for name, queue in enqueue.TASK_QUEUES.items():
+        assert name in app.tasks, f"{name} is sent but no task is registered under it"
+        assert app.tasks[name].queue == queue == listed[name], name

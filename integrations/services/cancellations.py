@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts import permissions as perms
 from audit.services import audit_record
 from common.errors import ApplicationError
-from delivery.followup import notice_recall
+from delivery.services.followup import notice_recall
 from integrations.audit_actions import IntegrationAuditAction as Action
 from integrations.cap import CapAlert
 from integrations.errors import TriggerRefused

@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_otp.oath import TOTP
 
 from accounts import services as accounts_services
@@ -28,9 +29,9 @@ from audit.exports import export_start
 from audit.models import AuditEvent
 from audit.selectors import EventFilters
 from common.testing.cast import TEST_PASSWORD, verified_client_for
-from delivery import followup, messages
-from delivery import services as delivery_services
+from delivery import messages
 from delivery.models import Batch, Delivery, DeliveryPlan
+from delivery.services import followup, lifecycle, planner, receipts, sweeper
 from delivery.testing import (
     connect_demo_app,
     connect_department,
@@ -380,7 +381,7 @@ def test_dispatch_started_and_finished(wsd) -> None:
 def test_accepted_batch(wsd, sim) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    delivery_services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     event = only_event("delivery.batch_accepted")
     assert_system(event)
     assert_target(event, notice)
@@ -395,7 +396,7 @@ def test_failed_batch(wsd, sim) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
     sim.sim.inject("asyncsend_v2", "errcode", errcode=40035)
-    delivery_services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     event = only_event("delivery.batch_failed")
     assert_system(event)
     assert_target(event, notice)
@@ -416,10 +417,10 @@ def test_batch_with_unknown_outcome(wsd, sim, settings) -> None:
     old = client.timeout
     client.timeout = (1.0, 0.3)
     try:
-        delivery_services.plan_notice(notice.pk)
+        planner.plan_notice(notice.pk)
     finally:
         client.timeout = old
-    delivery_services.sweep()
+    sweeper.sweep()
     event = only_event("delivery.batch_unresolved")
     assert_system(event)
     assert_target(event, notice)
@@ -432,11 +433,11 @@ def test_pause_and_resume(wsd, cast_a) -> None:
     send_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     DeliveryPlan.objects.filter(pk=plan.pk).update(status="sending")
-    assert delivery_services.plan_pause(plan.pk, code="manual", reason="Check the wording")
+    assert lifecycle.plan_pause(plan.pk, code="manual", reason="Check the wording")
     paused = only_event("delivery.paused")
     assert_system(paused)
     assert_target(paused, notice)
-    delivery_services.plan_resume(actor=cast_a.supervisor, plan_id=plan.pk)
+    lifecycle.plan_resume(actor=cast_a.supervisor, plan_id=plan.pk)
     resumed = only_event("delivery.resumed")
     assert resumed.actor_id == cast_a.supervisor.pk
     assert_target(resumed, notice)
@@ -444,8 +445,8 @@ def test_pause_and_resume(wsd, cast_a) -> None:
 
 def poll_all(plan: DeliveryPlan) -> None:
     for batch in Batch.objects.filter(dispatch__plan=plan):
-        Batch.objects.filter(pk=batch.pk).update(next_poll_at=delivery_services._now())
-        delivery_services.batch_poll_receipts(batch.pk)
+        Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+        receipts.batch_poll_receipts(batch.pk)
 
 
 @pytest.mark.django_db
@@ -457,7 +458,7 @@ def test_reminder(wsd, sim) -> None:
     send_notice(notice.pk)
     sim.sim.advance(60)
     poll_all(DeliveryPlan.objects.get(notice=notice))
-    later = delivery_services._now() + timedelta(minutes=31)
+    later = timezone.now() + timedelta(minutes=31)
     assert followup.reminders_due_send(now=later) == 1
     event = only_event("delivery.reminded")
     assert_system(event)

@@ -7,14 +7,15 @@ import time
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from django_otp.oath import TOTP
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from common.testing.cast import TEST_PASSWORD, give_authenticator
-from delivery import services
 from delivery.models import Batch, DeliveryPlan, PlanStatus
+from delivery.services import receipts
 from delivery.testing import connect_department, make_recipients
 from dingtalk.simulator.testing import running_simulator
 from notices import approval as notice_approval
@@ -77,8 +78,8 @@ def test_officer_watches_reads_arrive_and_a_supervisor_recalls(
         for batch in batches:
             for userid in batch.userids[:30]:
                 dt.sim.mark_read(batch.task_id, userid)
-            Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-            services.batch_poll_receipts(batch.pk)
+            Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+            receipts.batch_poll_receipts(batch.pk)
         read = sum(min(30, len(batch.userids)) for batch in batches)
         wait.until(ec.text_to_be_present_in_element((By.ID, "fig-read"), str(read)))
         assert float(

@@ -15,12 +15,13 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from audiences.models import DirectorySettings, Recipient
 from audiences.services import owned_save, recipient_erase, recipient_update
 from audiences.sync import directory_sync_request
 from audit.models import AuditEvent
-from delivery import deptwide, services, tasks
+from delivery import deptwide, quota, tasks
 from delivery.models import (
     Batch,
     BatchStatus,
@@ -30,6 +31,7 @@ from delivery.models import (
     PlanStatus,
     effective_state,
 )
+from delivery.services import outbox, planner, receipts, sender
 from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk import messages as dt
 from dingtalk.client import DingTalkClient
@@ -107,7 +109,7 @@ def test_a_fully_subscribed_directory_is_one_send_to_the_root(
     assert [(g.dept_ids, g.size) for g in plan.groups] == [([1], PEOPLE)]
     # The audience it counts is the one the engine snapshots.
     assert set(Recipient.objects.filter(deptwide.AUDIENCE, department=wsd)) == set(
-        services.audience_recipients(notice)
+        outbox.audience_recipients(notice)
     )
 
 
@@ -330,8 +332,8 @@ def test_a_citywide_notice_that_maps_onto_departments_goes_out_by_department_onc
     notice.refresh_from_db()
     assert notice.status == Status.SENT
     # Its receipts are DingTalk's progress of the task (no per-person result for a dept send).
-    Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-    assert services.batch_poll_receipts(batch.pk) == "done"
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+    assert receipts.batch_poll_receipts(batch.pk) == "done"
     assert sim.sim.counters()["calls"].get("getsendresult", 0) == 0
     assert tasks.send_batches_task.delay(*roundtrip([batch.pk])).get()["skipped"] == 1
 
@@ -341,10 +343,10 @@ def test_once_todays_organisation_wide_sends_are_used_the_whole_root_goes_by_dep
 ) -> None:
     sync(wsd, django_capture_on_commit_callbacks)
     for n in range(3):
-        services.plan_notice(make_notice(wsd, title=f"Heat warning {n}").pk)
-    assert services.org_wide_sends_today(wsd) == 3
+        planner.plan_notice(make_notice(wsd, title=f"Heat warning {n}").pk)
+    assert quota.org_wide_sends_today(wsd) == 3
     notice = make_notice(wsd, title="Heat warning 4")
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.strategy == "dept_wide"
     assert Batch.objects.get(dispatch__plan=plan).dept_ids == [1]
@@ -358,14 +360,14 @@ def test_a_directory_change_between_planning_and_sending_falls_back_to_user_batc
     sync(wsd, django_capture_on_commit_callbacks)
     opt_out("contractor1")
     notice = citywide(wsd)
-    plan = services.plan_start(notice.pk)
+    plan = planner.plan_start(notice.pk)
     assert plan is not None
     assert plan.strategy == "dept_wide"
     # Before any batch exists, someone in Central and Western opts out: the district can no
     # longer be sent to as a whole, and no department layout covers the audience exactly.
     opt_out("wsd0000000")
-    services.plan_notice(notice.pk)
-    services.plan_notice(notice.pk)  # ran twice
+    planner.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)  # ran twice
     plan.refresh_from_db()
     assert plan.strategy == "user_batches"
     assert plan.status == PlanStatus.DONE
@@ -388,10 +390,10 @@ def test_someone_no_department_batch_reaches_still_gets_a_user_batch(
     sync(wsd, django_capture_on_commit_callbacks)
     opt_out("contractor1")
     notice = citywide(wsd)
-    plan = services.plan_start(notice.pk)
+    plan = planner.plan_start(notice.pk)
     assert plan is not None
-    dept_batches = services.plan_dept_batches(plan, notice)
-    assert services.plan_dept_batches(plan, notice) == dept_batches  # ran twice: nothing new
+    dept_batches = planner.plan_dept_batches(plan, notice)
+    assert planner.plan_dept_batches(plan, notice) == dept_batches  # ran twice: nothing new
     # After the plan, a new contractor joins DingTalk and subscribes: the contractors'
     # department is not in the plan (contractor1 opted out), so no department batch reaches them.
     newcomer = sim.sim.app(APP_KEY).directory.new_user(dept_id=CONTRACTORS)
@@ -400,7 +402,7 @@ def test_someone_no_department_batch_reaches_still_gets_a_user_batch(
         dingtalk_dept_ids=[CONTRACTORS]
     )
     # The snapshot runs before the department batch is sent: their rows wait in the queue.
-    batch_ids, finished = services.plan_snapshot_chunk(plan.pk)
+    batch_ids, finished = planner.plan_snapshot_chunk(plan.pk)
     assert finished
     (user_batch,) = Batch.objects.filter(pk__in=batch_ids)
     assert user_batch.userids == [newcomer.userid]
@@ -409,12 +411,12 @@ def test_someone_no_department_batch_reaches_still_gets_a_user_batch(
     assert set(
         people.exclude(dingtalk_user_id=newcomer.userid).values_list("batch_id", "state")
     ) == {(dept_batches[0].pk, DeliveryState.QUEUED)}
-    report = services.batches_send([*[b.pk for b in dept_batches], *batch_ids])
+    report = sender.batches_send([*[b.pk for b in dept_batches], *batch_ids])
     assert report.sent == 2
     assert set(people.annotate(now=effective_state()).values_list("now", flat=True)) == {
         DeliveryState.ACCEPTED
     }
-    services.plan_notice(notice.pk)  # ran again: nothing more goes out
+    planner.plan_notice(notice.pk)  # ran again: nothing more goes out
     plan.refresh_from_db()
     assert plan.status == PlanStatus.DONE
     assert inbox_counts(sim, [*audience_ids(wsd)]) == Counter({1: PEOPLE})
@@ -436,8 +438,8 @@ def test_a_file_notice_sent_by_department_carries_its_text_card_too(
     )
     notice = citywide(wsd)
     Notice.objects.filter(pk=notice.pk).update(kind="file", attachment=item)
-    services.plan_notice(notice.pk)
-    services.plan_notice(notice.pk)  # ran twice
+    planner.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)  # ran twice
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.strategy == "dept_wide"
     media_batch, card_batch = Batch.objects.filter(dispatch__plan=plan).order_by("dispatch_id")

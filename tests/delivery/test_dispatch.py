@@ -7,9 +7,11 @@ import os
 from collections import Counter
 
 import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
 
 from audit.models import AuditEvent
-from delivery import services, tasks
+from delivery import enqueue, tasks
 from delivery.models import (
     Batch,
     BatchStatus,
@@ -19,6 +21,7 @@ from delivery.models import (
     PlanStatus,
     effective_state_in,
 )
+from delivery.services import lifecycle, planner, receipts, sender, sweeper
 from delivery.testing import (
     connect_demo_app,
     make_notice,
@@ -92,12 +95,12 @@ def test_a_targeted_notice_goes_out_in_batches_of_100_once_per_person(sim, wsd) 
 def test_receipts_record_read_unread_and_stop_when_all_read(sim, wsd) -> None:
     make_recipients(wsd, 40, languages=("en",))
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     batch = Batch.objects.get(dispatch__plan__notice=notice)
     sim.sim.advance(60)
     reader = batch.userids[0]
     sim.sim.mark_read(batch.task_id, reader)
-    Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
     assert tasks.poll_receipts_task.delay().get() == 1
     # Ran twice: the second poll of the same lease finds the batch already polled.
     assert tasks.poll_batch_receipts_task.delay(*roundtrip([batch.pk])).get() == {"skipped": 1}
@@ -111,8 +114,8 @@ def test_receipts_record_read_unread_and_stop_when_all_read(sim, wsd) -> None:
     assert not batch.receipts_done
     for userid in batch.userids:
         sim.sim.mark_read(batch.task_id, userid)
-    Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-    assert services.batch_poll_receipts(batch.pk) == "done"
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+    assert receipts.batch_poll_receipts(batch.pk) == "done"
     assert Delivery.objects.filter(plan__notice=notice, state=DeliveryState.READ).count() == 40
 
 
@@ -123,13 +126,13 @@ def test_flow_control_drops_are_requeued_and_delivered_later(sim, wsd) -> None:
     notice = make_notice(wsd, tier=Tier.TARGETED)
     with pytest.MonkeyPatch.context() as mp:
         # The governor would hold the batches back; let them through to provoke silent drops.
-        mp.setitem(services.settings.DELIVERY_LIMITS, "recipients_per_minute", 10_000)
-        services.plan_notice(notice.pk)
+        mp.setitem(django_settings.DELIVERY_LIMITS, "recipients_per_minute", 10_000)
+        planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     sim.sim.advance(120)
     for batch_id in list(Batch.objects.filter(dispatch__plan=plan).values_list("pk", flat=True)):
-        Batch.objects.filter(pk=batch_id).update(next_poll_at=services._now())
-        services.batch_poll_receipts(batch_id)
+        Batch.objects.filter(pk=batch_id).update(next_poll_at=timezone.now())
+        receipts.batch_poll_receipts(batch_id)
     # The 100 people over the simulator's 150 a minute came back as 143103 and were re-queued
     # in two new batches (sent at once here: Celery runs eagerly in tests).
     requeued = Batch.objects.filter(dispatch__plan=plan, seq__gte=3)
@@ -147,17 +150,17 @@ def test_wrong_credentials_pause_with_a_reason_and_resume_sends_nothing_twice(si
     wsd.dingtalk_secret_ref = "env:DELIVERY_TEST_SECRET_ABSENT"
     wsd.save()
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     notice.refresh_from_db()
     assert plan.status == PlanStatus.PAUSED
     assert notice.status == Status.PAUSED
     assert "DELIVERY_TEST_SECRET_ABSENT" in plan.pause_reason
-    assert services.sweep()["resumed"] == 0
+    assert sweeper.sweep()["resumed"] == 0
     wsd.dingtalk_secret_ref = good_ref
     wsd.save()
-    services.plan_resume(actor=None, plan_id=plan.pk)
-    services.plan_resume(actor=None, plan_id=plan.pk)  # twice: no-op
+    lifecycle.plan_resume(actor=None, plan_id=plan.pk)
+    lifecycle.plan_resume(actor=None, plan_id=plan.pk)  # twice: no-op
     plan.refresh_from_db()
     assert plan.status == PlanStatus.DONE
     userids = list(Delivery.objects.filter(plan=plan).values_list("dingtalk_user_id", flat=True))
@@ -178,20 +181,20 @@ def test_an_unknown_outcome_is_reconciled_without_a_second_delivery(sim, wsd, se
     old = client.timeout
     client.timeout = (1.0, 0.3)
     try:
-        services.plan_notice(notice.pk)
+        planner.plan_notice(notice.pk)
     finally:
         client.timeout = old
     batch = Batch.objects.get(dispatch__plan__notice=notice)
     assert batch.status == BatchStatus.UNKNOWN
-    counts = services.sweep()
+    counts = sweeper.sweep()
     assert counts["resent"] == 1
-    assert services.sweep()["resent"] == 0  # ran twice
+    assert sweeper.sweep()["resent"] == 0  # ran twice
     batch.refresh_from_db()
     assert batch.status == BatchStatus.ACCEPTED
     assert batch.after_unknown
     sim.sim.advance(60)
-    Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-    services.batch_poll_receipts(batch.pk)
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+    receipts.batch_poll_receipts(batch.pk)
     assert not Delivery.objects.filter(plan__notice=notice, state=DeliveryState.FORBIDDEN).exists()
     assert inbox_counts(sim, batch.userids) == Counter({1: 60})
 
@@ -202,7 +205,7 @@ def test_a_citywide_broadcast_uses_one_organisation_wide_call(sim, wsd, settings
     settings.DELIVERY_SNAPSHOT_CHUNK = 100
     make_recipients(wsd, 400)
     notice = make_notice(wsd, tier=Tier.CITYWIDE)
-    services.dispatch_on_approved(notice.pk)
+    enqueue.plan_notice(notice.pk, urgent=notice.is_urgent)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.strategy == "org_wide"
     batch = Batch.objects.get(dispatch__plan=plan)
@@ -220,11 +223,11 @@ def test_a_scheduled_notice_waits_for_the_sweeper(sim, wsd) -> None:
 
     make_recipients(wsd, 10)
     notice = make_notice(wsd, tier=Tier.TARGETED, status=Status.SCHEDULED)
-    Notice.objects.filter(pk=notice.pk).update(send_at=services._now() + timedelta(hours=1))
-    assert services.plan_notice(notice.pk) == 0
+    Notice.objects.filter(pk=notice.pk).update(send_at=timezone.now() + timedelta(hours=1))
+    assert planner.plan_notice(notice.pk) == 0
     assert not DeliveryPlan.objects.filter(notice=notice).exists()
-    Notice.objects.filter(pk=notice.pk).update(send_at=services._now() - timedelta(seconds=1))
-    assert services.sweep()["planned"] == 1
+    Notice.objects.filter(pk=notice.pk).update(send_at=timezone.now() - timedelta(seconds=1))
+    assert sweeper.sweep()["planned"] == 1
     assert DeliveryPlan.objects.get(notice=notice).status == PlanStatus.DONE
 
 
@@ -233,9 +236,9 @@ def test_people_at_the_daily_cap_are_recorded_not_sent(sim, wsd, settings) -> No
     settings.DELIVERY_LIMITS = {**settings.DELIVERY_LIMITS, "per_person_daily": 1}
     make_recipients(wsd, 20, languages=("en",))
     first = make_notice(wsd, tier=Tier.TARGETED, title="First")
-    services.plan_notice(first.pk)
+    planner.plan_notice(first.pk)
     second = make_notice(wsd, tier=Tier.TARGETED, title="Second")
-    services.plan_notice(second.pk)
+    planner.plan_notice(second.pk)
     plan = DeliveryPlan.objects.get(notice=second)
     assert Delivery.objects.filter(plan=plan, state=DeliveryState.FORBIDDEN).count() == 20
     assert not Batch.objects.filter(dispatch__plan=plan).exists()
@@ -247,13 +250,13 @@ def test_receipt_polls_follow_a_sped_up_simulator_clock(sim, wsd, settings) -> N
     settings.DELIVERY_GOVERNOR_TIME_SCALE = 60.0  # a simulated minute per real second
     make_recipients(wsd, 30, languages=("en",))
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     batch = Batch.objects.get(dispatch__plan__notice=notice)
     # The schedule's first poll is one simulated minute after acceptance.
     assert (batch.next_poll_at - batch.accepted_at).total_seconds() == pytest.approx(1.0)
     sim.sim.advance(60)
-    Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-    assert services.batch_poll_receipts(batch.pk) == "polled"
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+    assert receipts.batch_poll_receipts(batch.pk) == "polled"
     batch.refresh_from_db()
     # The second poll is three simulated minutes after acceptance.
     assert (batch.next_poll_at - batch.accepted_at).total_seconds() == pytest.approx(3.0)
@@ -266,12 +269,12 @@ def test_a_send_group_stops_at_a_long_governor_wait_and_gives_the_rest_back(
     settings.DELIVERY_LIMITS = {**settings.DELIVERY_LIMITS, "recipients_per_minute": 250}
     make_recipients(wsd, 400, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)  # eager: the first group sends what the minute allows
+    planner.plan_notice(notice.pk)  # eager: the first group sends what the minute allows
     batches = Batch.objects.filter(dispatch__plan__notice=notice)
     assert batches.filter(status=BatchStatus.ACCEPTED).count() == 2
     held = list(batches.filter(status=BatchStatus.QUEUED).values_list("pk", flat=True))
     assert len(held) == 2  # given back queued, not claimed: the retry (or sweeper) sends them
-    report = services.batches_send(held, inline_wait_s=0)
+    report = sender.batches_send(held, inline_wait_s=0)
     assert report.sent == 0
     assert sorted(report.retry) == sorted(held)
     assert report.retry_in > 2  # the minute's window, not a busy loop
@@ -311,16 +314,16 @@ def test_a_send_task_takes_about_a_seconds_calls(settings) -> None:
         "calls_per_second": 18,
         "recipients_per_minute": 4_900,
     }
-    assert services.send_group_size() == 20
+    assert enqueue.send_group_size() == 20
     # Generous limits: the configured ceiling.
     settings.DELIVERY_LIMITS = {
         **settings.DELIVERY_LIMITS,
         "calls_per_second": 1_000_000,
         "recipients_per_minute": 1_000_000_000,
     }
-    assert services.send_group_size() == 50
+    assert enqueue.send_group_size() == 50
     settings.DELIVERY_SEND_GROUP = 5
-    assert services.send_group_size() == 5
+    assert enqueue.send_group_size() == 5
 
 
 @pytest.mark.django_db
@@ -331,11 +334,11 @@ def test_every_persons_row_points_at_the_batch_that_carries_them(sim, wsd, setti
     settings.DELIVERY_SNAPSHOT_CHUNK = 130
     make_recipients(wsd, 350)
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    plan = services.plan_start(notice.pk)
+    plan = planner.plan_start(notice.pk)
     assert plan is not None
     finished = False
     while not finished:
-        _, finished = services.plan_snapshot_chunk(plan.pk)
+        _, finished = planner.plan_snapshot_chunk(plan.pk)
     batches = {b.pk: b for b in Batch.objects.filter(dispatch__plan=plan)}
     rows: dict[int, set[str]] = {}
     for batch_id, dispatch_id, userid in Delivery.objects.filter(plan=plan).values_list(

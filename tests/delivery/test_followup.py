@@ -7,12 +7,14 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from common.errors import ApplicationError
-from delivery import followup, messages, services, tasks
+from delivery import messages, tasks
 from delivery.governor import content_fingerprint
 from delivery.models import (
     Batch,
@@ -25,6 +27,7 @@ from delivery.models import (
     effective_state,
 )
 from delivery.selectors import plan_figures
+from delivery.services import followup, planner, receipts
 from delivery.testing import (
     connect_demo_app,
     make_notice,
@@ -58,15 +61,15 @@ def test_reminders_are_worded_differently_then_the_silent_go_to_outreach(sim, ws
     notice = make_notice(
         wsd, tier=Tier.CLOSED_LOOP, max_reminders=2, remind_after_minutes=30, remind_whom="unread"
     )
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     first = Batch.objects.get(dispatch__plan=plan)
     sim.sim.advance(60)
     for userid in first.userids[:10]:
         sim.sim.mark_read(first.task_id, userid)
-    Batch.objects.filter(pk=first.pk).update(next_poll_at=services._now())
-    services.batch_poll_receipts(first.pk)
-    later = services._now() + timedelta(minutes=31)
+    Batch.objects.filter(pk=first.pk).update(next_poll_at=timezone.now())
+    receipts.batch_poll_receipts(first.pk)
+    later = timezone.now() + timedelta(minutes=31)
     assert tasks.send_reminders_task.delay().get() == 0  # not due yet
     assert followup.reminders_due_send(now=later) == 1
     assert followup.reminders_due_send(now=later) == 0  # ran twice
@@ -95,7 +98,7 @@ def test_each_reminder_round_has_its_own_content(db, cast_a) -> None:
 def test_a_personal_link_confirms_once_with_the_location(sim, wsd, client) -> None:
     make_recipients(wsd, 3, languages=("en",))
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP, requires_confirmation=True)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.strategy == "per_person"
     batches = Batch.objects.filter(dispatch__plan=plan)
@@ -125,7 +128,7 @@ def test_a_personal_link_confirms_once_with_the_location(sim, wsd, client) -> No
 def test_a_supervisor_recalls_within_24_hours_and_it_is_audited(sim, wsd, cast_a) -> None:
     make_recipients(wsd, 120, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     with pytest.raises(PermissionDenied):
         followup.notice_recall(actor=cast_a.pr_officer, notice=notice, reason="wrong")
     plan = followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="Wrong district")
@@ -147,7 +150,7 @@ def test_a_supervisor_recalls_within_24_hours_and_it_is_audited(sim, wsd, cast_a
 def test_recall_mid_send_cancels_only_the_people_not_yet_sent(sim, wsd, cast_a) -> None:
     make_recipients(wsd, 150, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     first, second = Batch.objects.filter(dispatch__plan=plan).order_by("seq")
     # The second call has not gone out yet (as in the middle of a large send).
@@ -172,9 +175,9 @@ def test_recall_mid_send_cancels_only_the_people_not_yet_sent(sim, wsd, cast_a) 
 def test_recall_after_24_hours_is_refused(sim, wsd, cast_a) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     DeliveryPlan.objects.filter(notice=notice).update(
-        first_accepted_at=services._now() - timedelta(hours=25)
+        first_accepted_at=timezone.now() - timedelta(hours=25)
     )
     with pytest.raises(ApplicationError, match="24 hours"):
         followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="late")
@@ -185,7 +188,7 @@ def test_recall_after_24_hours_is_refused(sim, wsd, cast_a) -> None:
 def test_outreach_cases_are_assigned_closed_and_exported_neutralised(sim, wsd, cast_a) -> None:
     make_recipients(wsd, 2, languages=("en",))
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     Delivery.objects.filter(plan=plan).update(outreach=OutreachStatus.OPEN)
     case = Delivery.objects.filter(plan=plan).first()
@@ -233,8 +236,8 @@ def media_and_card(plan):
 
 def poll_now(*batches) -> None:
     for batch in batches:
-        Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-        services.batch_poll_receipts(batch.pk)
+        Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+        receipts.batch_poll_receipts(batch.pk)
 
 
 @pytest.mark.django_db
@@ -245,7 +248,7 @@ def test_reading_either_message_of_a_file_notice_counts_and_reminders_are_one_te
     notice = file_notice(
         wsd, tier=Tier.TARGETED, max_reminders=1, remind_after_minutes=30, remind_whom="unread"
     )
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.status == PlanStatus.DONE
     media_batch, card_batch = media_and_card(plan)
@@ -260,7 +263,7 @@ def test_reading_either_message_of_a_file_notice_counts_and_reminders_are_one_te
     people = Delivery.objects.filter(plan=plan)
     assert set(people.values_list("batch_id", flat=True)) == {media_batch.pk}
     assert Counter(people.values_list("state", flat=True)) == {"read": 20, "unread": 10}
-    later = services._now() + timedelta(minutes=31)
+    later = timezone.now() + timedelta(minutes=31)
     assert followup.reminders_due_send(now=later) == 1
     assert followup.reminders_due_send(now=later) == 0  # ran twice
     reminder = Batch.objects.get(dispatch__plan=plan, dispatch__round=1)
@@ -281,8 +284,8 @@ def test_a_dropped_card_is_sent_again_without_touching_the_peoples_rows(sim, wsd
     notice = file_notice(wsd, tier=Tier.TARGETED)
     with pytest.MonkeyPatch.context() as mp:
         # The governor would hold the card back; let it through to provoke silent drops.
-        mp.setitem(services.settings.DELIVERY_LIMITS, "recipients_per_minute", 10_000)
-        services.plan_notice(notice.pk)
+        mp.setitem(django_settings.DELIVERY_LIMITS, "recipients_per_minute", 10_000)
+        planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     media_batch, card_batch = media_and_card(plan)
     sim.sim.advance(120)
@@ -302,7 +305,7 @@ def test_a_dropped_card_is_sent_again_without_touching_the_peoples_rows(sim, wsd
 def test_recalling_a_file_notice_recalls_the_file_and_its_card(sim, wsd, cast_a) -> None:
     make_recipients(wsd, 120, languages=("en",))
     notice = file_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = followup.notice_recall(actor=cast_a.supervisor, notice=notice, reason="Wrong file")
     assert followup.plan_recall_calls(plan.pk) == 4  # two file batches, two card batches
     assert followup.plan_recall_calls(plan.pk) == 0  # ran twice

@@ -15,8 +15,9 @@ from django.utils import timezone, translation
 
 from audit.models import AuditEvent
 from common.errors import ApplicationError
-from delivery import media, messages, services, tasks
-from delivery.models import Batch, Delivery, DeliveryPlan, PlanStatus
+from delivery import media, messages, quota, tasks
+from delivery.models import Batch, Delivery, DeliveryPlan, PauseCode, PlanStatus
+from delivery.services import lifecycle, planner, sender, sweeper
 from delivery.testing import (
     connect_demo_app,
     make_notice,
@@ -70,7 +71,7 @@ def file_sent_once(department, people: int) -> Attachment:
     """A file notice sent to ``people`` English readers: its attachment, with DingTalk's id."""
     make_recipients(department, people, languages=("en",))
     item = attachment(department, "file", "shelters.pdf", PDF)
-    services.plan_notice(media_notice(department, "file", item, tier=Tier.TARGETED).pk)
+    planner.plan_notice(media_notice(department, "file", item, tier=Tier.TARGETED).pk)
     item.refresh_from_db()
     return item
 
@@ -152,7 +153,7 @@ def test_an_image_notice_is_an_oa_card_with_the_picture_and_the_text(sim, wsd, c
     make_recipients(wsd, 30, languages=("en", "zh-hant"))
     item = attachment(wsd, "image", "rain-map.png", PNG)
     notice = media_notice(wsd, "image", item, tier=Tier.TARGETED, title="Flooding in Sha Tin")
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     item.refresh_from_db()
     plan = DeliveryPlan.objects.get(notice=notice)
     cards = {d.language: d.message for d in plan.dispatches.all()}
@@ -188,12 +189,12 @@ def test_an_image_notice_that_needs_confirmation_links_each_person_to_their_page
         title="Evacuation drill",
         requires_confirmation=True,
     )
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     for person in Delivery.objects.filter(plan__notice=notice):
         (card,) = received(sim, person.dingtalk_user_id)
         # The link is the person's signed confirmation page (its signature carries a time).
         url = card["oa"]["message_url"]
-        assert url.startswith(services.confirm_url(person.pk).rsplit("/", 2)[0] + "/")
+        assert url.startswith(sender.confirm_url(person.pk).rsplit("/", 2)[0] + "/")
         assert messages.delivery_from_token(url.rstrip("/").rsplit("/", 1)[1]) == person.pk
         assert card["oa"]["body"]["content"].startswith(messages.TAP_TO_CONFIRM["en"])
 
@@ -202,7 +203,7 @@ def test_a_voice_notice_sends_the_clip_with_its_length(sim, wsd) -> None:
     make_recipients(wsd, 5, languages=("zh-hant",))
     item = attachment(wsd, "voice", "announcement.mp3", MP3, duration_s=42)
     notice = media_notice(wsd, "voice", item, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     item.refresh_from_db()
     person = Delivery.objects.filter(plan__notice=notice).first()
     card = messages.companion_message(notice, "zh")
@@ -226,7 +227,7 @@ def test_an_old_media_id_is_uploaded_again_before_the_next_notice_uses_it(sim, w
     # Three days on, the id counts as expired: the planner uploads the file again first.
     long_ago = timezone.now() - media.max_age() - timedelta(minutes=1)
     Attachment.objects.filter(pk=item.pk).update(dingtalk_media_uploaded_at=long_ago)
-    services.plan_notice(second.pk)
+    planner.plan_notice(second.pk)
     item.refresh_from_db()
     assert uploads(sim) == 2
     assert item.dingtalk_media_id != old_id
@@ -248,12 +249,12 @@ def test_a_transient_upload_error_raises_for_a_retry_and_nothing_is_sent_meanwhi
     notice = media_notice(wsd, "file", item, tier=Tier.TARGETED)
     sim.sim.inject("media_upload", "http_500")
     with pytest.raises(ServerError):
-        services.plan_notice(notice.pk)
+        planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.status == PlanStatus.SENDING
     assert not Batch.objects.filter(dispatch__plan=plan).exists()
     # The sweeper re-plans a plan whose snapshot has not finished: the retry goes through.
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan.refresh_from_db()
     assert plan.status == PlanStatus.DONE
     assert uploads(sim) == 2  # the failed call and the good one
@@ -270,7 +271,7 @@ def test_wrong_credentials_pause_the_plan_with_a_clear_reason_and_the_resume_upl
     wrong.write_text("not-the-secret")
     wsd.dingtalk_secret_ref = f"file:{wrong}"
     wsd.save()
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     notice.refresh_from_db()
     assert plan.status == PlanStatus.PAUSED
@@ -282,7 +283,7 @@ def test_wrong_credentials_pause_the_plan_with_a_clear_reason_and_the_resume_upl
     wsd.dingtalk_secret_ref = good_ref
     wsd.save()
     cache.clear()
-    assert services.sweep()["resumed"] == 1  # the credentials work again: resumed, re-planned
+    assert sweeper.sweep()["resumed"] == 1  # the credentials work again: resumed, re-planned
     plan.refresh_from_db()
     assert plan.status == PlanStatus.DONE
     assert uploads(sim) == 1
@@ -293,7 +294,7 @@ def test_a_file_dingtalk_refuses_pauses_the_plan_and_a_missing_file_is_named(sim
     item = attachment(wsd, "file", "shelters.pdf", PDF)
     notice = media_notice(wsd, "file", item, tier=Tier.TARGETED)
     sim.sim.inject("media_upload", "errcode", errcode=40006)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.status == PlanStatus.PAUSED
     assert plan.pause_code == "media_refused"
@@ -312,18 +313,18 @@ def test_a_media_id_dingtalk_forgot_pauses_the_send_and_the_sweeper_uploads_and_
     # DingTalk loses the file, though the portal's copy of its id is still young.
     sim.sim.app("ding-demo-wsd").media.clear()
     second = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Shelters again")
-    services.plan_notice(second.pk)
+    planner.plan_notice(second.pk)
     plan = DeliveryPlan.objects.get(notice=second)
     assert plan.status == PlanStatus.PAUSED
-    assert plan.pause_code == media.MEDIA_EXPIRED
+    assert plan.pause_code == PauseCode.MEDIA_EXPIRED
     assert not Batch.objects.filter(dispatch__plan=plan, status="failed").exists()
     second.refresh_from_db()
     assert second.status == Status.PAUSED
     assert "uploads the file again" in second.status_reason
     with translation.override("zh-hant"):
         assert plan.pause_reason_text().startswith("釘釘已不再識別附件的媒體 ID")
-    assert services.sweep()["resumed"] == 1
-    assert services.sweep()["resumed"] == 0  # ran twice
+    assert sweeper.sweep()["resumed"] == 1
+    assert sweeper.sweep()["resumed"] == 0  # ran twice
     plan.refresh_from_db()
     assert plan.status == PlanStatus.DONE
     item.refresh_from_db()
@@ -347,17 +348,17 @@ def test_an_upload_that_fails_after_a_forgotten_media_id_keeps_the_plan_paused_w
     item = file_sent_once(wsd, 5)
     sim.sim.app("ding-demo-wsd").media.clear()
     notice = media_notice(wsd, "file", item, tier=Tier.TARGETED, title="Again")
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     sim.sim.inject("media_upload", "errcode", errcode=40006)
-    assert services.sweep()["resumed"] == 0
+    assert sweeper.sweep()["resumed"] == 0
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.status == PlanStatus.PAUSED
-    assert plan.pause_code == media.MEDIA_EXPIRED
+    assert plan.pause_code == PauseCode.MEDIA_EXPIRED
     assert "shelters.pdf" in plan.pause_reason
     with pytest.raises(PermissionDenied):
-        services.plan_resume(actor=cast_a.pr_officer, plan_id=plan.pk)
+        lifecycle.plan_resume(actor=cast_a.pr_officer, plan_id=plan.pk)
     # A supervisor resumes by hand: the file is uploaded again first, and DingTalk takes it.
-    services.plan_resume(actor=cast_a.supervisor, plan_id=plan.pk)
+    lifecycle.plan_resume(actor=cast_a.supervisor, plan_id=plan.pk)
     plan.refresh_from_db()
     assert plan.status == PlanStatus.DONE
     assert uploads(sim) == 3  # the first notice's, the refused one, the good one
@@ -367,7 +368,7 @@ def test_notices_without_media_upload_nothing(sim, wsd) -> None:
     make_recipients(wsd, 5, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
     assert media.ensure_media(notice) is None
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     assert uploads(sim) == 0
 
 
@@ -429,7 +430,7 @@ def test_an_organisation_wide_file_notice_sends_the_file_and_its_card_to_everyon
         ("both", True, 40, "accepted"),
         ("both+t", True, 40, "accepted"),
     ]
-    assert services.org_wide_sends_today(wsd) == 2  # DingTalk counts each to_all_user call
+    assert quota.org_wide_sends_today(wsd) == 2  # DingTalk counts each to_all_user call
     card = messages.companion_message(notice, "both")
     item.refresh_from_db()
     file_message = {"msgtype": "file", "file": {"media_id": item.dingtalk_media_id}}
@@ -441,10 +442,10 @@ def test_an_organisation_wide_file_notice_sends_the_file_and_its_card_to_everyon
 def test_a_file_notice_needs_two_organisation_wide_sends_or_goes_in_batches(sim, wsd) -> None:
     make_recipients(wsd, 20, languages=("en",))
     for n in range(2):
-        services.plan_notice(make_notice(wsd, title=f"Heat warning {n}").pk)
+        planner.plan_notice(make_notice(wsd, title=f"Heat warning {n}").pk)
     item = attachment(wsd, "file", "shelters.pdf", PDF)
     notice = media_notice(wsd, "file", item, tier=Tier.CITYWIDE, title="Shelters open")
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     # One to_all_user call is left today, and the notice needs two: it goes by user id.
     assert plan.strategy == "user_batches"
@@ -463,7 +464,7 @@ def test_a_voice_notice_that_needs_confirmation_puts_each_persons_link_on_its_ca
     notice = media_notice(
         wsd, "voice", item, tier=Tier.CLOSED_LOOP, title="Drill", requires_confirmation=True
     )
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.strategy == "per_person"
     assert Batch.objects.filter(dispatch__plan=plan).count() == 6
@@ -474,5 +475,5 @@ def test_a_voice_notice_that_needs_confirmation_puts_each_persons_link_on_its_ca
         assert voice["msgtype"] == "voice"
         # The person's signed confirmation page (its signature carries a time).
         url = card["action_card"]["single_url"]
-        assert url.startswith(services.confirm_url(person.pk).rsplit("/", 2)[0] + "/")
+        assert url.startswith(sender.confirm_url(person.pk).rsplit("/", 2)[0] + "/")
         assert messages.delivery_from_token(url.rstrip("/").rsplit("/", 1)[1]) == person.pk

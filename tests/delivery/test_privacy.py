@@ -7,11 +7,12 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from audiences.models import Recipient
 from audiences.services import recipient_erase, recipient_update
 from audit.models import AuditEvent
-from delivery import followup, messages, services
+from delivery import messages
 from delivery.models import (
     Batch,
     BatchStatus,
@@ -22,6 +23,7 @@ from delivery.models import (
 )
 from delivery.privacy import ERASED_PREFIX, anonymise_recipient_deliveries
 from delivery.selectors import plan_figures
+from delivery.services import followup, lifecycle, planner, receipts, sweeper
 from delivery.testing import (
     connect_demo_app,
     connect_department,
@@ -67,8 +69,8 @@ def figures(plan: DeliveryPlan) -> dict:
 
 def poll_all(sim, plan: DeliveryPlan) -> None:
     for batch in Batch.objects.filter(dispatch__plan=plan, status=BatchStatus.ACCEPTED):
-        Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-        services.batch_poll_receipts(batch.pk)
+        Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+        receipts.batch_poll_receipts(batch.pk)
 
 
 def named_person(cast, userid: str) -> Recipient:
@@ -87,7 +89,7 @@ def test_erasure_leaves_no_trace_of_the_person_and_the_dashboard_unchanged(
     person = named_person(cast_a, "wsd0000011")
     userid = person.dingtalk_user_id
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP, requires_confirmation=True)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     sim.sim.advance(5)
     theirs = Delivery.objects.get(plan=plan, recipient=person)
@@ -143,7 +145,7 @@ def test_a_person_erased_before_their_batch_went_out_gets_nothing(sim, wsd, cast
     wsd.dingtalk_secret_ref = "env:DELIVERY_TEST_SECRET_ABSENT"
     wsd.save()
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)  # paused on the credentials: the batch waits, queued
+    planner.plan_notice(notice.pk)  # paused on the credentials: the batch waits, queued
     plan = DeliveryPlan.objects.get(notice=notice)
     person = Recipient.objects.get(dingtalk_user_id="wsd0000011")
 
@@ -157,7 +159,7 @@ def test_a_person_erased_before_their_batch_went_out_gets_nothing(sim, wsd, cast
     assert AuditEvent.objects.get(action="audiences.erased").data["deliveries_not_sent"] == 1
     wsd.dingtalk_secret_ref = good_ref
     wsd.save()
-    services.plan_resume(actor=None, plan_id=plan.pk)
+    lifecycle.plan_resume(actor=None, plan_id=plan.pk)
     sim.sim.advance(5)
     assert sim.sim.inbox("wsd0000011", APP_KEY) == []
     assert [len(sim.sim.inbox(u, APP_KEY)) for u in ("wsd0000010", "wsd0000012")] == [1, 1]
@@ -170,7 +172,7 @@ def test_erased_people_get_no_reminder_and_no_outreach_call(sim, wsd, cast_a) ->
     notice = make_notice(
         wsd, tier=Tier.CLOSED_LOOP, max_reminders=1, remind_after_minutes=30, remind_whom="unread"
     )
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     sim.sim.advance(60)
     poll_all(sim, plan)
@@ -179,7 +181,7 @@ def test_erased_people_get_no_reminder_and_no_outreach_call(sim, wsd, cast_a) ->
         actor=cast_a.department_admin,
         recipient=Recipient.objects.get(dingtalk_user_id="wsd0000012"),
     )
-    later = services._now() + timedelta(minutes=31)
+    later = timezone.now() + timedelta(minutes=31)
     assert followup.reminders_due_send(now=later) == 1
     reminder = Batch.objects.get(dispatch__plan=plan, dispatch__round=1)
     assert sorted(reminder.userids) == ["wsd0000010", "wsd0000011", "wsd0000013"]
@@ -204,8 +206,8 @@ def test_rows_whose_link_is_gone_are_found_by_user_id_in_the_department_only(
     # Another department's recipient under the same user id is another person.
     make_recipients(fehd, 2, start=10, languages=("en",), userid_prefix="wsd")
     ours, theirs = make_notice(wsd, tier=Tier.TARGETED), make_notice(fehd, tier=Tier.TARGETED)
-    services.plan_notice(ours.pk)
-    services.plan_notice(theirs.pk)
+    planner.plan_notice(ours.pk)
+    planner.plan_notice(theirs.pk)
     person = Recipient.objects.get(department=wsd, dingtalk_user_id="wsd0000011")
     lost = Delivery.objects.get(plan__notice=ours, recipient=person)
     Delivery.objects.filter(pk=lost.pk).update(recipient=None)  # e.g. an earlier row deleted
@@ -225,7 +227,7 @@ def test_a_row_a_racing_snapshot_wrote_after_the_erasure_is_anonymised_by_the_sw
 ) -> None:
     make_recipients(wsd, 2, start=20, languages=("en",))
     notice = make_notice(wsd, tier=Tier.TARGETED)
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     person = Recipient.objects.get(dingtalk_user_id="wsd0000021")
     recipient_erase(actor=cast_a.department_admin, recipient=person)
@@ -241,12 +243,12 @@ def test_a_row_a_racing_snapshot_wrote_after_the_erasure_is_anonymised_by_the_sw
         latitude=22.3,
         longitude=114.2,
     )
-    assert services.sweep()["anonymised"] == 1
+    assert sweeper.sweep()["anonymised"] == 1
     late.refresh_from_db()
     assert late.recipient_id is None
     assert late.dingtalk_user_id.startswith(ERASED_PREFIX)
     assert (late.latitude, late.longitude) == (None, None)
-    assert services.sweep()["anonymised"] == 0  # ran twice: nothing left
+    assert sweeper.sweep()["anonymised"] == 0  # ran twice: nothing left
 
 
 @pytest.mark.django_db
@@ -258,15 +260,15 @@ def test_a_flow_control_drop_is_not_sent_again_to_a_person_erased_since(
     notice = make_notice(wsd, tier=Tier.TARGETED)
     # The governor would hold the batches back; let them through to provoke silent drops.
     settings.DELIVERY_LIMITS = {**settings.DELIVERY_LIMITS, "recipients_per_minute": 10_000}
-    services.plan_notice(notice.pk)
+    planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     sim.sim.advance(120)
     last = Batch.objects.filter(dispatch__plan=plan).order_by("-seq").first()
     dropped_person = Recipient.objects.get(dingtalk_user_id=last.userids[-1])
     recipient_erase(actor=cast_a.department_admin, recipient=dropped_person)
     for batch_id in list(Batch.objects.filter(dispatch__plan=plan).values_list("pk", flat=True)):
-        Batch.objects.filter(pk=batch_id).update(next_poll_at=services._now())
-        services.batch_poll_receipts(batch_id)
+        Batch.objects.filter(pk=batch_id).update(next_poll_at=timezone.now())
+        receipts.batch_poll_receipts(batch_id)
     requeued = Batch.objects.filter(dispatch__plan=plan, seq__gte=2)
     resent = {u for batch in requeued for u in batch.userids}
     assert len(resent) == 49  # the 50 people over the 150 a minute, but for the erased one

@@ -9,8 +9,9 @@ from django.urls import reverse
 
 from audiences.models import Segment
 from common.testing.cast import verified_client_for
-from delivery import readiness, services
+from delivery import readiness
 from delivery.models import DeliveryPlan, PlanStatus
+from delivery.services import lifecycle, planner
 from delivery.testing import (
     connect_demo_app,
     make_notice,
@@ -92,10 +93,10 @@ def test_a_department_without_an_app_is_told_so(cast_a, sim) -> None:
 def test_a_paused_notice_and_its_reason_show_on_the_next_pre_flight(sim, wsd) -> None:
     make_recipients(wsd, 5)
     notice = make_notice(wsd, tier=Tier.TARGETED, title="Mains burst")
-    plan = services.plan_start(notice.pk)
+    plan = planner.plan_start(notice.pk)
     assert plan is not None
     reason = "DingTalk refused the app (revoked, or a permission or IP whitelist is missing)."
-    assert services.plan_pause(plan.pk, code="PermissionDenied", reason=reason)
+    assert lifecycle.plan_pause(plan.pk, code="PermissionDenied", reason=reason)
     (problem,) = readiness.send_problems(wsd)
     assert "Mains burst" in problem
     assert reason in problem
@@ -109,7 +110,7 @@ def test_people_at_the_days_cap_are_counted_before_approval(sim, wsd, cast_a, se
     segment = everyone(wsd)
     assert preview(cast_a.pr_officer, wsd, segment)["warnings"] == []
     first = make_notice(wsd, tier=Tier.TARGETED, title="First")
-    services.plan_notice(first.pk)
+    planner.plan_notice(first.pk)
     warnings = preview(cast_a.pr_officer, wsd, segment)["warnings"]
     assert any(w.startswith("20 people of this audience") for w in warnings), warnings
 

@@ -9,6 +9,7 @@ import json
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
+from django.utils import timezone
 from openpyxl import load_workbook
 
 from accounts.models import Role
@@ -18,8 +19,9 @@ from audiences.services import recipient_update
 from audiences.testing import mobile_for
 from audit.models import AuditEvent, AuditExport, ExportStatus
 from audit.tasks import export_events_task
-from delivery import followup, messages, services
+from delivery import messages
 from delivery.models import Batch, Delivery, DeliveryPlan, DeliveryState
+from delivery.services import followup, receipts
 from delivery.testing import connect_department, make_notice, make_recipients, send_notice
 from dingtalk.simulator.testing import running_simulator
 from notices.models import Tier
@@ -55,8 +57,8 @@ def sent(cast_a, sim):
         sim.sim.mark_read(batch.task_id, person.dingtalk_user_id)
     sim.sim.advance(60)
     for batch in Batch.objects.filter(dispatch__plan=plan):
-        Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-        services.batch_poll_receipts(batch.pk)
+        Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+        receipts.batch_poll_receipts(batch.pk)
     followup.delivery_confirm(token=messages.confirm_token(people[0].pk))
     return notice
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
-from delivery import services
-from delivery.models import Batch, DeliveryPlan
+from delivery.models import Batch, DeliveryPlan, PauseCode
+from delivery.services import lifecycle, planner, receipts
 from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk.simulator.testing import running_simulator
 from notices.models import Tier
@@ -21,13 +22,13 @@ def sent(settings, cast_a):
         wsd = connect_department(cast_a.department, next(a for a in dt.apps if a.code == "WSD"))
         make_recipients(wsd, 150)
         notice = make_notice(wsd, tier=Tier.TARGETED)
-        services.plan_notice(notice.pk)
+        planner.plan_notice(notice.pk)
         dt.sim.advance(120)
         for batch in Batch.objects.filter(dispatch__plan__notice=notice):
             for userid in batch.userids[:50]:
                 dt.sim.mark_read(batch.task_id, userid)
-            Batch.objects.filter(pk=batch.pk).update(next_poll_at=services._now())
-            services.batch_poll_receipts(batch.pk)
+            Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+            receipts.batch_poll_receipts(batch.pk)
         yield notice
 
 
@@ -89,7 +90,7 @@ def test_a_supervisor_resumes_a_paused_notice_and_reads_why_it_paused(
     sent, cast_a, verified_client, django_capture_on_commit_callbacks
 ) -> None:
     DeliveryPlan.objects.filter(notice=sent).update(
-        status="paused", pause_code="QuotaExhausted", pause_reason=services.QUOTA_USED_UP
+        status="paused", pause_code=PauseCode.QUOTA_EXHAUSTED, pause_reason=lifecycle.QUOTA_USED_UP
     )
     officer = verified_client(cast_a.pr_officer)
     assert b"delivery-resume" not in officer.get(f"/delivery/notices/{sent.pk}/").content

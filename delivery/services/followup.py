@@ -14,17 +14,24 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts import permissions as perms
+from accounts.channel import client_for_department
 from audit.services import audit_record
+from audit.spreadsheets import neutralise_cell
 from common.errors import ApplicationError
-from delivery import messages, planning
+from common.types import Actor
+from delivery import enqueue, messages, planning
 from delivery.audit_actions import DeliveryAuditAction as Action
-from delivery.governor import GovernorUnavailable, content_fingerprint, get_governor
+from delivery.governor import (
+    GovernorUnavailable,
+    content_fingerprint,
+    department_app_key,
+    get_governor,
+)
 from delivery.models import (
     Batch,
     BatchStatus,
@@ -38,13 +45,10 @@ from delivery.models import (
 )
 from delivery.privacy import ERASED_PREFIX
 from dingtalk.errors import DingTalkError
-from notices.models import Notice, RemindWhom, Status
+from notices.delivery_status import notice_mark_recalled
+from notices.models import Notice, RemindWhom
 
 RECALL_WINDOW = timedelta(hours=24)
-
-
-def _now() -> datetime:
-    return timezone.now()
 
 
 # --- reminders -------------------------------------------------------------------------------
@@ -69,9 +73,7 @@ def plan_send_reminder(plan_id: int, *, now: datetime | None = None) -> int:
     The round number is claimed with a conditional update, so a second run does nothing.
     Returns the number of reminder batches enqueued.
     """
-    from delivery.services import _enqueue_batches
-
-    moment = now or _now()
+    moment = now or timezone.now()
     plan = DeliveryPlan.objects.select_related("notice", "department").get(pk=plan_id)
     notice = plan.notice
     if (
@@ -104,30 +106,7 @@ def plan_send_reminder(plan_id: int, *, now: datetime | None = None) -> int:
             )
             return 0
         people = list(_silent(plan, notice).values_list("dingtalk_user_id", "dispatch__language"))
-        by_language: dict[str, list[str]] = {}
-        for userid, language in people:
-            by_language.setdefault(language, []).append(userid)
-        per_call = 1 if plan.strategy == planning.Strategy.PER_PERSON else 100
-        created: list[Batch] = []
-        for language, userids in sorted(by_language.items()):
-            message = messages.build_message(notice, language, round_)
-            dispatch, _ = Dispatch.objects.get_or_create(
-                plan=plan,
-                language=language,
-                round=round_,
-                defaults={"message": message, "content_hash": content_fingerprint(message)},
-            )
-            for seq, group in enumerate(planning.split_batches(userids, per_call)):
-                created.append(
-                    Batch(
-                        dispatch=dispatch,
-                        seq=seq,
-                        userids=group,
-                        size=len(group),
-                        urgent=plan.urgent,
-                    )
-                )
-        Batch.objects.bulk_create(created)
+        _create_reminder_batches(plan, notice, round_, people)
         Delivery.objects.filter(plan=plan, dingtalk_user_id__in=[u for u, _ in people]).update(
             reminders_sent=F("reminders_sent") + 1
         )
@@ -143,12 +122,39 @@ def plan_send_reminder(plan_id: int, *, now: datetime | None = None) -> int:
             "pk", "urgent"
         )
     )
-    _enqueue_batches(ids)
+    enqueue.send_batch_groups(ids)
     return len(ids)
 
 
+def _create_reminder_batches(
+    plan: DeliveryPlan, notice: Notice, round_: int, people: list[tuple[str, str]]
+) -> None:
+    """The round's batches: each person in the language their notice went out in, worded for
+    this round (messages.build_message), in calls of up to 100 (one for per-person links)."""
+    by_language: dict[str, list[str]] = {}
+    for userid, language in people:
+        by_language.setdefault(language, []).append(userid)
+    per_call = 1 if plan.strategy == planning.Strategy.PER_PERSON else 100
+    created: list[Batch] = []
+    for language, userids in sorted(by_language.items()):
+        message = messages.build_message(notice, language, round_)
+        dispatch, _ = Dispatch.objects.get_or_create(
+            plan=plan,
+            language=language,
+            round=round_,
+            defaults={"message": message, "content_hash": content_fingerprint(message)},
+        )
+        for seq, group in enumerate(planning.split_batches(userids, per_call)):
+            created.append(
+                Batch(
+                    dispatch=dispatch, seq=seq, userids=group, size=len(group), urgent=plan.urgent
+                )
+            )
+    Batch.objects.bulk_create(created)
+
+
 def reminders_due_send(*, now: datetime | None = None) -> int:
-    moment = now or _now()
+    moment = now or timezone.now()
     total = 0
     for plan_id in DeliveryPlan.objects.filter(
         status=PlanStatus.DONE, next_reminder_at__lte=moment
@@ -189,7 +195,7 @@ def delivery_confirm(
         and -180 <= longitude <= 180
     )
     with transaction.atomic():
-        now = _now()
+        now = timezone.now()
         # Re-checked in the update: an erasure committed since the read leaves nothing to record.
         moved = (
             Delivery.objects.filter(pk=delivery.pk, confirmed_at__isnull=True)
@@ -222,15 +228,13 @@ def delivery_confirm(
 # --- recall ----------------------------------------------------------------------------------
 
 
-def notice_recall(*, actor: AbstractBaseUser, notice: Notice, reason: str = "") -> DeliveryPlan:
+def notice_recall(*, actor: Actor, notice: Notice, reason: str = "") -> DeliveryPlan:
     """Withdraw a sent notice within 24 hours (supervisor). The calls run in a task."""
-    from delivery.tasks import recall_notice_task
-
     perms.require_department_perm(actor, perms.RECALL_NOTICE, notice.department)
     plan = DeliveryPlan.objects.filter(notice=notice).first()
     if plan is None or plan.first_accepted_at is None:
         raise ApplicationError("Only a notice that was sent can be recalled.", code="not_sent")
-    if _now() - plan.first_accepted_at > RECALL_WINDOW:
+    if timezone.now() - plan.first_accepted_at > RECALL_WINDOW:
         with transaction.atomic():
             audit_record(
                 actor=actor,
@@ -245,7 +249,7 @@ def notice_recall(*, actor: AbstractBaseUser, notice: Notice, reason: str = "") 
     with transaction.atomic():
         moved = DeliveryPlan.objects.filter(
             pk=plan.pk, status__in=(PlanStatus.SENDING, PlanStatus.PAUSED, PlanStatus.DONE)
-        ).update(status=PlanStatus.RECALLING, recalled_at=_now(), next_reminder_at=None)
+        ).update(status=PlanStatus.RECALLING, recalled_at=timezone.now(), next_reminder_at=None)
         if moved != 1:
             raise ApplicationError("This notice is already recalled.", code="recalled")
         Batch.objects.filter(dispatch__plan=plan, status=BatchStatus.QUEUED).update(
@@ -254,9 +258,7 @@ def notice_recall(*, actor: AbstractBaseUser, notice: Notice, reason: str = "") 
         Delivery.objects.filter(effective_state_in((DeliveryState.QUEUED,)), plan=plan).update(
             state=DeliveryState.CANCELLED
         )
-        Notice.objects.filter(pk=notice.pk).exclude(status=Status.RECALLED).update(
-            status=Status.RECALLED, status_reason=reason[:500], updated_at=_now()
-        )
+        notice_mark_recalled(notice.pk, reason=reason)
         audit_record(
             actor=actor,
             action=Action.RECALLED,
@@ -264,20 +266,18 @@ def notice_recall(*, actor: AbstractBaseUser, notice: Notice, reason: str = "") 
             department=notice.department,
             data={"reason": reason[:500], "version_hash": notice.version_hash},
         )
-        transaction.on_commit(lambda: recall_notice_task.delay(plan.pk))
+        transaction.on_commit(lambda: enqueue.recall_notice(plan.pk))
     plan.refresh_from_db()
     return plan
 
 
 def plan_recall_calls(plan_id: int) -> int:
     """Call DingTalk's recall for every accepted batch not yet recalled. Idempotent."""
-    from delivery.services import _client
-
     plan = DeliveryPlan.objects.select_related("department").get(pk=plan_id)
     if plan.status != PlanStatus.RECALLING:
         return 0
     department = plan.department
-    app_key = department.dingtalk_app_key or f"department:{department.code}"
+    app_key = department_app_key(department)
     done = 0
     pending = Batch.objects.filter(
         dispatch__plan=plan, status=BatchStatus.ACCEPTED, recalled_at__isnull=True
@@ -294,11 +294,11 @@ def plan_recall_calls(plan_id: int) -> int:
         if not decision.allowed:
             return done  # the sweeper's next run continues
         try:
-            _client(department).recall(task_id)
+            client_for_department(department).recall(task_id)
         except DingTalkError:
             continue
         Batch.objects.filter(pk=batch_id, recalled_at__isnull=True).update(
-            recalled_at=_now(), receipts_done=True
+            recalled_at=timezone.now(), receipts_done=True
         )
         done += 1
     if not pending.exists():
@@ -320,7 +320,7 @@ def outreach_list(*, plan: DeliveryPlan) -> QuerySet[Delivery]:
     )
 
 
-def outreach_assign(*, actor: AbstractBaseUser, delivery: Delivery, assignee: Any) -> None:
+def outreach_assign(*, actor: Actor, delivery: Delivery, assignee: Any) -> None:
     perms.require_department_perm(actor, perms.VIEW_NOTICES, delivery.plan.department)
     with transaction.atomic():
         Delivery.objects.filter(pk=delivery.pk, outreach=OutreachStatus.OPEN).update(
@@ -335,7 +335,7 @@ def outreach_assign(*, actor: AbstractBaseUser, delivery: Delivery, assignee: An
         )
 
 
-def outreach_close(*, actor: AbstractBaseUser, delivery: Delivery, outcome: str) -> None:
+def outreach_close(*, actor: Actor, delivery: Delivery, outcome: str) -> None:
     perms.require_department_perm(actor, perms.VIEW_NOTICES, delivery.plan.department)
     if not outcome.strip():
         raise ApplicationError("Say how the case ended.", field="outcome")
@@ -343,7 +343,7 @@ def outreach_close(*, actor: AbstractBaseUser, delivery: Delivery, outcome: str)
         moved = Delivery.objects.filter(pk=delivery.pk, outreach=OutreachStatus.OPEN).update(
             outreach=OutreachStatus.CLOSED,
             outreach_outcome=outcome.strip()[:300],
-            outreach_closed_at=_now(),
+            outreach_closed_at=timezone.now(),
         )
         if moved == 1:
             audit_record(
@@ -357,10 +357,8 @@ def outreach_close(*, actor: AbstractBaseUser, delivery: Delivery, outcome: str)
             )
 
 
-def outreach_rows(*, actor: AbstractBaseUser, plan: DeliveryPlan) -> list[list[Any]]:
+def outreach_rows(*, actor: Actor, plan: DeliveryPlan) -> list[list[Any]]:
     """The outreach list as spreadsheet rows, formula-neutralised; the export is audited."""
-    from audit.spreadsheets import neutralise_cell
-
     perms.require_department_perm(actor, perms.VIEW_NOTICES, plan.department)
     rows: list[list[Any]] = [["DingTalk id", "Name", "Reminders", "Status", "Assignee", "Outcome"]]
     people = outreach_list(plan=plan)
