@@ -8,5 +8,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Departments and staff"
 
     def ready(self) -> None:
-        # Authentication events (not model signals) are the only hook Django and axes offer.
+        # Authentication events (not model signals) are the only hook Django and axes offer;
+        # the module imports models, so it is loaded once the app registry is ready.
         from accounts import auth_events  # noqa: F401

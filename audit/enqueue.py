@@ -6,8 +6,7 @@ verification is queued by Celery beat under VERIFY_CHAIN (config/settings/audit.
 
 from __future__ import annotations
 
-from celery import current_app
-
+from common.queueing import send_by_name
 from config.settings.celery import Queues
 
 EXPORT_EVENTS = "audit.export_events"
@@ -20,19 +19,6 @@ TASK_QUEUES: dict[str, str] = {
 }
 
 
-def _send(name: str, args: tuple[object, ...]) -> None:
-    app = current_app
-    if name not in app.tasks:
-        # Task modules are imported lazily (config/celery.py autodiscovers them when the default
-        # modules are imported, as a worker does at start): import them here too, so a process
-        # that never imported audit/tasks.py still runs the task eagerly under
-        # CELERY_TASK_ALWAYS_EAGER (tests) instead of publishing it by name.
-        app.loader.import_default_modules()
-    # A signature of a registered task runs eagerly under CELERY_TASK_ALWAYS_EAGER, which
-    # app.send_task would not; the worker side only ever sees the name.
-    app.signature(name, args=args, options={"queue": TASK_QUEUES[name]}).apply_async()
-
-
 def export_events(export_id: str) -> None:
     """Queue the writing of one background export's file (audit.exports.export_run)."""
-    _send(EXPORT_EVENTS, (export_id,))
+    send_by_name(EXPORT_EVENTS, (export_id,), queue=TASK_QUEUES[EXPORT_EVENTS])

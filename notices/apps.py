@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from audit.actions import register
+from notices.audit_actions import NoticeAuditAction
+
 
 class NoticesConfig(AppConfig):
     name = "notices"
     verbose_name = "Notices"
 
     def ready(self) -> None:
-        from audit.actions import register
-        from notices.audit_actions import NoticeAuditAction
-
         register(NoticeAuditAction)
