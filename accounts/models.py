@@ -48,6 +48,11 @@ class Department(models.Model):
         max_length=16, choices=Edition.choices, default=Edition.STANDARD
     )
     is_active = models.BooleanField(default=True)
+    # How much larger (in percent) the audience counted at send time may be than the one
+    # counted at the final approval before the send waits for a new approval.
+    reach_growth_percent = models.PositiveSmallIntegerField(
+        _("reach growth allowed before re-approval (%)"), default=10
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

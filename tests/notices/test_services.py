@@ -546,7 +546,7 @@ def test_submit_after_audience_change_makes_a_new_version(cast_a, audience):
         actor=cast_a.pr_officer, department=cast_a.department, **targeted_fields(audience)
     )
     first_hash = notice.version_hash
-    _touch(audience, description="Everyone we know")
+    _touch(audience, name="Everyone we know")
     notice = services.notice_submit(actor=cast_a.pr_officer, notice=notice)
     assert notice.version == 2
     assert notice.version_hash != first_hash
@@ -649,7 +649,7 @@ def test_segment_with_a_high_risk_tag_needs_two(cast_a):
     from audiences.models import Recipient, RecipientTag, Tag
 
     add_recipients(cast_a.department, 3)
-    tag = Tag.objects.create(department=cast_a.department, name="high-risk")
+    tag = Tag.objects.create(department=cast_a.department, name="dialysis", high_risk=True)
     RecipientTag.objects.bulk_create(
         [RecipientTag(recipient=r, tag=tag) for r in Recipient.objects.all()]
     )

@@ -1,0 +1,229 @@
+"""Back to the approval queue: when what decides who a waiting notice reaches changes, and the
+check the planner makes at send time.
+
+An approval binds the version hash, and the hash covers each segment's full definition
+(notices.versions.segment_definition). A change to a segment, its members, or a tag, venue or
+district it names, through any app, reaches `audience_changed` below (the audiences services
+bracket each such change with audiences.changes, where `watch_segments` listens): every notice not yet sent that uses it, and whose hash no longer
+matches, has its hash re-sealed, its approvals voided and goes back to the approval queue with
+the reason on the notice, audited (notices.returned_for_approval), its approvers alerted.
+
+At send time delivery calls `notice_check_before_send` inside its own transaction (planner
+start, a due scheduled notice, the start again of a plan paused for a re-approval) and
+`notice_check_before_resume` (resume after a pause): the
+hash and the number of approvals the notice now needs are computed again, and the audience is
+counted; a different hash, too few approvals for the risk or the reach now, or a reach grown
+beyond the department's allowance (Department.reach_growth_percent) sends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_noop
+
+from audit.services import audit_record
+from notices import enqueue
+from notices.approval import approval_count, required_approvals
+from notices.audit_actions import NoticeAuditAction as Action
+from notices.guards import lock_notice
+from notices.models import Approval, Notice, NoticeVersion, Status
+from notices.preflight import audience_count
+from notices.versions import compute_version_hash, notice_snapshot
+
+# Not sent yet, approvals standing or awaited: a change to the audience returns these.
+WAITING_STATUSES = (Status.SUBMITTED, Status.APPROVED, Status.SCHEDULED)
+
+# Stored in English on the notice (status_reason); the pages translate them for the reader.
+AUDIENCE_CHANGED = gettext_noop(
+    "The audience changed after submission (a segment, its members, or a tag, venue or "
+    "district it uses): every approval was voided and the notice waits for approval again."
+)
+CHANGED_AT_SEND = gettext_noop(
+    "At send time the audience was not the one approved: nothing was sent and the notice "
+    "waits for approval again."
+)
+MORE_APPROVERS_AT_SEND = gettext_noop(
+    "At send time the notice needed more approvers than approved it (its risk or reach "
+    "changed): nothing was sent and the notice waits for approval again."
+)
+REACH_GREW_AT_SEND = gettext_noop(
+    "At send time the audience was larger than approved by more than the department allows: "
+    "nothing was sent and the notice waits for approval again."
+)
+
+
+@dataclass(frozen=True)
+class SendCheck:
+    """What the send-time check found: `code` empty when the notice may go."""
+
+    code: str = ""
+    reason: str = ""
+    reach: int | None = None
+    approved_reach: int | None = None
+    required: int = 0
+    approvals: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.code
+
+
+def send_check(notice: Notice) -> SendCheck:
+    """Hash, risk and reach of `notice` now against what was approved (reads only)."""
+    approved_hash = notice.version_hash
+    if compute_version_hash(notice) != approved_hash:
+        return SendCheck(code="changed_at_send", reason=CHANGED_AT_SEND)
+    reach = audience_count(notice.department, notice.tier, notice.segments.all(), fresh=True).count
+    have = approval_count(notice)
+    needed = required_approvals(notice, reach=reach)
+    approved_reach = notice.approved_reach if notice.approved_reach is not None else notice.reach
+    figures = SendCheck(reach=reach, approved_reach=approved_reach, required=needed, approvals=have)
+    if have < needed:
+        return replace(figures, code="more_approvers_needed", reason=MORE_APPROVERS_AT_SEND)
+    allowed = notice.department.reach_growth_percent
+    if approved_reach is not None and reach * 100 > approved_reach * (100 + allowed):
+        return replace(figures, code="reach_grew", reason=REACH_GREW_AT_SEND)
+    return figures
+
+
+def return_for_approval(locked: Notice, *, code: str, reason: str, data: dict[str, object]) -> int:
+    """The locked notice back to the approval queue: hash re-sealed over what it now stands for,
+    approvals voided, the reason on the notice, audited, approvers alerted on commit.
+
+    The version number stays (whoever wrote, edited or submitted it still may not approve it);
+    the hash changes, so no approval given before counts. Returns the approvals voided.
+    """
+    previous_hash, previous_status = locked.version_hash, locked.status
+    new_hash = compute_version_hash(locked)
+    reach = audience_count(locked.department, locked.tier, locked.segments.all(), fresh=True).count
+    now = timezone.now()
+    voided = Approval.objects.filter(notice=locked, voided_at__isnull=True).update(voided_at=now)
+    Notice.objects.filter(pk=locked.pk).update(
+        status=Status.SUBMITTED,
+        version_hash=new_hash,
+        reach=reach,
+        approved_reach=None,
+        approved_at=None,
+        status_reason=reason[:500],
+        approvers_alerted_version=None,
+        updated_at=now,
+    )
+    locked.status, locked.version_hash, locked.reach = Status.SUBMITTED, new_hash, reach
+    locked.approved_reach, locked.approved_at, locked.status_reason = None, None, reason[:500]
+    NoticeVersion.objects.filter(notice=locked, version=locked.version).update(
+        version_hash=new_hash, snapshot=notice_snapshot(locked)
+    )
+    audit_record(
+        actor=None,
+        action=Action.RETURNED_FOR_APPROVAL,
+        target=locked,
+        department=locked.department,
+        data={
+            "code": code,
+            "reason": reason,
+            "version": locked.version,
+            "previous_version_hash": previous_hash,
+            "version_hash": new_hash,
+            "previous_status": previous_status,
+            "approvals_voided": voided,
+            "reach": reach,
+            **data,
+        },
+    )
+    notice_id = locked.pk
+    transaction.on_commit(lambda: enqueue.alert_approvers(notice_id))
+    return voided
+
+
+def audience_changed(notice_ids: Iterable[int], *, cause: dict[str, object]) -> list[int]:
+    """Re-check each waiting notice after a change to its audience's definition; those whose
+    hash no longer matches go back to the approval queue. Returns their ids.
+
+    Runs inside the transaction of the change, so the change and the voiding commit together.
+    """
+    returned: list[int] = []
+    with transaction.atomic():
+        for notice_id in sorted(set(notice_ids)):
+            notice = Notice.objects.filter(pk=notice_id, status__in=WAITING_STATUSES).first()
+            if notice is None:
+                continue
+            locked = lock_notice(notice)
+            if locked.status not in WAITING_STATUSES:
+                continue
+            if compute_version_hash(locked) == locked.version_hash:
+                continue
+            return_for_approval(
+                locked, code="audience_changed", reason=AUDIENCE_CHANGED, data={"cause": cause}
+            )
+            returned.append(notice_id)
+    return returned
+
+
+def notices_using(segment_ids: Iterable[int]) -> list[int]:
+    """The waiting notices whose audience includes one of the segments."""
+    ids = set(segment_ids)
+    if not ids:
+        return []
+    return list(
+        Notice.segments.through.objects.filter(
+            segment_id__in=ids, notice__status__in=WAITING_STATUSES
+        )
+        .values_list("notice_id", flat=True)
+        .distinct()
+    )
+
+
+def watch_segments(segment_ids: set[int]) -> Callable[[dict[str, object]], None]:
+    """The audiences.changes listener: the notices using the segments are found before the
+    change (a deleted segment no longer says who used it) and re-checked after it."""
+    notice_ids = notices_using(segment_ids)
+
+    def finish(cause: dict[str, object]) -> None:
+        if notice_ids:
+            audience_changed(notice_ids, cause=cause)
+
+    return finish
+
+
+def notice_check_before_send(notice_id: int) -> SendCheck:
+    """Delivery's last check before an approved or due scheduled notice starts sending.
+
+    Call inside the planner's transaction: on a failed check the notice is back in the approval
+    queue (audited, approvers alerted) when it commits, and nothing may be planned.
+    """
+    return _check_and_return(notice_id, (Status.APPROVED, Status.SCHEDULED))
+
+
+def notice_check_before_resume(notice_id: int) -> SendCheck:
+    """Delivery's check before a paused notice sends again: the same rule as before the start.
+
+    On a failed check the paused notice goes back to the approval queue (its plan stays paused
+    until the new approval, which delivery's planner takes as the resume).
+    """
+    return _check_and_return(notice_id, (Status.PAUSED,))
+
+
+def _check_and_return(notice_id: int, statuses: tuple[str, ...]) -> SendCheck:
+    notice = Notice.objects.filter(pk=notice_id).first()
+    if notice is None:
+        return SendCheck(code="missing")
+    locked = lock_notice(notice)
+    if locked.status not in statuses:
+        return SendCheck(code="not_approved")
+    check = send_check(locked)
+    if not check.ok:
+        return_for_approval(locked, code=check.code, reason=check.reason, data=_figures(check))
+    return check
+
+
+def _figures(check: SendCheck) -> dict[str, object]:
+    return {
+        "reach_now": check.reach,
+        "approved_reach": check.approved_reach,
+        "required": check.required,
+        "approvals": check.approvals,
+    }
