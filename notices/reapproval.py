@@ -6,7 +6,8 @@ An approval binds the version hash, and the hash covers each segment's full defi
 district it names, through any app, reaches `audience_changed` below (the audiences services
 bracket each such change with audiences.changes, where `watch_segments` listens): every notice not yet sent that uses it, and whose hash no longer
 matches, has its hash re-sealed, its approvals voided and goes back to the approval queue with
-the reason on the notice, audited (notices.returned_for_approval), its approvers alerted.
+as a new version, with the reason on the notice, audited (notices.returned_for_approval), its
+approvers alerted.
 
 At send time delivery calls `notice_check_before_send` inside its own transaction (planner
 start, a due scheduled notice, the start again of a plan paused for a re-approval) and
@@ -30,9 +31,9 @@ from notices import enqueue
 from notices.approval import approval_count, required_approvals
 from notices.audit_actions import NoticeAuditAction as Action
 from notices.guards import lock_notice
-from notices.models import Approval, Notice, NoticeVersion, Status
+from notices.models import Approval, ContributionKind, Notice, Status
 from notices.preflight import audience_count
-from notices.versions import compute_version_hash, notice_snapshot
+from notices.versions import carry_contributions, compute_version_hash, record_version
 
 # Not sent yet, approvals standing or awaited: a change to the audience returns these.
 WAITING_STATUSES = (Status.SUBMITTED, Status.APPROVED, Status.SCHEDULED)
@@ -91,32 +92,30 @@ def send_check(notice: Notice) -> SendCheck:
 
 
 def return_for_approval(locked: Notice, *, code: str, reason: str, data: dict[str, object]) -> int:
-    """The locked notice back to the approval queue: hash re-sealed over what it now stands for,
-    approvals voided, the reason on the notice, audited, approvers alerted on commit.
+    """The locked notice back to the approval queue as a new version over what it now stands
+    for: approvals voided, the reason on the notice, audited, approvers alerted on commit.
 
-    The version number stays (whoever wrote, edited or submitted it still may not approve it);
-    the hash changes, so no approval given before counts. Returns the approvals voided.
+    Whoever wrote, edited or submitted the previous version is still its contributor and may
+    not approve the new one. Returns the approvals voided.
     """
-    previous_hash, previous_status = locked.version_hash, locked.status
-    new_hash = compute_version_hash(locked)
+    previous_hash, previous_status, previous = locked.version_hash, locked.status, locked.version
     reach = audience_count(locked.department, locked.tier, locked.segments.all(), fresh=True).count
     now = timezone.now()
     voided = Approval.objects.filter(notice=locked, voided_at__isnull=True).update(voided_at=now)
+    locked.version = previous + 1
+    locked.status, locked.reach, locked.status_reason = Status.SUBMITTED, reach, reason[:500]
+    locked.approved_reach, locked.approved_at = None, None
     Notice.objects.filter(pk=locked.pk).update(
+        version=locked.version,
         status=Status.SUBMITTED,
-        version_hash=new_hash,
         reach=reach,
         approved_reach=None,
         approved_at=None,
-        status_reason=reason[:500],
-        approvers_alerted_version=None,
+        status_reason=locked.status_reason,
         updated_at=now,
     )
-    locked.status, locked.version_hash, locked.reach = Status.SUBMITTED, new_hash, reach
-    locked.approved_reach, locked.approved_at, locked.status_reason = None, None, reason[:500]
-    NoticeVersion.objects.filter(notice=locked, version=locked.version).update(
-        version_hash=new_hash, snapshot=notice_snapshot(locked)
-    )
+    record_version(locked, None)
+    carry_contributions(locked, previous, kinds=tuple(ContributionKind.values))
     audit_record(
         actor=None,
         action=Action.RETURNED_FOR_APPROVAL,
@@ -126,8 +125,9 @@ def return_for_approval(locked: Notice, *, code: str, reason: str, data: dict[st
             "code": code,
             "reason": reason,
             "version": locked.version,
+            "previous_version": previous,
             "previous_version_hash": previous_hash,
-            "version_hash": new_hash,
+            "version_hash": locked.version_hash,
             "previous_status": previous_status,
             "approvals_voided": voided,
             "reach": reach,

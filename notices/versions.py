@@ -175,13 +175,18 @@ def record_contribution(notice: Notice, actor: Actor, kind: str) -> None:
         )
 
 
-def carry_contributions(notice: Notice, from_version: int) -> None:
-    """Whoever wrote or edited earlier versions still shaped this one: they may not approve it."""
+def carry_contributions(
+    notice: Notice,
+    from_version: int,
+    kinds: tuple[str, ...] = (ContributionKind.WROTE, ContributionKind.EDITED),
+) -> None:
+    """Whoever wrote or edited earlier versions still shaped this one: they may not approve it
+    (a version made without an edit, on a return for approval, carries the submitter too)."""
     for user_id, kind in (
         NoticeContribution.objects.filter(
             notice=notice,
             version=from_version,
-            kind__in=[ContributionKind.WROTE, ContributionKind.EDITED],
+            kind__in=kinds,
         )
         .values_list("user_id", "kind")
         .distinct()

@@ -386,6 +386,9 @@ def _notice_json(notice: Notice) -> dict[str, Any]:
         "status": notice.status,
         "version": notice.version,
         "version_hash": notice.version_hash,
+        "reach": notice.reach,
+        # Why it waits again (an audience, risk or reach change after submission), in English.
+        "status_reason": notice.status_reason,
         "approvals": approval.approval_count(notice),
         "required_approvals": approval.required_approvals(notice),
     }
