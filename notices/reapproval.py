@@ -99,7 +99,7 @@ def return_for_approval(locked: Notice, *, code: str, reason: str, data: dict[st
     not approve the new one. Returns the approvals voided.
     """
     previous_hash, previous_status, previous = locked.version_hash, locked.status, locked.version
-    reach = audience_count(locked.department, locked.tier, locked.segments.all(), fresh=True).count
+    reach = _count_now(locked)
     now = timezone.now()
     voided = Approval.objects.filter(notice=locked, voided_at__isnull=True).update(voided_at=now)
     locked.version = previous + 1
@@ -137,6 +137,17 @@ def return_for_approval(locked: Notice, *, code: str, reason: str, data: dict[st
     notice_id = locked.pk
     transaction.on_commit(lambda: enqueue.alert_approvers(notice_id))
     return voided
+
+
+def _count_now(notice: Notice) -> int | None:
+    """The audience now; None when its segments no longer combine (one moved to another
+    department behind the app's back), which the approvers then see as an unknown reach."""
+    try:
+        return audience_count(
+            notice.department, notice.tier, notice.segments.all(), fresh=True
+        ).count
+    except ValueError:
+        return None
 
 
 def audience_changed(notice_ids: Iterable[int], *, cause: dict[str, object]) -> list[int]:

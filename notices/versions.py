@@ -42,6 +42,7 @@ def _members_digest(segment: Segment) -> dict[str, Any]:
 def _venue_definition(venue: Venue) -> dict[str, Any]:
     return {
         "id": venue.pk,
+        "department": venue.department_id,
         "code": venue.code,
         "name": venue.name,
         "latitude": venue.latitude,
