@@ -175,3 +175,71 @@ class BackupCode(models.Model):
 
     def __str__(self) -> str:
         return f"backup code #{self.pk} of {self.device}"
+
+
+class ChangeKind(models.TextChoices):
+    CREDENTIAL_RESET = "credential_reset", _("Credential reset")
+    ROLE_GRANT = "role_grant", _("Approving role granted")
+
+
+class ChangeState(models.TextChoices):
+    PENDING = "pending", _("Waiting for a second administrator")
+    APPLIED = "applied", _("Applied")
+    REFUSED = "refused", _("Refused")
+
+
+class PrivilegedChange(models.Model):
+    """A credential reset or an approving-role grant: one administrator asks, and for an approver
+    (or an approving role) a second system administrator must approve before it takes effect.
+    Written only by accounts.credentials."""
+
+    kind = models.CharField(_("kind"), max_length=20, choices=ChangeKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="privileged_changes"
+    )
+    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="+")
+    role = models.CharField(_("role"), max_length=32, choices=Role.choices, blank=True)
+    state = models.CharField(
+        _("state"), max_length=12, choices=ChangeState.choices, default=ChangeState.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["user", "kind", "state"], name="privchange_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.user} ({self.get_state_display()})"
+
+
+class EnrolmentLink(models.Model):
+    """A one-time link that lets a person whose credentials were reset set a new password and
+    enrol an authenticator; only the token's hash is stored, and it expires within hours."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_links"
+    )
+    change = models.ForeignKey(
+        PrivilegedChange, on_delete=models.CASCADE, related_name="enrolment_links"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    # Where it went ("dingtalk" or "email") and when; a link never sent is never valid.
+    sent_via = models.CharField(max_length=12, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"enrolment link for {self.user} (until {self.expires_at:%Y-%m-%d %H:%M})"

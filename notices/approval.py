@@ -8,6 +8,8 @@ meet the same checks:
   version and voids every approval;
 - nobody who wrote, edited or submitted the version may approve it, nor approve it twice (the
   database refuses the duplicate too);
+- an approver whose credentials were reset may not approve for a cooling-off period
+  (accounts.credentials.cooling_off_until);
 - approvers hold APPROVE_NOTICE in the notice's department and come from an OTP-verified
   session or give a current TOTP code; a two-approver notice always needs a fresh code and the
   acknowledgement of its reach.
@@ -29,6 +31,7 @@ from django.utils.translation import gettext as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import permissions as perms
+from accounts.credentials import cooling_off_until
 from audiences.models import RiskLevel, Segment
 from audit.context import current_context
 from audit.services import audit_record
@@ -96,6 +99,13 @@ def check_approver(actor: Actor, notice: Notice, version_hash: str, *, operation
         raise ApprovalRefused(
             _("Only supervisors of the notice's department may approve or reject it."),
             code="not_approver",
+        )
+    cooling = cooling_off_until(actor)
+    if cooling is not None:
+        raise ApprovalRefused(
+            _("Your credentials were reset recently: you may approve again from %(when)s.")
+            % {"when": timezone.localtime(cooling).strftime("%Y-%m-%d %H:%M")},
+            code="cooling_off",
         )
     if notice.status != Status.SUBMITTED:
         raise ApprovalRefused(
