@@ -99,13 +99,35 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
                 role=obj.role,
                 path="admin",
             )
-        except ApplicationError as exc:
-            raise PermissionDenied(exc.message) from None
+        except (ApplicationError, PermissionDenied) as exc:
+            # The admin's own transaction rolls back the service's record of the refusal:
+            # add_view writes it again once that has happened.
+            request._refused_grant = (obj, exc)  # type: ignore[attr-defined]
+            raise PermissionDenied(getattr(exc, "message", None) or str(exc)) from None
         if isinstance(saved, PrivilegedChange):
             # An approving role: nothing is granted until a second system administrator agrees.
             request._pending_change = saved  # type: ignore[attr-defined]
             return
         obj.pk = saved.pk
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except PermissionDenied:
+            refused = getattr(request, "_refused_grant", None)
+            if refused is not None:
+                obj, exc = refused
+                credentials.audit_refused(
+                    actor=staff_user(request),
+                    path="admin",
+                    operation="role_grant",
+                    code=str(getattr(exc, "code", None) or "permission_denied"),
+                    reason=str(getattr(exc, "message", None) or exc),
+                    target=obj.user,
+                )
+            raise
 
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         if getattr(request, "_pending_change", None) is not None:
