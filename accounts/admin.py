@@ -42,6 +42,7 @@ class DepartmentAdmin(admin.ModelAdmin[Department]):
         "dingtalk_app_key",
         "dingtalk_secret_ref",
         "dingtalk_edition",
+        "reach_growth_percent",
         "is_active",
         "created_at",
     ]

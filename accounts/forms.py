@@ -51,4 +51,5 @@ class DepartmentSettingsForm(forms.ModelForm[Department]):
             "dingtalk_app_key",
             "dingtalk_secret_ref",
             "dingtalk_edition",
+            "reach_growth_percent",
         ]

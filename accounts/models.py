@@ -8,7 +8,7 @@ import secrets
 from typing import ClassVar
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django_otp.models import Device, ThrottlingMixin
@@ -51,7 +51,9 @@ class Department(models.Model):
     # How much larger (in percent) the audience counted at send time may be than the one
     # counted at the final approval before the send waits for a new approval.
     reach_growth_percent = models.PositiveSmallIntegerField(
-        _("reach growth allowed before re-approval (%)"), default=10
+        _("reach growth allowed before re-approval (%)"),
+        default=10,
+        validators=[MaxValueValidator(500)],
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

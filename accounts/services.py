@@ -97,6 +97,7 @@ DEPARTMENT_EDITABLE_FIELDS = (
     "dingtalk_app_key",
     "dingtalk_secret_ref",
     "dingtalk_edition",
+    "reach_growth_percent",
 )
 
 

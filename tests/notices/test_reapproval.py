@@ -445,3 +445,25 @@ def test_crossing_the_two_approver_threshold_waits_for_approval(cast_a, twenty, 
     event = assert_returned(notice, code="more_approvers_needed", reach=22)
     assert event.data["required"] == 2
     assert event.data["approvals"] == 1
+
+
+def test_the_allowance_is_set_on_the_department_settings_page(cast_a, verified_client):
+    client = verified_client(cast_a.system_admin)
+    response = client.post(
+        reverse("accounts:department-settings", args=["WSD"]),
+        {
+            "name_en": cast_a.department.name_en,
+            "name_zh": cast_a.department.name_zh,
+            "dingtalk_agent_id": cast_a.department.dingtalk_agent_id,
+            "dingtalk_edition": cast_a.department.dingtalk_edition,
+            "reach_growth_percent": "25",
+        },
+    )
+    assert response.status_code == 302
+    cast_a.department.refresh_from_db()
+    assert cast_a.department.reach_growth_percent == 25
+    event = AuditEvent.objects.get(action="accounts.department_updated")
+    assert event.data == {
+        "before": {"reach_growth_percent": 10},
+        "after": {"reach_growth_percent": 25},
+    }
