@@ -277,7 +277,7 @@ def _apply(change: PrivilegedChange, approver: User | None) -> None:
             user=user,
             department=change.department,
             role=change.role,
-            dingtalk_user_id=change.reason,
+            dingtalk_user_id=change.dingtalk_user_id,
             granted_by=change.requested_by,
         )
     change.state, change.decided_by, change.decided_at = (

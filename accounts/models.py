@@ -201,6 +201,8 @@ class PrivilegedChange(models.Model):
     )
     department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="+")
     role = models.CharField(_("role"), max_length=32, choices=Role.choices, blank=True)
+    # For a role grant: the person's DingTalk user id in the department, as membership_grant takes.
+    dingtalk_user_id = models.CharField(max_length=64, blank=True)
     state = models.CharField(
         _("state"), max_length=12, choices=ChangeState.choices, default=ChangeState.PENDING
     )

@@ -210,7 +210,7 @@ def role_grant_pending(
         department=department,
         role=role,
         requested_by=actor,
-        reason=dingtalk_user_id[:300],
+        dingtalk_user_id=dingtalk_user_id,
     )
     audit_record(
         actor=actor,
