@@ -49,6 +49,7 @@ from accounts.models import (
 )
 from accounts.services import APPROVING_ROLES, membership_grant, role_grant_pending
 from audit.actions import AuditAction
+from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
 from dingtalk import messages as dt
@@ -69,7 +70,13 @@ def audit_refused(
             action=AuditAction.REFUSED,
             target=target if hasattr(target, "_meta") else None,  # type: ignore[arg-type]
             target_label=None if hasattr(target, "_meta") else str(target)[:200],
-            data={"path": path, "operation": operation, "code": code, "reason": reason},
+            data={
+                "path": path,
+                "url": current_context().path,
+                "operation": operation,
+                "code": code,
+                "reason": reason,
+            },
         )
 
 

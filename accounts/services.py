@@ -20,6 +20,7 @@ from accounts.models import (
     Role,
 )
 from audit.actions import AuditAction
+from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
 
@@ -188,6 +189,7 @@ def membership_grant(
                 department=department,
                 data={
                     "path": path,
+                    "url": current_context().path,
                     "operation": "role_grant",
                     "role": role,
                     "code": str(getattr(exc, "code", None) or "permission_denied"),

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 
 from accounts import permissions as perms
 from accounts.models import Department
+from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
 from common.types import Actor
@@ -460,5 +461,6 @@ def compose_refused(*, actor: Actor, code: str) -> None:
                 "operation": Operation.CREATE,
                 "code": "not_composer",
                 "reason": "No compose permission in this department.",
+                "path": current_context().path or "service",
             },
         )

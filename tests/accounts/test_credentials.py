@@ -293,4 +293,6 @@ def test_a_refused_self_grant_is_audited_through_service_and_admin(cast_a) -> No
     for path in ("service", "admin"):
         event = refusals("role_grant", path).get()
         assert event.actor == cast_a.system_admin
+        if path == "admin":
+            assert event.data["url"] == reverse("admin:accounts_membership_add")
         assert event.data["reason"] == "Nobody may grant a role to themselves."

@@ -40,6 +40,7 @@ def test_another_departments_notice_is_404_and_on_record(
     event = refused(draft, "not_visible").get()
     assert event.actor == cast_b.pr_officer
     assert event.data["operation"] == operation
+    assert event.data["path"] == url
     assert event.department == cast_a.department
     draft.refresh_from_db()
     assert draft.status == Status.DRAFT
@@ -55,6 +56,7 @@ def test_a_supervisor_opening_the_editor_is_refused_and_on_record(
     event = refused(draft, "not_composer").get()
     assert event.actor == cast_a.supervisor
     assert event.data["operation"] == "update"
+    assert event.data["path"] == reverse("notices:edit", args=[draft.pk])
 
 
 @pytest.mark.django_db
