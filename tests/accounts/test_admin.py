@@ -53,6 +53,7 @@ def test_department_change_in_admin_goes_through_the_service(cast_a) -> None:
             "dingtalk_app_key": "",
             "dingtalk_secret_ref": "",
             "dingtalk_edition": "standard",
+            "reach_growth_percent": "10",
         },
     )
     assert response.status_code == 302
