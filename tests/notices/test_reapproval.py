@@ -362,10 +362,11 @@ def test_recipients_imported_after_submission_need_the_second_approver(
 ):
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(flooded))
     assert notice.reach == 2
+    before = list(Recipient.objects.values_list("pk", flat=True))
     add_recipients(cast_a.department, 20, start=100)
     tag = flooded.tags.get()
     RecipientTag.objects.bulk_create(
-        [RecipientTag(recipient=r, tag=tag) for r in Recipient.objects.filter(pk__gt=6)]
+        [RecipientTag(recipient=r, tag=tag) for r in Recipient.objects.exclude(pk__in=before)]
     )
     with pytest.raises(ApprovalRefused) as caught:
         approve(cast_a.supervisor, notice)
