@@ -8,7 +8,7 @@ Instead every audiences service that changes a definition brackets the change:
     ...the change...
     done({"model": ..., "id": ..., "change": ...})
 
-and the notices app registers a listener in its ready() (notices.reapproval.watch_segments).
+and the notices app registers a listener in its ready() (notices.requeue.watch_segments).
 A listener is called with the segment ids before the change (so it can find who uses a segment
 that is about to be deleted) and returns the function to call, in the same transaction, after.
 """

@@ -43,6 +43,7 @@ from notices.errors import ApprovalRefused
 from notices.guards import audit_refusal, lock_notice, run_auditing_refusal
 from notices.models import Approval, Notice, NoticeContribution, Status, Tier
 from notices.preflight import audience_count
+from notices.requeue import audience_changed
 from notices.selectors import notice_get_for_user
 from notices.versions import compute_version_hash
 
@@ -176,7 +177,18 @@ def notice_approve(
 
     def run() -> Notice:
         current = Notice.objects.select_related("department").get(pk=notice.pk)
-        check_approver(actor, current, version_hash, operation=Operation.APPROVE)
+        try:
+            check_approver(actor, current, version_hash, operation=Operation.APPROVE)
+        except ApprovalRefused as exc:
+            if exc.code != "audience_changed":
+                raise
+            # The audience changed behind the services' back (a bulk write, a shell): found by
+            # an approver, the notice becomes a new version now, committed before the refusal.
+            audience_changed([current.pk], cause={"change": "found at approval"})
+            raise ApprovalRefused(
+                _("The audience changed since submission: review the new version."),
+                code="audience_changed",
+            ) from None
         # Counted now, not at submission: recipients imported since then count too.
         reach = current_reach(current)
         current.reach = reach

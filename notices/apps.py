@@ -14,6 +14,6 @@ class NoticesConfig(AppConfig):
         register(NoticeAuditAction)
         # Imported here, not at module level: it reads the audiences and notices models.
         from audiences.changes import register_listener
-        from notices.reapproval import watch_segments
+        from notices.requeue import watch_segments
 
         register_listener(watch_segments)
