@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -51,4 +53,14 @@ class DepartmentSettingsForm(forms.ModelForm[Department]):
             "dingtalk_app_key",
             "dingtalk_secret_ref",
             "dingtalk_edition",
+            "reach_growth_percent",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left empty, the allowance stays as it is (forms written before the setting existed).
+        self.fields["reach_growth_percent"].required = False
+
+    def clean_reach_growth_percent(self) -> int:
+        value = self.cleaned_data.get("reach_growth_percent")
+        return self.instance.reach_growth_percent if value is None else int(value)

@@ -8,7 +8,7 @@ import secrets
 from typing import ClassVar
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django_otp.models import Device, ThrottlingMixin
@@ -48,6 +48,13 @@ class Department(models.Model):
         max_length=16, choices=Edition.choices, default=Edition.STANDARD
     )
     is_active = models.BooleanField(default=True)
+    # How much larger (in percent) the audience counted at send time may be than the one
+    # counted at the final approval before the send waits for a new approval.
+    reach_growth_percent = models.PositiveSmallIntegerField(
+        _("reach growth allowed before re-approval (%)"),
+        default=10,
+        validators=[MaxValueValidator(500)],
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -170,3 +177,73 @@ class BackupCode(models.Model):
 
     def __str__(self) -> str:
         return f"backup code #{self.pk} of {self.device}"
+
+
+class ChangeKind(models.TextChoices):
+    CREDENTIAL_RESET = "credential_reset", _("Credential reset")
+    ROLE_GRANT = "role_grant", _("Approving role granted")
+
+
+class ChangeState(models.TextChoices):
+    PENDING = "pending", _("Waiting for a second administrator")
+    APPLIED = "applied", _("Applied")
+    REFUSED = "refused", _("Refused")
+
+
+class PrivilegedChange(models.Model):
+    """A credential reset or an approving-role grant: one administrator asks, and for an approver
+    (or an approving role) a second system administrator must approve before it takes effect.
+    Written only by accounts.credentials."""
+
+    kind = models.CharField(_("kind"), max_length=20, choices=ChangeKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="privileged_changes"
+    )
+    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="+")
+    role = models.CharField(_("role"), max_length=32, choices=Role.choices, blank=True)
+    # For a role grant: the person's DingTalk user id in the department, as membership_grant takes.
+    dingtalk_user_id = models.CharField(max_length=64, blank=True)
+    state = models.CharField(
+        _("state"), max_length=12, choices=ChangeState.choices, default=ChangeState.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["user", "kind", "state"], name="privchange_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.user} ({self.get_state_display()})"
+
+
+class EnrolmentLink(models.Model):
+    """A one-time link that lets a person whose credentials were reset set a new password and
+    enrol an authenticator; only the token's hash is stored, and it expires within hours."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_links"
+    )
+    change = models.ForeignKey(
+        PrivilegedChange, on_delete=models.CASCADE, related_name="enrolment_links"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    # Where it went ("dingtalk" or "email") and when; a link never sent is never valid.
+    sent_via = models.CharField(max_length=12, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"enrolment link for {self.user} (until {self.expires_at:%Y-%m-%d %H:%M})"

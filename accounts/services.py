@@ -9,9 +9,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts import enqueue
 from accounts import permissions as perms
-from accounts.models import BackupCodeDevice, Department, Membership, Role
+from accounts.models import (
+    BackupCodeDevice,
+    ChangeKind,
+    Department,
+    Membership,
+    PrivilegedChange,
+    Role,
+)
 from audit.actions import AuditAction
+from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
 
@@ -58,6 +67,8 @@ ROLE_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "accounts.delete_membership",
         "auth.view_user",
         "auth.change_user",
+        "accounts.view_privilegedchange",
+        "accounts.change_privilegedchange",
         "audit.view_auditevent",
         "integrations.view_integration",
         "integrations.view_trigger",
@@ -87,6 +98,7 @@ DEPARTMENT_EDITABLE_FIELDS = (
     "dingtalk_app_key",
     "dingtalk_secret_ref",
     "dingtalk_edition",
+    "reach_growth_percent",
 )
 
 
@@ -126,20 +138,13 @@ def _sync_user(user: User, department: Department) -> None:
     user.groups.set(Group.objects.filter(name__in=[role_group_name(r) for r in all_roles]))
 
 
-@transaction.atomic
-def membership_grant(
-    *,
-    actor: User | None,
-    user: User,
-    department: Department,
-    role: str,
-    dingtalk_user_id: str = "",
-) -> Membership:
-    """Give `user` a role in `department`.
+# Roles whose holders approve notices: a person grants one only through
+# accounts.credentials.role_grant_request, which waits for a second system administrator.
+APPROVING_ROLES = frozenset({Role.SUPERVISOR})
 
-    Permission: administer_department in that department. Audit: accounts.role_granted.
-    Refuses self-grants and role combinations that break separation of duties.
-    """
+
+def check_grant(actor: User | None, user: User, department: Department, role: str) -> None:
+    """May `actor` give `user` the role in `department`? Raises the refusal if not."""
     _require_admin(actor, department)
     if role not in Role.values:
         raise ApplicationError(f"Unknown role {role!r}.", field="role")
@@ -154,13 +159,100 @@ def membership_grant(
             field="role",
             code="role_conflict",
         )
+
+
+def membership_grant(
+    *,
+    actor: User | None,
+    user: User,
+    department: Department,
+    role: str,
+    dingtalk_user_id: str = "",
+    path: str = "service",
+    granted_by: User | None = None,
+) -> Membership:
+    """Give `user` a role in `department`.
+
+    Permission: administer_department in that department. Audit: accounts.role_granted.
+    Refuses self-grants, role combinations that break separation of duties, and an approving
+    role given by a person (accounts.credentials.role_grant_request asks a second system
+    administrator); each refusal is audited (accounts.refused) with its path.
+    """
+    try:
+        return _membership_grant(actor, user, department, role, dingtalk_user_id, granted_by)
+    except (PermissionDenied, ApplicationError) as exc:
+        with transaction.atomic():
+            audit_record(
+                actor=actor,
+                action=AuditAction.REFUSED,
+                target=user,
+                department=department,
+                data={
+                    "path": path,
+                    "url": current_context().path,
+                    "operation": "role_grant",
+                    "role": role,
+                    "code": str(getattr(exc, "code", None) or "permission_denied"),
+                    "reason": str(getattr(exc, "message", None) or exc),
+                },
+            )
+        raise
+
+
+def role_grant_pending(
+    actor: User, user: User, department: Department, role: str, dingtalk_user_id: str = ""
+) -> PrivilegedChange:
+    """Record a person's request for an approving role, to wait for a second system
+    administrator (accounts.credentials.privileged_change_approve). Audit:
+    accounts.change_requested; the person concerned is told on commit."""
+    check_grant(actor, user, department, role)
+    change = PrivilegedChange.objects.create(
+        kind=ChangeKind.ROLE_GRANT,
+        user=user,
+        department=department,
+        role=role,
+        requested_by=actor,
+        dingtalk_user_id=dingtalk_user_id,
+    )
+    audit_record(
+        actor=actor,
+        action=AuditAction.CHANGE_REQUESTED,
+        target=user,
+        department=department,
+        data={
+            "change": change.pk,
+            "kind": change.kind,
+            "role": role,
+            "state": change.state,
+            "user": user.get_username(),
+        },
+    )
+    change_id = change.pk
+    transaction.on_commit(lambda: enqueue.tell_user(change_id))
+    return change
+
+
+@transaction.atomic
+def _membership_grant(
+    actor: User | None,
+    user: User,
+    department: Department,
+    role: str,
+    dingtalk_user_id: str,
+    granted_by: User | None,
+) -> Membership:
+    check_grant(actor, user, department, role)
+    if actor is not None and role in APPROVING_ROLES:
+        raise PermissionDenied(
+            "An approving role needs a second system administrator: request it instead."
+        )
     if not Group.objects.filter(name=role_group_name(role)).exists():
         role_groups_sync()
     membership, created = Membership.objects.get_or_create(
         user=user,
         department=department,
         role=role,
-        defaults={"granted_by": actor, "dingtalk_user_id": dingtalk_user_id},
+        defaults={"granted_by": actor or granted_by, "dingtalk_user_id": dingtalk_user_id},
     )
     if created:
         _sync_user(user, department)
@@ -169,7 +261,12 @@ def membership_grant(
             action=AuditAction.ROLE_GRANTED,
             target=membership,
             department=department,
-            data={"user": user.get_username(), "role": role, "department": department.code},
+            data={
+                "user": user.get_username(),
+                "role": role,
+                "department": department.code,
+                **({"requested_by": granted_by.get_username()} if granted_by else {}),
+            },
         )
     return membership
 
@@ -210,7 +307,9 @@ def staff_create(
     password: str | None = None,
     dingtalk_user_id: str = "",
 ) -> User:
-    """Create a staff account with its first role. Audit: accounts.staff_created + role_granted."""
+    """Create a staff account with its first role. Audit: accounts.staff_created + role_granted
+    (for an approving role given by a person: accounts.change_requested, waiting for a second
+    system administrator)."""
     _require_admin(actor, department)
     if User.objects.filter(username__iexact=username).exists():
         raise ApplicationError(f"The username {username} is taken.", field="username")
@@ -232,9 +331,17 @@ def staff_create(
         department=department,
         data={"username": username, "department": department.code, "role": role},
     )
-    membership_grant(
-        actor=actor, user=user, department=department, role=role, dingtalk_user_id=dingtalk_user_id
-    )
+    if actor is not None and role in APPROVING_ROLES:
+        # The account exists; the approving role waits for a second system administrator.
+        role_grant_pending(actor, user, department, role, dingtalk_user_id)
+    else:
+        membership_grant(
+            actor=actor,
+            user=user,
+            department=department,
+            role=role,
+            dingtalk_user_id=dingtalk_user_id,
+        )
     return user
 
 
@@ -329,19 +436,3 @@ def backup_codes_issue(*, user: User) -> list[str]:
         actor=user, action=AuditAction.BACKUP_CODES_ISSUED, target=user, data={"count": len(codes)}
     )
     return codes
-
-
-@transaction.atomic
-def totp_reset(*, actor: User | None, user: User, department: Department) -> None:
-    """Remove a user's authenticator and backup codes so they enrol again at next login.
-
-    Permission: administer_department in a department where `user` holds a role.
-    """
-    _require_admin(actor, department)
-    if not Membership.objects.filter(user=user, department=department).exists():
-        raise PermissionDenied("That user holds no role in this department.")
-    if actor is not None and actor.pk == user.pk:
-        raise PermissionDenied("Ask another administrator to reset your own authenticator.")
-    TOTPDevice.objects.filter(user=user).delete()
-    BackupCodeDevice.objects.filter(user=user).delete()
-    audit_record(actor=actor, action=AuditAction.TOTP_RESET, target=user, department=department)

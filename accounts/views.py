@@ -8,6 +8,7 @@ from typing import Any
 import segno
 from django.contrib import messages
 from django.contrib.auth import logout as auth_logout
+from django.contrib.auth.forms import SetPasswordForm
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -16,8 +17,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import credentials, selectors, services
 from accounts import permissions as perms
-from accounts import selectors, services
 from accounts.auth import (
     OtpOutcome,
     has_authenticator,
@@ -201,3 +202,27 @@ def department_settings(request: AuthenticatedRequest, code: str) -> HttpRespons
     return render(
         request, "accounts/department_settings.html", {"department": department, "form": form}
     )
+
+
+@public_view
+@require_http_methods(["GET", "POST"])
+def enrolment_link(request: HttpRequest, token: str) -> HttpResponse:
+    """A person's own one-time link after a credential reset: choose a new password, then log
+    in and enrol an authenticator as at a first login."""
+    link = credentials.enrolment_link_get(token=token)
+    if link is None:
+        credentials.enrolment_link_refused(token=token, path="page")
+        return render(request, "accounts/enrolment_link.html", {"invalid": True}, status=410)
+    form = SetPasswordForm(link.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            credentials.enrolment_link_use(token=token, password=form.cleaned_data["new_password1"])
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(
+                request,
+                _("Your new password is set. Log in to enrol your authenticator app."),
+            )
+            return redirect("accounts:login")
+    return render(request, "accounts/enrolment_link.html", {"form": form, "invalid": False})

@@ -351,9 +351,10 @@ class DepartmentOwnedAdmin(admin.ModelAdmin[Model]):
 
 @admin.register(Tag)
 class TagAdmin(DepartmentOwnedAdmin):
-    list_display = ["name", "description", "department"]
+    list_display = ["name", "description", "high_risk", "department"]
     list_select_related = ["department"]
-    fields = ["department", "name", "description"]
+    list_filter = ["high_risk"]
+    fields = ["department", "name", "description", "high_risk"]
 
 
 @admin.register(Venue)

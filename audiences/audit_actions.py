@@ -18,6 +18,7 @@ class AudienceAuditAction(models.TextChoices):
     VENUES_IMPORTED = "audiences.venues_imported", "Venues imported"
     CHECKINS_IMPORTED = "audiences.checkins_imported", "Check-ins imported"
     SETTINGS_CHANGED = "audiences.settings_changed", "Audience settings changed"
+    TAG_RISK_CHANGED = "audiences.tag_risk_changed", "Tag's high-risk flag changed"
     SYNC_REQUESTED = "audiences.sync_requested", "Directory sync requested"
     SYNCED = "audiences.synced", "Directory synced"
     SYNC_FAILED = "audiences.sync_failed", "Directory sync failed"

@@ -64,6 +64,10 @@ class Tag(models.Model):
     )
     name = models.SlugField(_("tag"), max_length=40)
     description = models.CharField(_("description"), max_length=200, blank=True)
+    # Whether people with this tag are a high-risk group: a notice to a segment filtering on a
+    # high-risk tag needs two approvers. A flag of its own (audited when it changes), never read
+    # from the name, so renaming a tag cannot lower the approval rule.
+    high_risk = models.BooleanField(_("high-risk group"), default=False)
 
     class Meta:
         ordering = ["department_id", "name"]

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from accounts import permissions as perms
 from accounts.models import Department
 from audiences.audit_actions import AudienceAuditAction
+from audiences.changes import audience_changing, segments_using
 from audiences.models import (
     CheckIn,
     DirectorySettings,
@@ -201,7 +202,9 @@ def segment_update(*, actor: Actor, segment: Segment, data: SegmentInput) -> Seg
     ):
         raise ApplicationError(_("A segment with this name already exists."), field="name")
     before = _segment_snapshot(locked)
+    done = audience_changing({locked.pk})
     _apply_segment(locked, data, member_ids)
+    done({"model": "segment", "id": locked.pk, "change": "changed"})
     after = _segment_snapshot(locked)
     if before != after:
         audit_record(
@@ -223,7 +226,10 @@ def segment_delete(*, actor: Actor, segment: Segment) -> None:
         target=segment,
         data={"before": _segment_snapshot(segment)},
     )
+    done = audience_changing({segment.pk})
+    segment_id = segment.pk
     segment.delete()
+    done({"model": "segment", "id": segment_id, "change": "deleted"})
 
 
 # --- recipients ----------------------------------------------------------------------------
@@ -307,7 +313,9 @@ def recipient_erase(*, actor: Actor, recipient: Recipient, reason: str = "") -> 
     )
     CheckIn.objects.filter(recipient=locked).delete()
     RecipientTag.objects.filter(recipient=locked).delete()
+    done = audience_changing(segments_using(locked))
     SegmentMember.objects.filter(recipient=locked).delete()
+    done({"model": "recipient", "id": locked.pk, "change": "erased from static lists"})
     locked.dingtalk_user_id = f"erased-{uuid.uuid4().hex}"
     locked.name = ""
     locked.mobile = ""
@@ -346,12 +354,15 @@ def owned_save(*, actor: Actor, obj: models.Model, changed: Sequence[str] = ()) 
     """Save a tag, venue, district mapping or directory settings row of a department.
 
     Permission: manage_audience in the object's department (and, on a change, its old one).
-    Audit: audiences.settings_changed.
+    Audit: audiences.settings_changed; for a tag whose high-risk flag changed (a new tag
+    flagged included) audiences.tag_risk_changed too. Waiting notices whose segments name the
+    object are returned for approval by notices.signals in the same transaction.
     """
     if not isinstance(obj, OWNED_MODELS):
         raise TypeError(f"{type(obj).__name__} is not a department-owned audience setting.")
     department: Department = obj.department  # type: ignore[attr-defined]
     require_manage(actor, department)
+    was_high_risk = False
     if obj.pk is not None:
         old = (
             type(obj)
@@ -361,8 +372,20 @@ def owned_save(*, actor: Actor, obj: models.Model, changed: Sequence[str] = ()) 
         )
         if old is not None and old != department.pk:
             raise PermissionDenied("An audience setting cannot move between departments.")
+        if isinstance(obj, Tag):
+            was_high_risk = Tag.objects.filter(pk=obj.pk, high_risk=True).exists()
     obj.full_clean()
+    done = audience_changing(segments_using(obj))
     obj.save()
+    done({"model": obj._meta.model_name, "id": obj.pk, "change": "saved"})
+    if isinstance(obj, Tag) and obj.high_risk != was_high_risk:
+        audit_record(
+            actor=actor,
+            action=AudienceAuditAction.TAG_RISK_CHANGED,
+            target=obj,
+            department=department,
+            data={"tag": obj.name, "before": was_high_risk, "after": obj.high_risk},
+        )
     audit_record(
         actor=actor,
         action=AudienceAuditAction.SETTINGS_CHANGED,
@@ -386,4 +409,7 @@ def owned_delete(*, actor: Actor, obj: models.Model) -> None:
         department=department,
         data={"model": obj._meta.model_name, "deleted": True},
     )
+    done = audience_changing(segments_using(obj))
+    obj_id = obj.pk
     obj.delete()
+    done({"model": obj._meta.model_name, "id": obj_id, "change": "deleted"})

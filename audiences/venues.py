@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Department
 from audiences.audit_actions import AudienceAuditAction
+from audiences.changes import audience_changing, segments_using
 from audiences.models import CheckIn, District, Recipient, Venue
 from audiences.services import require_manage
 from audiences.validation import (
@@ -129,8 +130,15 @@ def venues_import_csv(
     staged = _stage_venues(department, rows, result)
     if not result.ok:
         return result
+    # Waiting notices whose segments name these venues, or draw a circle in the department,
+    # are returned for approval if what they reach changed (audiences.changes).
+    using: set[int] = set()
+    for venue in staged:
+        using |= segments_using(venue)
+    done = audience_changing(using)
     for venue in staged:
         venue.save()
+    done({"model": "venue", "id": None, "change": f"imported from {file_name}"[:200]})
     audit_record(
         actor=actor,
         action=AudienceAuditAction.VENUES_IMPORTED,

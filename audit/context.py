@@ -17,6 +17,9 @@ class AuditContext:
     request_id: uuid.UUID | None = None
     ip: str | None = None
     otp_verified: bool = False
+    # The request's path (the page, admin page or API endpoint an action came by); None outside
+    # a request (tasks, commands, a shell).
+    path: str | None = None
 
 
 _current: ContextVar[AuditContext] = ContextVar("audit_context", default=AuditContext())  # noqa: B039  (frozen, so sharing it is safe)

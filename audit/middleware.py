@@ -24,7 +24,10 @@ class AuditContextMiddleware:
         user = getattr(request, "user", None)
         verified = is_verified(user)
         context = AuditContext(
-            request_id=uuid.uuid4(), ip=client_ip(request), otp_verified=verified
+            request_id=uuid.uuid4(),
+            ip=client_ip(request),
+            otp_verified=verified,
+            path=request.path[:300],
         )
         request.audit_request_id = context.request_id  # type: ignore[attr-defined]
         with audit_context(context):

@@ -30,6 +30,7 @@ from delivery.services import planner, sender
 from dingtalk.simulator.config import AppConfig
 from dingtalk.simulator.testing import RunningSimulator, running_simulator
 from notices.models import Notice, Status, Tier
+from notices.testing import seal_approved
 
 LANGUAGE_CYCLE = ("en", "zh-hant", "both")
 
@@ -112,7 +113,8 @@ def make_notice(
     remind_after_minutes: int | None = None,
     remind_whom: str = "",
 ) -> Notice:
-    """An approved notice, as notices' approval leaves it (content frozen, hash recorded)."""
+    """An approved notice, as notices' approval leaves it (content frozen, its real hash
+    recorded, two approvals standing), so the planner's send-time check lets it go."""
     body = f"{title}: details for residents."
     digest = hashlib.sha256(f"{title}|{body}|{tier}".encode()).hexdigest()
     notice = Notice.objects.create(
@@ -136,7 +138,7 @@ def make_notice(
             department=department, name="Everyone subscribed (delivery tests)"
         )
         notice.segments.add(segment)
-    return notice
+    return seal_approved(notice)
 
 
 def send_notice(notice_id: int, *, attempts: int = 5) -> None:

@@ -36,11 +36,12 @@ class AlertResult:
 
 def _message(notice: Notice, url: str) -> dict[str, object]:
     title = f"Approval needed / 待審批: {notice.title}"[: dt.MAX_MARKDOWN_TITLE_CHARS]
-    # The notice number and version make every alert's content unique: DingTalk silently drops
+    # The notice number, version and hash make every alert's content unique (a notice returned
+    # for approval keeps its version and changes its hash): DingTalk silently drops
     # identical content to the same person within a day, which would hide a second warning.
     text = (
         f"### {notice.title_en or notice.title_zh}\n\n"
-        f"#{notice.pk} · v{notice.version}\n\n"
+        f"#{notice.pk} · v{notice.version} · {notice.version_hash[:8]}\n\n"
         f"{notice.department.code} · {notice.get_tier_display()} · "
         f"{notice.reach or 0:,} recipients / 名收件人\n\n"
         f"[Review / 審閱]({url})"

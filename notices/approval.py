@@ -8,6 +8,8 @@ meet the same checks:
   version and voids every approval;
 - nobody who wrote, edited or submitted the version may approve it, nor approve it twice (the
   database refuses the duplicate too);
+- an approver whose credentials were reset may not approve for a cooling-off period
+  (accounts.credentials.cooling_off_until);
 - approvers hold APPROVE_NOTICE in the notice's department and come from an OTP-verified
   session or give a current TOTP code; a two-approver notice always needs a fresh code and the
   acknowledgement of its reach.
@@ -29,6 +31,7 @@ from django.utils.translation import gettext as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import permissions as perms
+from accounts.credentials import cooling_off_until
 from audiences.models import RiskLevel, Segment
 from audit.context import current_context
 from audit.services import audit_record
@@ -40,13 +43,14 @@ from notices.errors import ApprovalRefused
 from notices.guards import audit_refusal, lock_notice, run_auditing_refusal
 from notices.models import Approval, Notice, NoticeContribution, Status, Tier
 from notices.preflight import audience_count
+from notices.requeue import audience_changed
 from notices.selectors import notice_get_for_user
 from notices.versions import compute_version_hash
 
-HIGH_RISK_TAGS = ("high-risk", "high_risk", "highrisk")
 
-
-def _has_high_risk(notice: Notice) -> bool:
+def has_high_risk(notice: Notice) -> bool:
+    """The notice is marked high-risk, or one of its segments selects a high risk level or a tag
+    flagged as a high-risk group (Tag.high_risk: a flag, never the tag's name)."""
     if notice.high_risk:
         return True
     if notice.tier == Tier.CITYWIDE:
@@ -54,24 +58,31 @@ def _has_high_risk(notice: Notice) -> bool:
     segments = list(notice.segments.all())
     if any(RiskLevel.HIGH in (s.risk_levels or []) for s in segments):
         return True
-    # A department's free tags may mark a high-risk group too ("high-risk", "high_risk").
-    return Segment.tags.through.objects.filter(
-        segment__in=segments, tag__name__in=HIGH_RISK_TAGS
-    ).exists()
+    return Segment.tags.through.objects.filter(segment__in=segments, tag__high_risk=True).exists()
 
 
-def required_approvals(notice: Notice) -> int:
-    """Two distinct approvers for citywide, a large audience or a high-risk audience; else one."""
+def required_approvals(notice: Notice, *, reach: int | None = None) -> int:
+    """Two distinct approvers for citywide, a large audience or a high-risk audience; else one.
+
+    `reach` is the audience as counted now; without it the count stored at submission (or
+    counted here when there is none).
+    """
     if notice.tier == Tier.CITYWIDE:
         return 2
-    if _has_high_risk(notice):
+    if has_high_risk(notice):
         return 2
-    reach = notice.reach
+    if reach is None:
+        reach = notice.reach
     if reach is None:
         reach = audience_count(notice.department, notice.tier, notice.segments.all()).count
     if reach > int(settings.NOTICES_TWO_APPROVER_AUDIENCE):
         return 2
     return 1
+
+
+def current_reach(notice: Notice) -> int:
+    """The audience counted now (never from the cache): what an approval acknowledges."""
+    return audience_count(notice.department, notice.tier, notice.segments.all(), fresh=True).count
 
 
 def approval_count(notice: Notice) -> int:
@@ -89,6 +100,13 @@ def check_approver(actor: Actor, notice: Notice, version_hash: str, *, operation
         raise ApprovalRefused(
             _("Only supervisors of the notice's department may approve or reject it."),
             code="not_approver",
+        )
+    cooling = cooling_off_until(actor)
+    if cooling is not None:
+        raise ApprovalRefused(
+            _("Your credentials were reset recently: you may approve again from %(when)s.")
+            % {"when": timezone.localtime(cooling).strftime("%Y-%m-%d %H:%M")},
+            code="cooling_off",
         )
     if notice.status != Status.SUBMITTED:
         raise ApprovalRefused(
@@ -159,8 +177,22 @@ def notice_approve(
 
     def run() -> Notice:
         current = Notice.objects.select_related("department").get(pk=notice.pk)
-        check_approver(actor, current, version_hash, operation=Operation.APPROVE)
-        needed = required_approvals(current)
+        try:
+            check_approver(actor, current, version_hash, operation=Operation.APPROVE)
+        except ApprovalRefused as exc:
+            if exc.code != "audience_changed":
+                raise
+            # The audience changed behind the services' back (a bulk write, a shell): found by
+            # an approver, the notice becomes a new version now, committed before the refusal.
+            audience_changed([current.pk], cause={"change": "found at approval"})
+            raise ApprovalRefused(
+                _("The audience changed since submission: review the new version."),
+                code="audience_changed",
+            ) from None
+        # Counted now, not at submission: recipients imported since then count too.
+        reach = current_reach(current)
+        current.reach = reach
+        needed = required_approvals(current, reach=reach)
         if needed >= 2:
             if not totp_token:
                 raise ApprovalRefused(
@@ -203,7 +235,17 @@ def _approve_locked(
     locked = lock_notice(notice)
     # Checked again under the lock: an edit or another approval may have landed meanwhile.
     person = check_approver(actor, locked, version_hash, operation=Operation.APPROVE)
-    needed = required_approvals(locked)
+    reach = current_reach(locked)
+    needed = required_approvals(locked, reach=reach)
+    if needed >= 2 and not (totp_ok and acknowledged):
+        # The audience grew past the two-approver threshold since the checks above.
+        raise ApprovalRefused(
+            _("This notice now needs two approvers: review its reach and approve again."),
+            code="reach_grew",
+        )
+    if reach != locked.reach:
+        Notice.objects.filter(pk=locked.pk).update(reach=reach)
+        locked.reach = reach
     try:
         with transaction.atomic():
             Approval.objects.create(
@@ -230,6 +272,7 @@ def _approve_locked(
             "required": needed,
             "totp": totp_ok,
             "reach_acknowledged": acknowledged,
+            "reach": reach,
         },
     )
     if have < needed:
@@ -238,10 +281,10 @@ def _approve_locked(
     new_status = Status.SCHEDULED if locked.send_at and locked.send_at > now else Status.APPROVED
     updated = Notice.objects.filter(
         pk=locked.pk, status=Status.SUBMITTED, version_hash=locked.version_hash
-    ).update(status=new_status, approved_at=now)
+    ).update(status=new_status, approved_at=now, approved_reach=reach, status_reason="")
     if updated != 1:
         raise ApprovalRefused(_("The notice changed while approving."), code="stale_version")
-    locked.status, locked.approved_at = new_status, now
+    locked.status, locked.approved_at, locked.approved_reach = new_status, now, reach
     audit_record(
         actor=actor,
         action=Action.APPROVED,

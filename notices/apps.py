@@ -12,3 +12,8 @@ class NoticesConfig(AppConfig):
 
     def ready(self) -> None:
         register(NoticeAuditAction)
+        # Imported here, not at module level: it reads the audiences and notices models.
+        from audiences.changes import register_listener
+        from notices.requeue import watch_segments
+
+        register_listener(watch_segments)

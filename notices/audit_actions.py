@@ -20,6 +20,10 @@ class NoticeAuditAction(models.TextChoices):
     ATTACHMENT_UPLOADED = "notices.attachment_uploaded", "Attachment uploaded"
     TEMPLATES_SEEDED = "notices.templates_seeded", "Notice templates seeded"
     APPROVERS_ALERTED = "notices.approvers_alerted", "Approvers alerted"
+    RETURNED_FOR_APPROVAL = (
+        "notices.returned_for_approval",
+        "Notice returned for approval (audience, risk or reach changed)",
+    )
 
 
 class NoticeOperation(StrEnum):

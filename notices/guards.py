@@ -15,6 +15,7 @@ from django.db import transaction
 
 from accounts import permissions as perms
 from accounts.models import Department
+from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
 from common.types import Actor
@@ -68,6 +69,9 @@ def audit_refusal(
                 "operation": operation,
                 "code": code,
                 "reason": message,
+                # The page, admin page or API endpoint the attempt came by ("service" outside
+                # a request: a task, a command, a shell).
+                "path": current_context().path or "service",
                 "version": current["version"] if current else notice.version,
                 "version_hash": current["version_hash"] if current else notice.version_hash,
                 "status": current["status"] if current else notice.status,

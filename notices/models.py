@@ -205,6 +205,8 @@ class Notice(models.Model):
     version_hash = models.CharField(max_length=64, db_index=True)
     # Recipients counted when the version was submitted (the inbox shows reach without counting).
     reach = models.PositiveIntegerField(null=True, blank=True)
+    # Recipients counted under the lock of the final approval: the send-time check compares.
+    approved_reach = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

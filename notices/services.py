@@ -13,14 +13,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts import permissions as perms
 from accounts.models import Department
+from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
 from common.types import Actor
@@ -49,6 +52,7 @@ from notices.models import (
     Tier,
 )
 from notices.preflight import audience_count
+from notices.selectors import notice_get_for_user
 from notices.validation import apply_fields, check_segments, validate_notice
 from notices.versions import (
     carry_contributions,
@@ -408,3 +412,55 @@ def notice_save(
                     data={"operation": Operation.CREATE, "code": code, "reason": message},
                 )
         raise
+
+
+def notice_get_for_change(*, actor: Actor, pk: int, operation: Operation) -> Notice:
+    """The notice a page means to edit, submit or cancel, refused before any service runs when
+    the actor may not see it (Http404, like a missing one) or may not compose in its department
+    (PermissionDenied). Either refusal is recorded (notices.refused) in that notice's trail, with
+    the path the request came by."""
+    try:
+        notice = notice_get_for_user(user=actor if actor is not None else AnonymousUser(), pk=pk)
+    except Http404:
+        hidden = Notice.objects.select_related("department").filter(pk=pk).first()
+        if hidden is not None:
+            audit_refusal(
+                actor=actor,
+                notice=hidden,
+                operation=operation,
+                code="not_visible",
+                message="The notice belongs to a department the actor may not see.",
+                action=Action.REFUSED,
+            )
+        raise
+    if operation == Operation.UPDATE and not perms.has_department_perm(
+        actor, perms.COMPOSE_NOTICE, notice.department
+    ):
+        audit_refusal(
+            actor=actor,
+            notice=notice,
+            operation=operation,
+            code="not_composer",
+            message="Only PR officers of the notice's department may edit it.",
+            action=Action.REFUSED,
+        )
+        raise PermissionDenied("Only PR officers of the notice's department may edit it.")
+    return notice
+
+
+def compose_refused(*, actor: Actor, code: str) -> None:
+    """Record a refused compose page (the department unknown or not the actor's to write in)."""
+    department = Department.objects.filter(code=code).first()
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=Action.REFUSED,
+            target_label=f"department {code}"[:200],
+            department=department,
+            data={
+                "operation": Operation.CREATE,
+                "code": "not_composer",
+                "reason": "No compose permission in this department.",
+                "path": current_context().path or "service",
+            },
+        )

@@ -1,8 +1,10 @@
 """A notice's versions: the snapshot its hash covers, the recorded versions, who shaped each one,
 and the approvals an edit voids.
 
-An approval is bound to the version hash (everything that is sent, to whom and when), so any
-edit makes a new version and voids every approval; whoever wrote, edited or submitted a
+An approval is bound to the version hash (everything that is sent, to whom and when: each
+segment's full definition included), so any edit makes a new version and voids every approval,
+and a change to a segment, tag, venue or district a waiting notice uses re-seals its hash and
+voids its approvals (notices.reapproval); whoever wrote, edited or submitted a
 version is recorded as its contributor and may not approve it.
 """
 
@@ -14,7 +16,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from audiences.models import Segment
+from audiences.models import Segment, SegmentMember, Venue
+from audiences.selectors import venues_within
 from common.types import Actor
 from notices.guards import acting_person
 from notices.models import (
@@ -27,14 +30,76 @@ from notices.models import (
 )
 
 
-def _segment_definition(segment: Segment) -> dict[str, Any]:
+def _members_digest(segment: Segment) -> dict[str, Any]:
+    """The static members as a count and a digest of their ids (the list itself may be long)."""
+    ids = sorted(
+        SegmentMember.objects.filter(segment=segment).values_list("recipient_id", flat=True)
+    )
+    digest = hashlib.sha256(",".join(map(str, ids)).encode("ascii")).hexdigest()
+    return {"count": len(ids), "sha256": digest}
+
+
+def _venue_definition(venue: Venue) -> dict[str, Any]:
+    return {
+        "id": venue.pk,
+        "department": venue.department_id,
+        "code": venue.code,
+        "name": venue.name,
+        "latitude": venue.latitude,
+        "longitude": venue.longitude,
+    }
+
+
+def _venue_rule(segment: Segment) -> dict[str, Any] | None:
+    """The venue rule with every place it names, and the places within its radius as they are now
+    (moving a venue into or out of the circle changes who is reached)."""
+    if not segment.venue_rule:
+        return None
+    centre = None
+    nearby: list[dict[str, Any]] = []
+    if segment.centre_latitude is not None and segment.centre_longitude is not None:
+        centre = [segment.centre_latitude, segment.centre_longitude]
+        if segment.radius_m:
+            nearby = [
+                _venue_definition(v)
+                for v in venues_within(
+                    department_id=segment.department_id,
+                    centre=(segment.centre_latitude, segment.centre_longitude),
+                    radius_m=segment.radius_m,
+                ).order_by("pk")
+            ]
+    return {
+        "venues": [_venue_definition(v) for v in segment.venues.order_by("pk")],
+        "centre": centre,
+        "radius_m": segment.radius_m,
+        "within_radius": nearby,
+        "checked_in_from": segment.checked_in_from.isoformat() if segment.checked_in_from else None,
+        "checked_in_to": segment.checked_in_to.isoformat() if segment.checked_in_to else None,
+    }
+
+
+def segment_definition(segment: Segment) -> dict[str, Any]:
+    """Everything of a segment that decides who it reaches, with the identities and names of the
+    tags, districts and venues it names and their high-risk flags (see audiences.selectors.segment_q).
+    """
     return {
         "id": segment.pk,
+        "name": segment.name,
+        "department": segment.department_id,
         "kind": segment.kind,
         "subscription": segment.subscription,
-        "updated_at": segment.updated_at.isoformat(),
-        "risk_levels": sorted(segment.risk_levels or []),
+        "districts": [
+            {"id": d.pk, "code": d.code, "name_en": d.name_en, "name_zh": d.name_zh}
+            for d in segment.districts.order_by("pk")
+        ],
         "function_tags": sorted(segment.function_tags or []),
+        "risk_levels": sorted(segment.risk_levels or []),
+        "tags": [
+            {"id": t.pk, "name": t.name, "high_risk": t.high_risk}
+            for t in segment.tags.order_by("pk")
+        ],
+        "members": _members_digest(segment),
+        "venue_rule": _venue_rule(segment),
     }
 
 
@@ -66,7 +131,7 @@ def notice_snapshot(notice: Notice) -> dict[str, Any]:
         },
         "audience": "citywide"
         if notice.tier == Tier.CITYWIDE
-        else [_segment_definition(s) for s in segments],
+        else [segment_definition(s) for s in segments],
         "high_risk": notice.high_risk,
         "requires_confirmation": notice.requires_confirmation,
         "reminders": {
@@ -111,13 +176,18 @@ def record_contribution(notice: Notice, actor: Actor, kind: str) -> None:
         )
 
 
-def carry_contributions(notice: Notice, from_version: int) -> None:
-    """Whoever wrote or edited earlier versions still shaped this one: they may not approve it."""
+def carry_contributions(
+    notice: Notice,
+    from_version: int,
+    kinds: tuple[str, ...] = (ContributionKind.WROTE, ContributionKind.EDITED),
+) -> None:
+    """Whoever wrote or edited earlier versions still shaped this one: they may not approve it
+    (a version made without an edit, on a return for approval, carries the submitter too)."""
     for user_id, kind in (
         NoticeContribution.objects.filter(
             notice=notice,
             version=from_version,
-            kind__in=[ContributionKind.WROTE, ContributionKind.EDITED],
+            kind__in=kinds,
         )
         .values_list("user_id", "kind")
         .distinct()

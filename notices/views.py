@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -167,15 +167,21 @@ def _limits() -> dict[str, int]:
 
 @require_http_methods(["GET", "POST"])
 def compose(request: AuthenticatedRequest, code: str) -> HttpResponse:
-    department = department_get_for_user(user=request.user, code=code, perm=perms.COMPOSE_NOTICE)
+    try:
+        department = department_get_for_user(
+            user=request.user, code=code, perm=perms.COMPOSE_NOTICE
+        )
+    except Http404:
+        services.compose_refused(actor=request.user, code=code)
+        raise
     return _editor(request, department, None)
 
 
 @require_http_methods(["GET", "POST"])
 def edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
-    if not perms.has_department_perm(request.user, perms.COMPOSE_NOTICE, notice.department):
-        raise PermissionDenied
+    notice = services.notice_get_for_change(
+        actor=request.user, pk=pk, operation=NoticeOperation.UPDATE
+    )
     return _editor(request, notice.department, notice)
 
 
@@ -271,7 +277,9 @@ def detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
+    notice = services.notice_get_for_change(
+        actor=request.user, pk=pk, operation=NoticeOperation.SUBMIT
+    )
     try:
         services.notice_submit(actor=request.user, notice=notice)
     except NoticeInvalid as exc:
@@ -285,7 +293,9 @@ def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def cancel(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
+    notice = services.notice_get_for_change(
+        actor=request.user, pk=pk, operation=NoticeOperation.CANCEL
+    )
     form = ReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("Give the reason for cancelling."))
@@ -386,6 +396,9 @@ def _notice_json(notice: Notice) -> dict[str, Any]:
         "status": notice.status,
         "version": notice.version,
         "version_hash": notice.version_hash,
+        "reach": notice.reach,
+        # Why it waits again (an audience, risk or reach change after submission), in English.
+        "status_reason": notice.status_reason,
         "approvals": approval.approval_count(notice),
         "required_approvals": approval.required_approvals(notice),
     }

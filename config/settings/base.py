@@ -234,3 +234,8 @@ CELERY_BEAT_SCHEDULE = {
     **DELIVERY_BEAT_SCHEDULE,
     **INTEGRATIONS_BEAT_SCHEDULE,
 }
+
+# Credentials (accounts.credentials): how long a one-time enrolment link stays valid, and how
+# long an approver whose credentials were reset may not approve.
+ACCOUNTS_ENROLMENT_LINK_HOURS = env_int("ACCOUNTS_ENROLMENT_LINK_HOURS", 4)
+ACCOUNTS_APPROVER_COOLING_OFF_HOURS = env_int("ACCOUNTS_APPROVER_COOLING_OFF_HOURS", 24)

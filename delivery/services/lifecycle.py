@@ -9,18 +9,27 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from accounts import permissions as perms
 from audit.services import audit_record
+from common.errors import ApplicationError
 from common.types import Actor
 from delivery import enqueue, media
 from delivery.audit_actions import DeliveryAuditAction as Action
 from delivery.models import Batch, BatchStatus, DeliveryPlan, PauseCode, PlanStatus
 from notices.delivery_status import notice_mark_paused, notice_mark_resumed, notice_mark_sent
+from notices.reapproval import notice_check_before_resume
 
 # Stored in English; pages translate them for the reader (DeliveryPlan.pause_reason_text).
 QUOTA_USED_UP = gettext_noop("The month's DingTalk API quota is used up.")
+# The pause code of a plan whose notice went back for approval when it was to resume: the
+# planner starts it again after the new approval (planner.plan_start), never the sweeper.
+APPROVAL_VOIDED = "approval_voided"
+WAITS_FOR_APPROVAL = gettext_noop(
+    "The notice waits for approval again: it resumes by itself once it is approved."
+)
 
 
 def plan_pause(plan_id: int, *, code: str, reason: str) -> bool:
@@ -53,13 +62,20 @@ def plan_resume(*, actor: Actor, plan_id: int) -> int:
     ``actor`` None is the sweeper, once the cause is gone (sweeper.pause_cleared); a person
     needs the approve permission in the plan's department (PermissionDenied). A plan paused
     on a media id DingTalk forgot uploads the file again first (ApplicationError if that
-    fails: the plan stays paused). Audit: delivery.resumed.
+    fails: the plan stays paused). The send-time check of notices.reapproval runs first: if the
+    approved hash, risk or reach no longer holds, nothing is sent, the notice goes back for
+    approval and the plan waits for it (ApplicationError for a person). Audit: delivery.resumed.
     """
     plan = DeliveryPlan.objects.select_related("department").get(pk=plan_id)
     if actor is not None:
         perms.require_department_perm(actor, perms.APPROVE_NOTICE, plan.department)
     if plan.status == PlanStatus.PAUSED and plan.pause_code == PauseCode.MEDIA_EXPIRED:
         media.renew_for_plan(plan_id)
+    refused = _recheck_approval(plan_id)
+    if refused:
+        if actor is not None:
+            raise ApplicationError(refused, code=APPROVAL_VOIDED)
+        return 0
     with transaction.atomic():
         moved = DeliveryPlan.objects.filter(pk=plan_id, status=PlanStatus.PAUSED).update(
             status=PlanStatus.SENDING, pause_code="", pause_reason=""
@@ -81,6 +97,25 @@ def plan_resume(*, actor: Actor, plan_id: int) -> int:
         enqueue.plan_notice(plan.notice_id, urgent=plan.urgent)
     plan_finish_if_complete(plan_id)
     return len(queued)
+
+
+def _recheck_approval(plan_id: int) -> str:
+    """The send-time check before a paused plan resumes (notices.reapproval); on a difference
+    the notice goes back for approval and the plan stays paused with APPROVAL_VOIDED. Returns
+    the translated refusal, or "" when the plan may resume."""
+    with transaction.atomic():
+        plan = DeliveryPlan.objects.select_for_update().get(pk=plan_id)
+        if plan.status != PlanStatus.PAUSED:
+            return ""
+        if plan.pause_code == APPROVAL_VOIDED:
+            return _(WAITS_FOR_APPROVAL)
+        check = notice_check_before_resume(plan.notice_id)
+        if check.ok or check.code in ("missing", "not_approved"):
+            return ""
+        DeliveryPlan.objects.filter(pk=plan_id).update(
+            pause_code=APPROVAL_VOIDED, pause_reason=check.reason[:300]
+        )
+    return _(check.reason)
 
 
 def plan_finish_if_complete(plan_id: int) -> bool:

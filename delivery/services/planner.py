@@ -21,7 +21,7 @@ from delivery import deptwide, enqueue, media, messages, planning
 from delivery.audit_actions import DeliveryAuditAction as Action
 from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, Dispatch, PlanStatus
 from delivery.quota import org_wide_sends_today
-from delivery.services.lifecycle import plan_finish_if_complete, plan_pause
+from delivery.services.lifecycle import APPROVAL_VOIDED, plan_finish_if_complete, plan_pause
 from delivery.services.outbox import (
     SnapshotRaced,
     companion_dispatch_for,
@@ -32,6 +32,7 @@ from delivery.services.outbox import (
 from delivery.services.outbox_pg import pg_snapshot_chunk, pg_snapshot_fits
 from notices.delivery_status import notice_mark_sending
 from notices.models import Notice, Status, Tier
+from notices.reapproval import notice_check_before_send
 
 
 def plan_notice(notice_id: int) -> int:
@@ -78,8 +79,12 @@ def plan_start(notice_id: int) -> DeliveryPlan | None:
             return None
         plan = DeliveryPlan.objects.filter(notice_id=notice_id).first()
         if plan is not None:
-            return plan
+            return _restart_reapproved(plan, notice)
         if notice.status not in (Status.APPROVED, Status.SCHEDULED) or not is_due(notice):
+            return None
+        # The approved hash, the approvals the risk and reach need now, and the reach's growth:
+        # on any difference nothing is planned and the notice is back in the approval queue.
+        if not notice_check_before_send(notice_id).ok:
             return None
         if not notice_mark_sending(notice_id):
             return None
@@ -104,6 +109,37 @@ def plan_start(notice_id: int) -> DeliveryPlan | None:
             department=notice.department,
             data={"strategy": strategy, "version_hash": notice.version_hash},
         )
+    return plan
+
+
+def _restart_reapproved(plan: DeliveryPlan, notice: Notice) -> DeliveryPlan:
+    """A plan paused because its notice went back for approval on resume (lifecycle.plan_resume)
+    sends again once the notice is approved again and the send-time check passes; the batches
+    still queued are queued again on commit. Any other plan is returned as it is.
+    Audit: delivery.resumed."""
+    if plan.status != PlanStatus.PAUSED or plan.pause_code != APPROVAL_VOIDED:
+        return plan
+    if notice.status not in (Status.APPROVED, Status.SCHEDULED) or not is_due(notice):
+        return plan
+    if not notice_check_before_send(notice.pk).ok or not notice_mark_sending(notice.pk):
+        return plan
+    DeliveryPlan.objects.filter(pk=plan.pk, status=PlanStatus.PAUSED).update(
+        status=PlanStatus.SENDING, pause_code="", pause_reason=""
+    )
+    plan.status, plan.pause_code, plan.pause_reason = PlanStatus.SENDING, "", ""
+    audit_record(
+        actor=None,
+        action=Action.RESUMED,
+        target=notice,
+        department=notice.department,
+        data={"after": "re-approval", "version_hash": notice.version_hash},
+    )
+    queued = list(
+        Batch.objects.filter(dispatch__plan=plan, status=BatchStatus.QUEUED).values_list(
+            "pk", "urgent"
+        )
+    )
+    transaction.on_commit(lambda: enqueue.send_batch_groups(queued))
     return plan
 
 

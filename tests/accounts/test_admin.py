@@ -53,6 +53,7 @@ def test_department_change_in_admin_goes_through_the_service(cast_a) -> None:
             "dingtalk_app_key": "",
             "dingtalk_secret_ref": "",
             "dingtalk_edition": "standard",
+            "reach_growth_percent": "10",
         },
     )
     assert response.status_code == 302
@@ -90,16 +91,16 @@ def test_revoking_a_role_in_admin_goes_through_the_service(cast_a) -> None:
 
 
 @pytest.mark.django_db
-def test_reset_authenticator_action(cast_a) -> None:
+def test_reset_credentials_action(cast_a) -> None:
     give_authenticator(cast_a.pr_officer)
     client = verified_client_for(cast_a.system_admin)
     response = client.post(
         reverse("admin:auth_user_changelist"),
-        {"action": "reset_authenticator", "_selected_action": [cast_a.pr_officer.pk]},
+        {"action": "reset_credentials", "_selected_action": [cast_a.pr_officer.pk]},
     )
     assert response.status_code == 302
     assert not cast_a.pr_officer.totpdevice_set.exists()
-    assert AuditEvent.objects.filter(action=AuditAction.TOTP_RESET).exists()
+    assert AuditEvent.objects.filter(action=AuditAction.CREDENTIALS_RESET).exists()
 
 
 @pytest.mark.django_db

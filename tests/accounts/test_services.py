@@ -172,19 +172,21 @@ def test_only_the_platform_superuser_creates_departments(cast_a) -> None:
 
 
 @pytest.mark.django_db
-def test_totp_reset_removes_devices_and_is_audited(cast_a, cast_b) -> None:
-    give_authenticator(cast_a.supervisor)
-    services.backup_codes_issue(user=cast_a.supervisor)
+def test_credentials_reset_removes_devices_and_is_audited(cast_a, cast_b) -> None:
+    from accounts.credentials import credentials_reset_request
+
+    give_authenticator(cast_a.pr_officer)
+    services.backup_codes_issue(user=cast_a.pr_officer)
     with pytest.raises(PermissionDenied):
-        services.totp_reset(
-            actor=cast_b.system_admin, user=cast_a.supervisor, department=cast_a.department
+        credentials_reset_request(
+            actor=cast_b.system_admin, user=cast_a.pr_officer, department=cast_a.department
         )
-    services.totp_reset(
-        actor=cast_a.system_admin, user=cast_a.supervisor, department=cast_a.department
+    credentials_reset_request(
+        actor=cast_a.system_admin, user=cast_a.pr_officer, department=cast_a.department
     )
-    assert not cast_a.supervisor.totpdevice_set.exists()
-    assert not BackupCodeDevice.objects.filter(user=cast_a.supervisor).exists()
-    assert last_event(AuditAction.TOTP_RESET).actor == cast_a.system_admin
+    assert not cast_a.pr_officer.totpdevice_set.exists()
+    assert not BackupCodeDevice.objects.filter(user=cast_a.pr_officer).exists()
+    assert last_event(AuditAction.CREDENTIALS_RESET).actor == cast_a.system_admin
 
 
 @pytest.mark.django_db

@@ -28,6 +28,8 @@ PUBLIC = {
     "delivery:confirm",
     # A sent notice's whole text, opened from its image card (a signed link, read-only).
     "delivery:notice-page",
+    # A person's own one-time enrolment link after a credential reset (accounts.credentials).
+    "accounts:enrolment-link",
 }
 PRE_OTP = {"accounts:verify", "accounts:enrol", "accounts:logout"}
 

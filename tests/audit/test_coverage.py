@@ -126,11 +126,13 @@ def test_totp_enrolment(cast_a) -> None:
 
 
 @pytest.mark.django_db
-def test_totp_reset(cast_a) -> None:
-    accounts_services.totp_reset(
+def test_credentials_reset(cast_a) -> None:
+    from accounts.credentials import credentials_reset_request
+
+    credentials_reset_request(
         actor=cast_a.system_admin, user=cast_a.pr_officer, department=cast_a.department
     )
-    event = only_event("accounts.totp_reset")
+    event = only_event("accounts.credentials_reset")
     assert event.actor_id == cast_a.system_admin.pk
     assert_target(event, cast_a.pr_officer)
     assert event.department_id == cast_a.department.pk

@@ -38,6 +38,7 @@ from dingtalk.client import DingTalkClient
 from dingtalk.simulator.testing import running_simulator
 from notices import attachments as notice_attachments
 from notices.models import Notice, Status, Tier
+from notices.testing import seal_approved
 
 APP_KEY = "ding-demo-wsd"
 DISTRICTS = list(range(100, 118))
@@ -438,6 +439,7 @@ def test_a_file_notice_sent_by_department_carries_its_text_card_too(
     )
     notice = citywide(wsd)
     Notice.objects.filter(pk=notice.pk).update(kind="file", attachment=item)
+    seal_approved(Notice.objects.get(pk=notice.pk))  # approved as it now stands
     planner.plan_notice(notice.pk)
     planner.plan_notice(notice.pk)  # ran twice
     plan = DeliveryPlan.objects.get(notice=notice)

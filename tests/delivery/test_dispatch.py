@@ -29,6 +29,7 @@ from delivery.testing import (
     stopped_clock_simulator,
 )
 from notices.models import Notice, Status, Tier
+from notices.testing import seal_approved
 
 ACCEPTED = (DeliveryState.ACCEPTED,)  # what DingTalk took: see delivery.models.effective_state
 
@@ -227,6 +228,7 @@ def test_a_scheduled_notice_waits_for_the_sweeper(sim, wsd) -> None:
     assert planner.plan_notice(notice.pk) == 0
     assert not DeliveryPlan.objects.filter(notice=notice).exists()
     Notice.objects.filter(pk=notice.pk).update(send_at=timezone.now() - timedelta(seconds=1))
+    seal_approved(Notice.objects.get(pk=notice.pk))  # approved with the schedule it now has
     assert sweeper.sweep()["planned"] == 1
     assert DeliveryPlan.objects.get(notice=notice).status == PlanStatus.DONE
 

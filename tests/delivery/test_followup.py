@@ -36,6 +36,7 @@ from delivery.testing import (
 )
 from notices import attachments as notice_attachments
 from notices.models import Notice, Status, Tier
+from notices.testing import seal_approved
 
 
 @pytest.fixture
@@ -225,7 +226,7 @@ def file_notice(department, **options):
     notice = make_notice(department, **options)
     Notice.objects.filter(pk=notice.pk).update(kind="file", attachment=item)
     notice.refresh_from_db()
-    return notice
+    return seal_approved(notice)  # approved as it now stands
 
 
 def media_and_card(plan):

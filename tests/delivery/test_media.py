@@ -28,7 +28,13 @@ from dingtalk.errors import ServerError
 from notices import approval as notice_approval
 from notices import attachments as notice_attachments
 from notices.models import Attachment, Notice, Status, Tier
-from notices.testing import current_code, everyone_segment, submitted_notice, targeted_fields
+from notices.testing import (
+    current_code,
+    everyone_segment,
+    seal_approved,
+    submitted_notice,
+    targeted_fields,
+)
 
 PDF = b"%PDF-1.4 typhoon shelters " + b"0" * 200
 PNG = b"\x89PNG" + b"0" * 200
@@ -64,7 +70,7 @@ def media_notice(department, kind: str, item: Attachment, **options) -> Notice:
     notice = make_notice(department, **options)
     Notice.objects.filter(pk=notice.pk).update(kind=kind, attachment=item)
     notice.refresh_from_db()
-    return notice
+    return seal_approved(notice)  # approved as it now stands
 
 
 def file_sent_once(department, people: int) -> Attachment:

@@ -529,16 +529,26 @@ def _touch(segment, **changes):
     segment.save()
 
 
-def test_audience_redefined_after_submission_cannot_be_approved(cast_a, audience):
+def test_audience_redefined_behind_the_services_back_is_returned_at_approval(cast_a, audience):
     notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(audience))
-    _touch(audience, function_tags=["frontline"])
-    before = snapshot(notice)
+    _touch(audience, function_tags=["frontline"])  # a save() the services never saw
+    old_hash = notice.version_hash
     with audit_context(VERIFIED), pytest.raises(PermissionDenied):
         approval.notice_approve(
             actor=cast_a.supervisor, notice=notice, version_hash=notice.version_hash
         )
-    assert snapshot(notice) == before
+    notice.refresh_from_db()
+    # Nothing approved; the notice is a new version over its audience as it now is, with the
+    # reason on it, and its submitter still may not approve it.
+    assert notice.status == Status.SUBMITTED
+    assert notice.version == 2
+    assert notice.version_hash == versions.compute_version_hash(notice) != old_hash
+    assert notice.status_reason
+    assert not Approval.objects.filter(notice=notice).exists()
     assert refusals(notice, "audience_changed").count() == 1
+    assert NoticeContribution.objects.filter(
+        notice=notice, version=2, user=cast_a.pr_officer, kind=ContributionKind.SUBMITTED
+    ).exists()
 
 
 def test_submit_after_audience_change_makes_a_new_version(cast_a, audience):
@@ -546,7 +556,7 @@ def test_submit_after_audience_change_makes_a_new_version(cast_a, audience):
         actor=cast_a.pr_officer, department=cast_a.department, **targeted_fields(audience)
     )
     first_hash = notice.version_hash
-    _touch(audience, description="Everyone we know")
+    _touch(audience, name="Everyone we know")
     notice = services.notice_submit(actor=cast_a.pr_officer, notice=notice)
     assert notice.version == 2
     assert notice.version_hash != first_hash
@@ -649,7 +659,7 @@ def test_segment_with_a_high_risk_tag_needs_two(cast_a):
     from audiences.models import Recipient, RecipientTag, Tag
 
     add_recipients(cast_a.department, 3)
-    tag = Tag.objects.create(department=cast_a.department, name="high-risk")
+    tag = Tag.objects.create(department=cast_a.department, name="dialysis", high_risk=True)
     RecipientTag.objects.bulk_create(
         [RecipientTag(recipient=r, tag=tag) for r in Recipient.objects.all()]
     )
