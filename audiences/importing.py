@@ -21,7 +21,14 @@ from audiences import pgimport
 from audiences.audit_actions import AudienceAuditAction
 from audiences.merge import MergeCounts, merge_fields, merge_rows, merge_staged
 from audiences.models import FileFormat
-from audiences.reader import Limits, check_size, decode_utf8, file_format_for, read_file
+from audiences.reader import (
+    Limits,
+    check_header_width,
+    check_size,
+    decode_utf8,
+    file_format_for,
+    read_file,
+)
 from audiences.services import require_manage
 from audiences.validation import (
     CleanRecipient,
@@ -302,9 +309,12 @@ def sql_checkable_text(data: bytes, file_format: str, report: ImportReport) -> S
         if records is None:
             return None
         text, separator = records, pgimport.RECORD_SEPARATOR
-    header, _newline, _rest = text.partition("\n")
+    header = text.partition("\n")[0].split(separator)
+    if not any(header):
+        return None  # blank lines first: the reader skips them, and numbers the lines after
     try:
-        columns = check_header(header.split(separator))
+        check_header_width(header, Limits.from_settings())
+        columns = check_header(header)
     except ImportFileError as exc:
         report.file_error = exc.message
         return None

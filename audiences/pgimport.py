@@ -254,8 +254,9 @@ def stage_and_check(
                 too_many,
                 [],
                 0,
-                _("The file has %(rows)s rows; the limit here is %(limit)s.")
-                % {"rows": too_many, "limit": max_rows},
+                # The reader's words (audiences.reader), so both paths refuse alike.
+                _("The file has more than %(limit)s rows; the limit here is %(limit)s.")
+                % {"limit": max_rows},
             )
         cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
         cursor.execute(

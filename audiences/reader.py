@@ -132,6 +132,14 @@ def inspect_xlsx(data: bytes, limits: Limits) -> None:
         )
 
 
+def check_header_width(header: list[str], limits: Limits) -> None:
+    if len(header) > limits.columns:
+        raise ImportFileError(
+            _("The header row has %(got)s columns; at most %(limit)s are allowed.")
+            % {"got": len(header), "limit": limits.columns}
+        )
+
+
 def decode_utf8(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -144,19 +152,22 @@ def decode_utf8(data: bytes) -> str:
 
 
 def _csv_records(data: bytes) -> Iterator[tuple[int, list[str]]]:
-    """(line, cells) of every record, header first; line numbers as csv.reader counts them."""
+    """(line, cells) of every record, header first, numbered by the line each record starts on."""
     if data.startswith(ZIP_MAGIC):
         raise ImportFileError(
             _("The file is an Excel workbook, not CSV text. Name it .xlsx and upload it again.")
         )
     reader = csv.reader(io.StringIO(decode_utf8(data), newline=""))
+    end = 0
     try:
         for cells in reader:
-            yield reader.line_num, cells
+            # A record's first line: where a person looks for a cell that holds a line break.
+            yield end + 1, cells
+            end = reader.line_num
     except csv.Error as exc:
         raise ImportFileError(
             _("Line %(line)s cannot be read as CSV: %(error)s")
-            % {"line": reader.line_num + 1, "error": str(exc)[:80]}
+            % {"line": end + 1, "error": str(exc)[:80]}
         ) from None
 
 
@@ -222,11 +233,7 @@ def read_file(
             if not any(cells):
                 continue
             header = _trimmed(cells) if xlsx else cells
-            if len(header) > limits.columns:
-                raise ImportFileError(
-                    _("The header row has %(got)s columns; at most %(limit)s are allowed.")
-                    % {"got": len(header), "limit": limits.columns}
-                )
+            check_header_width(header, limits)
             continue
         if not (any(c.strip() for c in cells) if xlsx else any(cells)):
             continue  # blank, as csv.reader's empty records (the SQL path skips the same lines)

@@ -48,7 +48,9 @@ def recipient_dataset(data: bytes | str) -> tablib.Dataset:
     width = len(parsed.header)
     dataset = tablib.Dataset(headers=parsed.header)
     for _line, cells in parsed.rows:
-        dataset.append((cells + [""] * width)[:width])
+        # import-export looks rows up by these values before our check refuses them: no NUL
+        # may reach the database (PostgreSQL refuses it); the check reads parsed.rows.
+        dataset.append([c.replace("\x00", "\ufffd") for c in (cells + [""] * width)[:width]])
     dataset.recipient_rows = parsed.rows
     return dataset
 
@@ -198,11 +200,15 @@ class RecipientResource(resources.ModelResource):  # type: ignore[misc]
             instance.subscription_source = SubscriptionSource.IMPORT
             instance.subscription_changed_at = timezone.now()
 
+    def import_data(self, dataset: Any, dry_run: bool = False, **kwargs: Any) -> Any:
+        result = super().import_data(dataset, dry_run=dry_run, **kwargs)
+        if self.department is not None and (result.has_errors() or result.has_validation_errors()):
+            # Here, after import-export's transaction: a preview's is always rolled back.
+            self._audit_rejection(result, dry_run=dry_run, **kwargs)
+        return result
+
     def after_import(self, dataset: Any, result: Any, **kwargs: Any) -> None:
-        if result.has_errors() or result.has_validation_errors():
-            self._audit_rejection(result, **kwargs)
-            return
-        if kwargs.get("dry_run"):
+        if kwargs.get("dry_run") or result.has_errors() or result.has_validation_errors():
             return
         totals = result.totals
         audit_record(
