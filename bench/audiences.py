@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRATCH = "bench_audiences"
+SCRATCH = os.environ.get("BENCH_AUDIENCES_DB", "bench_audiences")  # its own name per parallel run
 
 
 def require(condition: object, detail: object) -> None:
@@ -92,7 +92,7 @@ def write_zip_bomb(path: Path, *, unpacked: int = 1_100_000_000) -> None:
         b'<row><c t="inlineStr"><is><t>u1</t></is></c><c t="inlineStr"><is><t>Person</t></is></c>'
         b'<c t="inlineStr"><is><t>90100000</t></is></c></row>'
     )
-    chunk = row * (16_777_216 // len(row))
+    chunk = row * (4_194_304 // len(row))
     head = (
         b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
     )
@@ -104,11 +104,13 @@ def write_zip_bomb(path: Path, *, unpacked: int = 1_100_000_000) -> None:
         # A picture's worth of bytes that do not compress: the file is about 2 MB on disk.
         bomb.writestr("xl/media/image1.png", os.urandom(1_000_000))
         with bomb.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
-            sheet.write(head)
-            written = len(head)
+            sheet.write(head + chunk)
+            written = len(head) + len(chunk)
+            # Whitespace between the rows: valid XML, and deflate packs it about 1,000 to 1.
+            padding = b" " * len(chunk)
             while written < unpacked:
-                sheet.write(chunk)
-                written += len(chunk)
+                sheet.write(padding)
+                written += len(padding)
             sheet.write(tail)
 
 
