@@ -305,3 +305,25 @@ def test_the_bulk_command_without_json_prints_lines_and_columns(tmp_path, cast_a
         )
     assert "Line 3, column dingtalk_user_id:" in err.getvalue()
     assert _rejections() == 1
+
+
+def test_refusals_are_translated(cast_a):
+    from django.utils import translation
+
+    from audiences.importing import recipients_import
+
+    rows = [recipient_row(0, name="A\x00B"), recipient_row(1, mobile="+86 139 1234 5678")]
+    with translation.override("zh-hant"):
+        report = recipients_import(
+            actor=None, department=cast_a.department, data=csv_bytes(rows), file_name="f.csv"
+        )
+        refused = recipients_import(
+            actor=None, department=cast_a.department, data=b"x", file_name="macro.xlsm"
+        )
+        shown = [str(e) for e in report.errors]
+    assert shown[0].startswith("第 2 行")
+    assert "name 欄" in shown[0]
+    assert "控制字元" in shown[0]
+    assert "U+0000" in shown[0]
+    assert "不是香港號碼" in shown[1]
+    assert "巨集" in refused.file_error
