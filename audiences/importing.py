@@ -27,6 +27,7 @@ from audiences.reader import (
     check_size,
     decode_utf8,
     file_format_for,
+    inspect_xlsx,
     read_file,
 )
 from audiences.services import require_manage
@@ -226,6 +227,12 @@ def upload_check(
     file_format: str = FileFormat.CSV
     try:
         file_format = file_format_for(file_name)
+        if file_format == FileFormat.XLSX:
+            check_size(data, Limits.from_settings())
+            unpacked = inspect_xlsx(data, Limits.from_settings())
+            if unpacked > settings.AUDIENCES_ADMIN_SYNC_MAX_UNPACKED_BYTES:
+                # openpyxl reads a workbook's shared strings whole: a big one is the job's work.
+                return UploadCheck(file_format=file_format, large=True)
         parsed = read_file(data, file_format, stop_after=settings.AUDIENCES_ADMIN_SYNC_MAX_ROWS)
         check_header(parsed.header)
         if not parsed.rows:

@@ -78,8 +78,11 @@ def check_size(data: bytes, limits: Limits) -> None:
         )
 
 
-def inspect_xlsx(data: bytes, limits: Limits) -> None:
-    """Refuse an XLSX file before parsing it: not a workbook, macros, external links, too big."""
+def inspect_xlsx(data: bytes, limits: Limits) -> int:
+    """Refuse an XLSX file before parsing it: not a workbook, macros, external links, too big.
+
+    Returns the total unpacked size its zip directory declares.
+    """
     if not data.startswith(ZIP_MAGIC):
         raise ImportFileError(
             _(
@@ -130,6 +133,7 @@ def inspect_xlsx(data: bytes, limits: Limits) -> None:
             )
             % {"size": round(total / _MB, 1), "limit": limits.total_bytes // _MB}
         )
+    return total
 
 
 def check_header_width(header: list[str], limits: Limits) -> None:

@@ -16,6 +16,10 @@ AUDIENCES_XLSX_MAX_PART_BYTES = env_int("AUDIENCES_XLSX_MAX_PART_BYTES", 256 * 1
 AUDIENCES_XLSX_MAX_TOTAL_BYTES = env_int("AUDIENCES_XLSX_MAX_TOTAL_BYTES", 512 * 1024 * 1024)
 # Above this many rows an admin upload is checked and imported by a Celery task with a progress bar.
 AUDIENCES_ADMIN_SYNC_MAX_ROWS = env_int("AUDIENCES_ADMIN_SYNC_MAX_ROWS", 2_000)
+# An XLSX upload that unpacks to more than this goes to a job without being parsed in the request.
+AUDIENCES_ADMIN_SYNC_MAX_UNPACKED_BYTES = env_int(
+    "AUDIENCES_ADMIN_SYNC_MAX_UNPACKED_BYTES", 16 * 1024 * 1024
+)
 # PostgreSQL memory for checking a bulk file in SQL (audiences.pgimport): the session's buffers
 # for temporary tables (kept by that connection afterwards) and the duplicate-id sort.
 AUDIENCES_IMPORT_TEMP_BUFFERS = env_str("AUDIENCES_IMPORT_TEMP_BUFFERS", "512MB")

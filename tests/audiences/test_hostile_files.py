@@ -171,6 +171,21 @@ def test_any_file_above_the_threshold_becomes_a_job(
     assert not Recipient.objects.exists()
 
 
+@override_settings(AUDIENCES_ADMIN_SYNC_MAX_UNPACKED_BYTES=100_000)
+def test_a_workbook_that_unpacks_large_goes_to_a_job_unparsed(
+    cast_a, verified_client, django_capture_on_commit_callbacks
+):
+    # Five rows, but 200 kB unpacked: the request does not parse it.
+    rows = _rows(5)
+    data = xlsx_bytes(rows, extra_parts={"xl/media/big.bin": b"\0" * 200_000})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _admin(verified_client(cast_a.department_admin), cast_a, "big.xlsx", data)
+    job = ImportJob.objects.get()
+    assert response.redirect_chain[0][0] == reverse("audiences:import-job", args=["WSD", job.pk])
+    assert job.state == ImportState.VALIDATED
+    assert job.counts["new"] == 5
+
+
 def _nul_rows() -> list[dict[str, str]]:
     return [
         recipient_row(0),
