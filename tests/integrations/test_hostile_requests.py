@@ -248,3 +248,19 @@ def test_many_sources_in_a_window_share_one_counter_beyond_the_cap(client, setti
     assert UnknownTrafficWindow.objects.count() == 6
     assert UnknownTrafficWindow.objects.get(source="other").count == 25
     assert not AuditEvent.objects.filter(action__startswith="integrations.").exists()
+
+
+@pytest.mark.django_db
+def test_deeply_nested_cap_xml_is_a_structured_400_and_audited(client, cast_a, templates_a):
+    feed, secret = _cap_caller(cast_a, "Geotechnical office")
+    body = (
+        b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
+        + b"<a>" * 20000
+        + b"</a>" * 20000
+        + b"</alert>"
+    )
+    response = _post_cap(client, feed, secret, body)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["status"] == 400
+    assert Notice.objects.count() == 0
+    assert _refusals()[-1].data["status"] == 400
