@@ -286,13 +286,13 @@ class RecipientValidator:
         unsafe = _unsafe_cells(values) or _formula_problems(values)
         if unsafe:
             return RowError(line, "; ".join(text for _column, text in unsafe), unsafe[0][0])
-        problems: list[str] = []
+        problems = _Problems()
+        problems.current = "dingtalk_user_id"
         user_id = self._user_id(line, values, problems)
-        column = "dingtalk_user_id" if problems else ""
+        problems.current = "name"
         name = _name(values, problems)
-        column = column or ("name" if problems else "")
+        problems.current = "mobile"
         mobile = _mobile(values, problems)
-        column = column or ("mobile" if problems else "")
         language = _looked_up(
             LANGUAGE_WORDS,
             values,
@@ -307,6 +307,7 @@ class RecipientValidator:
             problems,
             _("district %(value)r is not one of the 18 districts (use a code such as SS or KC)"),
         )
+        problems.current = "function_tag"
         function_tag = _function_tag(values, problems)
         risk = _looked_up(
             RISK_WORDS,
@@ -315,6 +316,7 @@ class RecipientValidator:
             problems,
             _("risk_level %(value)r is not high, medium or low"),
         )
+        problems.current = "tags"
         tag_ids = self._tag_ids(values, problems)
         subscription = _looked_up(
             SUBSCRIPTION_WORDS,
@@ -324,7 +326,7 @@ class RecipientValidator:
             _("subscription %(value)r is not subscribed or unsubscribed"),
         )
         if problems:
-            return RowError(line, "; ".join(problems), column or _first_named(problems))
+            return RowError(line, "; ".join(problems), problems.first_column)
         if (
             mobile is None
             or language is None
@@ -428,10 +430,16 @@ def _formula_problems(values: Mapping[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-def _first_named(problems: Sequence[str]) -> str:
-    """The column the first problem starts with (every reason names its column first)."""
-    word = problems[0].split(" ", 1)[0] if problems else ""
-    return word if word in ALL_COLUMNS else ""
+class _Problems(list[str]):
+    """A row's problems, remembering the column of the first (set `current` before each check)."""
+
+    current = ""
+    first_column = ""
+
+    def append(self, text: str) -> None:
+        if not self:
+            self.first_column = self.current
+        super().append(text)
 
 
 def _name(values: Mapping[str, str], problems: list[str]) -> str:
@@ -472,6 +480,8 @@ def _looked_up(
     raw = values.get(column, "")
     found = table.get(raw.strip().lower())
     if found is None:
+        if isinstance(problems, _Problems):
+            problems.current = column
         problems.append(message % {"value": shown(raw)})
     return found
 

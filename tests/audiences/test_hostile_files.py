@@ -327,7 +327,11 @@ def test_refusals_are_translated(cast_a):
 
     from audiences.importing import recipients_import
 
-    rows = [recipient_row(0, name="A\x00B"), recipient_row(1, mobile="+86 139 1234 5678")]
+    rows = [
+        recipient_row(0, name="A\x00B"),
+        recipient_row(1, mobile="+86 139 1234 5678"),
+        recipient_row(2, language="fr", tags="nope"),
+    ]
     with translation.override("zh-hant"):
         report = recipients_import(
             actor=None, department=cast_a.department, data=csv_bytes(rows), file_name="f.csv"
@@ -341,4 +345,5 @@ def test_refusals_are_translated(cast_a):
     assert "控制字元" in shown[0]
     assert "U+0000" in shown[0]
     assert "不是香港號碼" in shown[1]
+    assert [e.column for e in report.errors] == ["name", "mobile", "language"]
     assert "巨集" in refused.file_error
