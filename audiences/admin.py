@@ -267,7 +267,11 @@ class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: i
             data = upload.read()
         upload.seek(0)
         checked = upload_check(
-            actor=request.user, department=department, data=data, file_name=upload.name
+            actor=request.user,
+            department=department,
+            data=data,
+            file_name=upload.name,
+            size=upload.size,
         )
         if checked.error:
             self.message_user(request, checked.error, messages.ERROR)

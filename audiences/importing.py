@@ -216,10 +216,11 @@ class UploadCheck:
 
 
 def upload_check(
-    *, actor: Actor, department: Department, data: bytes, file_name: str
+    *, actor: Actor, department: Department, data: bytes, file_name: str, size: int | None = None
 ) -> UploadCheck:
     """Read at most AUDIENCES_ADMIN_SYNC_MAX_ROWS rows of an upload, with every whole-file limit.
 
+    `size`: the upload's size when `data` is only its first bytes (an upload over the limit).
     Permission: manage_audience. A refused file is audited (audiences.import_rejected) and its
     human message returned; rows are counted from the data, whatever the format and line endings.
     """
@@ -227,8 +228,8 @@ def upload_check(
     file_format: str = FileFormat.CSV
     try:
         file_format = file_format_for(file_name)
+        check_size(data, Limits.from_settings(), size=size)
         if file_format == FileFormat.XLSX:
-            check_size(data, Limits.from_settings())
             unpacked = inspect_xlsx(data, Limits.from_settings())
             if unpacked > settings.AUDIENCES_ADMIN_SYNC_MAX_UNPACKED_BYTES:
                 # openpyxl reads a workbook's shared strings whole: a big one is the job's work.

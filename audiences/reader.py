@@ -70,11 +70,13 @@ def file_format_for(file_name: str) -> str:
     return FileFormat.XLSX if lower.endswith(".xlsx") else FileFormat.CSV
 
 
-def check_size(data: bytes, limits: Limits) -> None:
-    if len(data) > limits.file_bytes:
+def check_size(data: bytes, limits: Limits, *, size: int | None = None) -> None:
+    """`size`: the upload's real size when only its first bytes were read."""
+    size = max(size or 0, len(data))
+    if size > limits.file_bytes:
         raise ImportFileError(
             _("The file is %(size)s MB; the limit is %(limit)s MB. Split it into smaller files.")
-            % {"size": round(len(data) / _MB, 1), "limit": limits.file_bytes // _MB}
+            % {"size": round(size / _MB, 1), "limit": limits.file_bytes // _MB}
         )
 
 

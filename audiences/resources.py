@@ -12,6 +12,7 @@ from typing import Any
 
 import tablib
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
@@ -227,6 +228,7 @@ class RecipientResource(resources.ModelResource):  # type: ignore[misc]
             },
         )
 
+    @transaction.atomic
     def _audit_rejection(self, result: Any, **kwargs: Any) -> None:
         bad = sorted(n for n, o in self._outcomes.items() if isinstance(o, RowError))
         audit_record(

@@ -121,6 +121,15 @@ def test_refused_files_on_the_admin_page(cast_a, verified_client, name, build, m
     assert not ImportJob.objects.exists()
 
 
+@override_settings(AUDIENCES_IMPORT_MAX_BYTES=1_048_576)
+def test_an_upload_over_the_size_limit_is_refused_unread(cast_a, verified_client):
+    data = csv_bytes(_rows(2)) + b"#" * 3_000_000
+    response = _admin(verified_client(cast_a.department_admin), cast_a, "big.csv", data)
+    _shows(response, "The file is 2.9 MB; the limit is 1 MB.")
+    assert _rejections() == 1
+    assert not ImportJob.objects.exists()
+
+
 @override_settings(
     AUDIENCES_XLSX_MAX_PART_BYTES=1_048_576, AUDIENCES_XLSX_MAX_TOTAL_BYTES=2_097_152
 )
