@@ -174,12 +174,13 @@ def _authenticate(request: SignedRequest, now: dt.datetime) -> Integration:
         request.body
     ) > request.max_bytes
     try:
-        if not integration.active or not integration.department.is_active:
-            raise TriggerRefused(403, "integration_disabled", "This integration is disabled.")
         try:
+            # Refusals before the signature is checked are the integration's own (its
+            # department's auditors see them) but unauthenticated: each is counted, and audited
+            # up to the integration's limit a minute, like a bad signature.
+            if not integration.active or not integration.department.is_active:
+                raise TriggerRefused(403, "integration_disabled", "This integration is disabled.")
             if too_big:
-                # The integration's own refusal (its department's auditors see it), not yet
-                # authenticated: audited up to its limit a minute, like a bad signature.
                 raise TriggerRefused(
                     413,
                     "too_large",

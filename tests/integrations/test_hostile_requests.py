@@ -264,3 +264,20 @@ def test_deeply_nested_cap_xml_is_a_structured_400_and_audited(client, cast_a, t
     assert response.json()["error"]["status"] == 400
     assert Notice.objects.count() == 0
     assert _refusals()[-1].data["status"] == 400
+
+
+@pytest.mark.django_db
+def test_requests_to_a_disabled_integration_are_audited_at_most_its_limit_a_minute(
+    client, caller, cast_a
+):
+    callers.integration_update(
+        actor=cast_a.system_admin, integration=caller.integration, active=False
+    )
+    with time_machine.travel(NOON, tick=False):
+        for _ in range(45):
+            response = _post_webhook(client, caller, json.dumps(OUTAGE).encode())
+            assert response.status_code == 403
+    refused = _refusals()
+    assert len(refused) == caller.integration.rate_limit_per_minute
+    assert {r.data["code"] for r in refused} == {"integration_disabled"}
+    assert {r.department_id for r in refused} == {caller.integration.department_id}
