@@ -189,15 +189,16 @@ def test_a_signed_webhook_must_be_application_json(client, caller, content_type)
 @pytest.mark.django_db
 def test_a_413_for_a_known_integration_is_its_own(client, caller, settings):
     settings.INTEGRATIONS_WEBHOOK_MAX_BYTES = 64
-    response = _post_webhook(client, caller, json.dumps(OUTAGE).encode())
-    assert response.status_code == 413
-    refusal = _refusals()[-1]
-    assert refusal.data["code"] == "too_large"
-    assert refusal.target_id == str(caller.integration.pk)
-    assert refusal.department_id == caller.integration.department_id
-    # Unauthenticated, so audited at most the integration's limit a minute.
-    for _ in range(40):
-        _post_webhook(client, caller, json.dumps(OUTAGE).encode())
+    with time_machine.travel(NOON, tick=False):  # one minute: its counter is not reset midway
+        response = _post_webhook(client, caller, json.dumps(OUTAGE).encode())
+        assert response.status_code == 413
+        refusal = _refusals()[-1]
+        assert refusal.data["code"] == "too_large"
+        assert refusal.target_id == str(caller.integration.pk)
+        assert refusal.department_id == caller.integration.department_id
+        # Unauthenticated, so audited at most the integration's limit a minute.
+        for _ in range(40):
+            _post_webhook(client, caller, json.dumps(OUTAGE).encode())
     assert len(_refusals()) == caller.integration.rate_limit_per_minute
 
 
