@@ -138,7 +138,13 @@ def inspect_xlsx(data: bytes, limits: Limits) -> int:
     return total
 
 
-def check_header_width(header: list[str], limits: Limits) -> None:
+def check_header_width(header: list[str], limits: Limits, *, capped: bool = False) -> None:
+    """`capped`: the header was read only up to one column past the limit (XLSX)."""
+    if len(header) > limits.columns and capped:
+        raise ImportFileError(
+            _("The header row has more than %(limit)s columns; at most %(limit)s are allowed.")
+            % {"limit": limits.columns}
+        )
     if len(header) > limits.columns:
         raise ImportFileError(
             _("The header row has %(got)s columns; at most %(limit)s are allowed.")
@@ -239,7 +245,7 @@ def read_file(
             if not any(cells):
                 continue
             header = _trimmed(cells) if xlsx else cells
-            check_header_width(header, limits)
+            check_header_width(header, limits, capped=xlsx)
             continue
         if not (any(c.strip() for c in cells) if xlsx else any(cells)):
             continue  # blank, as csv.reader's empty records (the SQL path skips the same lines)

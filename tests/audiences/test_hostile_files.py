@@ -317,6 +317,10 @@ def test_too_many_columns_is_refused_before_the_rows(tmp_path, cast_a):
     report = _bulk(tmp_path, cast_a, "wide.csv", header + b"\n" + b"1," * 499 + b"1\n")
     assert "The header row has 500 columns; at most 20" in report["file_error"]
     assert _rejections() == 1
+    wide = xlsx_bytes([], columns=[f"c{i}" for i in range(500)])
+    report = _bulk(tmp_path, cast_a, "wide.xlsx", wide)
+    assert "The header row has more than 20 columns; at most 20" in report["file_error"]
+    assert _rejections() == 2
 
 
 def test_the_bulk_command_without_json_prints_lines_and_columns(tmp_path, cast_a):
