@@ -25,15 +25,16 @@ from accounts.models import Department
 from audiences import selectors, services
 from audiences.audit_actions import AudienceAuditAction
 from audiences.import_jobs import import_job_start
+from audiences.importing import upload_check
 from audiences.models import (
     DirectorySettings,
     DistrictMapping,
-    FileFormat,
     Recipient,
     Tag,
     Venue,
 )
-from audiences.resources import RecipientResource
+from audiences.resources import RecipientCSV, RecipientResource, RecipientXLSX
+from audiences.validation import ImportFileError
 from audit.services import audit_record
 from common.errors import ApplicationError
 
@@ -76,6 +77,9 @@ def _managed_departments(request: HttpRequest) -> QuerySet[Department]:
 @admin.register(Recipient)
 class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: ignore[misc]
     resource_classes = [RecipientResource]
+    # audiences.reader reads every upload, as on the bulk and background paths.
+    import_formats = [RecipientCSV, RecipientXLSX]
+    import_template_name = "admin/audiences/recipient/import.html"
     import_form_class = DepartmentImportForm
     confirm_form_class = DepartmentConfirmImportForm
     tmp_storage_class = SharedMediaStorage
@@ -235,38 +239,51 @@ class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: i
 
     def import_action(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
         if request.method == "POST" and self.has_import_permission(request):
-            diverted = self._divert_large_file(request)
+            diverted = self._check_upload(request)
             if diverted is not None:
                 return diverted
         response: HttpResponse = super().import_action(request, **kwargs)
         return response
 
-    def _divert_large_file(self, request: HttpRequest) -> HttpResponse | None:
-        """Files above AUDIENCES_ADMIN_SYNC_MAX_ROWS go to a background job with a progress page."""
+    def add_data_read_fail_error_to_form(self, form: Any, e: Exception) -> None:
+        if isinstance(e, ImportFileError):
+            form.add_error("import_file", e.message)
+        else:
+            super().add_data_read_fail_error_to_form(form, e)
+
+    def _check_upload(self, request: HttpRequest) -> HttpResponse | None:
+        """Refuse a bad file before import-export sees it; a large one becomes a background job.
+
+        The request reads at most AUDIENCES_ADMIN_SYNC_MAX_ROWS rows, in any format and with any
+        line endings; a refusal is audited and shown as a message on the import page.
+        """
         form = self.create_import_form(request)
         if not form.is_valid():
             return None
-        upload = form.cleaned_data["import_file"]
+        upload, department = form.cleaned_data["import_file"], form.cleaned_data["department"]
         if upload.size > settings.AUDIENCES_IMPORT_MAX_BYTES:
-            form.add_error(
-                "import_file",
-                _("The file is larger than the %(mb)s MB limit.")
-                % {"mb": settings.AUDIENCES_IMPORT_MAX_BYTES // 1_048_576},
-            )
-            return None
-        file_format = FileFormat.XLSX if upload.name.lower().endswith(".xlsx") else FileFormat.CSV
-        data = upload.read()
+            data = upload.read(settings.AUDIENCES_IMPORT_MAX_BYTES + 1)
+        else:
+            data = upload.read()
         upload.seek(0)
-        rows = data.count(b"\n") if file_format == FileFormat.CSV else _xlsx_rows(data)
-        if rows <= settings.AUDIENCES_ADMIN_SYNC_MAX_ROWS:
+        checked = upload_check(
+            actor=request.user,
+            department=department,
+            data=data,
+            file_name=upload.name,
+            size=upload.size,
+        )
+        if checked.error:
+            self.message_user(request, checked.error, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        if not checked.large:
             return None
-        department = form.cleaned_data["department"]
         job = import_job_start(
             actor=request.user,
             department=department,
             data=data,
             file_name=upload.name,
-            file_format=file_format,
+            file_format=checked.file_format,
         )
         return HttpResponseRedirect(reverse("audiences:import-job", args=[department.code, job.pk]))
 
@@ -296,20 +313,6 @@ class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: i
                 },
             )
         return data
-
-
-def _xlsx_rows(data: bytes) -> int:
-    import io
-
-    import openpyxl
-
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
-    except Exception:  # noqa: BLE001 - a broken file is reported by the normal import step
-        return 0
-    rows = int(book.worksheets[0].max_row or 0) if book.worksheets else 0
-    book.close()
-    return rows
 
 
 class DepartmentOwnedAdmin(admin.ModelAdmin[Model]):

@@ -7,6 +7,7 @@ then runs as that person. Each step claims the job's state, so a second delivery
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from typing import Any
 
@@ -24,6 +25,8 @@ from audiences.models import ImportJob, ImportState
 from audiences.services import require_manage
 from common.errors import ApplicationError
 from common.types import Actor
+
+logger = logging.getLogger("audiences.import")
 
 
 @transaction.atomic
@@ -60,15 +63,19 @@ def import_job_validate(*, job_id: int) -> None:
     ):
         return
     job = ImportJob.objects.select_related("department").get(pk=job_id)
-    report = recipients_import(
-        actor=None,
-        department=job.department,
-        data=_job_bytes(job),
-        file_name=job.file_name,
-        file_format=job.file_format,
-        dry_run=True,
-        progress=_job_progress(job_id),
-    )
+    try:
+        report = recipients_import(
+            actor=None,
+            department=job.department,
+            data=_job_bytes(job),
+            file_name=job.file_name,
+            file_format=job.file_format,
+            dry_run=True,
+            progress=_job_progress(job_id),
+        )
+    except Exception:  # a job must end in a state the page can show, never hang
+        logger.exception("import job %s could not be checked", job_id)
+        report = _failed_report(job)
     ImportJob.objects.filter(pk=job_id).update(
         state=ImportState.VALIDATED if report.ok else ImportState.REJECTED,
         counts=report.as_dict(),
@@ -116,6 +123,9 @@ def import_job_apply(*, job_id: int) -> None:
         report.file_error = _(
             "The person who confirmed this import may no longer manage this department's audience."
         )
+    except Exception:  # nothing was written (one transaction); say so, never hang
+        logger.exception("import job %s could not be imported", job_id)
+        report = _failed_report(job)
     ImportJob.objects.filter(pk=job_id).update(
         state=ImportState.DONE if report.written else ImportState.FAILED,
         counts=report.as_dict(),
@@ -124,6 +134,15 @@ def import_job_apply(*, job_id: int) -> None:
     )
     if report.written:
         job.file.delete(save=False)
+
+
+def _failed_report(job: ImportJob) -> ImportReport:
+    report = ImportReport(file_name=job.file_name, file_sha256=job.file_sha256, dry_run=False)
+    report.file_error = _(
+        "The file could not be read to the end because of an internal error; nothing was written."
+        " Save it again as CSV UTF-8 and upload it, or ask the system administrator."
+    )
+    return report
 
 
 def _job_progress(job_id: int) -> Progress:
@@ -135,7 +154,7 @@ def _job_progress(job_id: int) -> Progress:
 
 
 def _job_errors(report: ImportReport) -> list[dict[str, Any]]:
-    return [{"line": e.line, "reason": e.reason} for e in report.errors] + (
+    return [e.as_dict() for e in report.errors] + (
         [{"line": 0, "reason": report.file_error}] if report.file_error else []
     )
 

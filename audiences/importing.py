@@ -21,6 +21,15 @@ from audiences import pgimport
 from audiences.audit_actions import AudienceAuditAction
 from audiences.merge import MergeCounts, merge_fields, merge_rows, merge_staged
 from audiences.models import FileFormat
+from audiences.reader import (
+    Limits,
+    check_header_width,
+    check_size,
+    decode_utf8,
+    file_format_for,
+    inspect_xlsx,
+    read_file,
+)
 from audiences.services import require_manage
 from audiences.validation import (
     CleanRecipient,
@@ -29,8 +38,6 @@ from audiences.validation import (
     RowError,
     check_header,
     check_rows,
-    decode_utf8,
-    read_file,
 )
 from audit.services import audit_record
 from common.types import Actor
@@ -104,10 +111,10 @@ def check_file(
     progress: Progress | None,
 ) -> CheckedFile | None:
     """Read and check the file in Python; None when it is refused (report says why)."""
-    if report.file_error or _too_large(data, report):
+    if report.file_error:
         return None
     try:
-        parsed = read_file(data, file_format)
+        parsed = read_file(data, file_format, limits=Limits.from_settings(rows=max_rows))
         columns = check_header(parsed.header)
     except ImportFileError as exc:
         report.file_error = exc.message
@@ -115,12 +122,6 @@ def check_file(
     report.total = len(parsed.rows)
     if report.total == 0:
         report.file_error = _("The file has a header row but no recipients.")
-        return None
-    if report.total > max_rows:
-        report.file_error = _("The file has %(rows)s rows; the limit here is %(limit)s.") % {
-            "rows": report.total,
-            "limit": max_rows,
-        }
         return None
     validator = RecipientValidator(department.pk)
     clean: list[CleanRecipient] = []
@@ -152,13 +153,21 @@ def recipients_import(
     Permission: manage_audience in `department` (actor=None: system, i.e. the bulk command and
     background jobs started by an authorised person). Upsert key: (department, dingtalk_user_id).
     Audit: audiences.imported (with counts and the file's SHA-256) when written,
-    audiences.import_rejected when a real import is refused. Never writes a partial file.
+    audiences.import_rejected whenever a file is refused (a dry run's refusal too: it is what
+    the person sees). Never writes a partial file.
     """
     require_manage(actor, department)
     report = ImportReport(
         file_name=file_name, file_sha256=hashlib.sha256(data).hexdigest(), dry_run=dry_run
     )
     limit = max_rows or settings.AUDIENCES_IMPORT_MAX_ROWS
+    try:
+        if file_format_for(file_name) != file_format and file_format == FileFormat.CSV:
+            raise ImportFileError(
+                _("The file is named %(name)s but was sent as CSV text.") % {"name": file_name}
+            )
+    except ImportFileError as exc:
+        report.file_error = exc.message
     checkable = sql_checkable_text(data, file_format, report)
     checked: CheckedFile | None = None
     if checkable is not None:
@@ -186,8 +195,7 @@ def recipients_import(
         _progress_done(progress, report)
         return report
     if checked is None or not report.ok:
-        if not dry_run:
-            _record_rejection(actor=actor, department=department, report=report)
+        _record_rejection(actor=actor, department=department, report=report)
         return report
     try:
         write_checked(actor=actor, department=department, checked=checked, report=report)
@@ -196,6 +204,50 @@ def recipients_import(
         return report
     _progress_done(progress, report)
     return report
+
+
+@dataclass(frozen=True)
+class UploadCheck:
+    """A first look at an upload in a web request: its format, and whether it needs a job."""
+
+    file_format: str
+    large: bool = False  # more rows than a web request reads: import it as a background job
+    error: str = ""  # refused as a whole (and audited)
+
+
+def upload_check(
+    *, actor: Actor, department: Department, data: bytes, file_name: str, size: int | None = None
+) -> UploadCheck:
+    """Read at most AUDIENCES_ADMIN_SYNC_MAX_ROWS rows of an upload, with every whole-file limit.
+
+    `size`: the upload's size when `data` is only its first bytes (an upload over the limit).
+    Permission: manage_audience. A refused file is audited (audiences.import_rejected) and its
+    human message returned; rows are counted from the data, whatever the format and line endings.
+    """
+    require_manage(actor, department)
+    file_format: str = FileFormat.CSV
+    try:
+        file_format = file_format_for(file_name)
+        check_size(data, Limits.from_settings(), size=size)
+        if file_format == FileFormat.XLSX:
+            unpacked = inspect_xlsx(data, Limits.from_settings())
+            if unpacked > settings.AUDIENCES_ADMIN_SYNC_MAX_UNPACKED_BYTES:
+                # openpyxl reads a workbook's shared strings whole: a big one is the job's work.
+                return UploadCheck(file_format=file_format, large=True)
+        parsed = read_file(data, file_format, stop_after=settings.AUDIENCES_ADMIN_SYNC_MAX_ROWS)
+        check_header(parsed.header)
+        if not parsed.rows:
+            raise ImportFileError(_("The file has a header row but no recipients."))
+    except ImportFileError as exc:
+        report = ImportReport(
+            file_name=file_name,
+            file_sha256=hashlib.sha256(data).hexdigest(),
+            dry_run=True,
+            file_error=exc.message,
+        )
+        _record_rejection(actor=actor, department=department, report=report)
+        return UploadCheck(file_format=file_format, error=exc.message)
+    return UploadCheck(file_format=file_format, large=parsed.more)
 
 
 def _progress_done(progress: Progress | None, report: ImportReport) -> None:
@@ -220,15 +272,12 @@ def _record_rejection(*, actor: Actor, department: Department, report: ImportRep
 
 
 def _too_large(data: bytes, report: ImportReport) -> bool:
-    if len(data) <= settings.AUDIENCES_IMPORT_MAX_BYTES:
-        return False
-    report.file_error = _(
-        "The file is %(size)s MB; the limit is %(limit)s MB. Split it into smaller files."
-    ) % {
-        "size": round(len(data) / 1_048_576, 1),
-        "limit": settings.AUDIENCES_IMPORT_MAX_BYTES // 1_048_576,
-    }
-    return True
+    try:
+        check_size(data, Limits.from_settings())
+    except ImportFileError as exc:
+        report.file_error = exc.message
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -246,7 +295,12 @@ def sql_checkable_text(data: bytes, file_format: str, report: ImportReport) -> S
     None also when the file is refused as a whole (size, encoding, header): report.file_error says
     why, and the Python path below repeats the cheap refusal with the same message.
     """
-    if connection.vendor != "postgresql" or file_format != FileFormat.CSV or not data.strip():
+    if (
+        report.file_error
+        or connection.vendor != "postgresql"
+        or file_format != FileFormat.CSV
+        or not data.strip()
+    ):
         return None
     if _too_large(data, report):
         return None
@@ -263,9 +317,12 @@ def sql_checkable_text(data: bytes, file_format: str, report: ImportReport) -> S
         if records is None:
             return None
         text, separator = records, pgimport.RECORD_SEPARATOR
-    header, _newline, _rest = text.partition("\n")
+    header = text.partition("\n")[0].split(separator)
+    if not any(header):
+        return None  # blank lines first: the reader skips them, and numbers the lines after
     try:
-        columns = check_header(header.split(separator))
+        check_header_width(header, Limits.from_settings())
+        columns = check_header(header)
     except ImportFileError as exc:
         report.file_error = exc.message
         return None

@@ -50,6 +50,8 @@ _STAGING_COLUMNS = "uid, name, mobile, language, district_id, function_tag, risk
 # Python's str.split() whitespace other than the plain space: a name holding any of these is
 # normalised by the full check, so it is not "plain".
 _ODD_SPACE = r"\t\n\v\f\r\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Control characters (validation._CONTROL): a name holding one gets the full check, which refuses it.
+_CONTROL = r"\u0001-\u0008\u000e-\u001b\u007f"
 
 logger = logging.getLogger("audiences.import")
 
@@ -160,7 +162,7 @@ def _checked_select(columns: list[str], separator: str) -> str:
     plain = f"""coalesce(
         cardinality(c) = {len(columns)}
         AND {uid} ~ '^[A-Za-z0-9][A-Za-z0-9_.@-]*$' AND char_length({uid}) <= 64
-        AND {name} ~ '^[^ {first}{_ODD_SPACE}](?: ?[^ {_ODD_SPACE}])*$'
+        AND {name} ~ '^[^ {first}{_ODD_SPACE}{_CONTROL}](?: ?[^ {_ODD_SPACE}{_CONTROL}])*$'
         AND char_length({name}) <= 100
         AND octet_length({mobile}) = 8 AND translate({mobile}, '0123456789', '') = ''
         AND %(mobile_prefixes)s::jsonb ? left({mobile}, 4)
@@ -252,8 +254,9 @@ def stage_and_check(
                 too_many,
                 [],
                 0,
-                _("The file has %(rows)s rows; the limit here is %(limit)s.")
-                % {"rows": too_many, "limit": max_rows},
+                # The reader's words (audiences.reader), so both paths refuse alike.
+                _("The file has more than %(limit)s rows; the limit here is %(limit)s.")
+                % {"limit": max_rows},
             )
         cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
         cursor.execute(

@@ -60,3 +60,43 @@ def csv_bytes(rows: Iterable[dict[str, str]], columns: Sequence[str] = ALL_COLUM
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue().encode("utf-8")
+
+
+def xlsx_bytes(
+    rows: Iterable[dict[str, str]],
+    columns: Sequence[str] = ALL_COLUMNS,
+    *,
+    dimension: str | None = "",
+    extra_parts: dict[str, bytes] | None = None,
+) -> bytes:
+    """A workbook of the rows. `dimension`: "" keeps openpyxl's, None removes the element, any
+    other text replaces its ref (a file that lies about its size); `extra_parts` adds zip members
+    (a vbaProject.bin, an external link)."""
+    import re
+    import zipfile
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.worksheets[0]
+    sheet.append(list(columns))
+    for row in rows:
+        sheet.append([row.get(c, "") for c in columns])
+    first = io.BytesIO()
+    book.save(first)
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(first.getvalue())) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml" and dimension != "":
+                replacement = (
+                    b"" if dimension is None else f'<dimension ref="{dimension}"/>'.encode()
+                )
+                data = re.sub(rb"<dimension [^>]*/>", replacement, data)
+            target.writestr(item.filename, data)
+        for name, data in (extra_parts or {}).items():
+            target.writestr(name, data)
+    return out.getvalue()

@@ -21,14 +21,14 @@ from django.utils.translation import gettext as _
 from accounts.models import Department
 from audiences.audit_actions import AudienceAuditAction
 from audiences.changes import audience_changing, segments_using
-from audiences.models import CheckIn, District, Recipient, Venue
+from audiences.models import CheckIn, District, FileFormat, Recipient, Venue
+from audiences.reader import Limits, read_file
 from audiences.services import require_manage
 from audiences.validation import (
     ImportFileError,
     RowError,
     check_header,
     looks_like_formula,
-    read_csv,
 )
 from audit.services import audit_record
 from common.types import Actor
@@ -59,9 +59,8 @@ def _read_small_csv(
     data: bytes, columns: Sequence[str], result: CsvResult
 ) -> list[tuple[int, dict[str, str]]]:
     try:
-        parsed = read_csv(data) if data.strip() else None
-        if parsed is None:
-            raise ImportFileError(_("The file is empty."))
+        limits = Limits.from_settings(rows=settings.AUDIENCES_CHECKIN_MAX_ROWS)
+        parsed = read_file(data, FileFormat.CSV, limits=limits)
         header = check_header(parsed.header, required=columns, allowed=columns)
     except ImportFileError as exc:
         result.file_error = exc.message

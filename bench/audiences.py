@@ -6,6 +6,9 @@ is one JSON object.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal .venv/bin/python bench/audiences.py [--rows 1000000] [--admin-rows 100000]
 
+zip_bomb_refuse_s / zip_bomb_peak_mb: the bulk command refusing an XLSX of about 2 MB that unpacks
+to 1.1 GB (goals: at most 1 s and 100 MB), median of three.
+
 The bulk figures time `manage.py import_recipients FILE --department WSD --json` (called in this
 process, so it reads the file itself). import_1m_quoted_s imports the same rows written the way
 Excel's "CSV UTF-8" does when names hold commas (quoted cells, CRLF) into a second department,
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRATCH = "bench_audiences"
+SCRATCH = os.environ.get("BENCH_AUDIENCES_DB", "bench_audiences")  # its own name per parallel run
 
 
 def require(condition: object, detail: object) -> None:
@@ -75,6 +78,77 @@ def write_csv(
                     "subscribed",
                 ]
             )
+
+
+def write_zip_bomb(path: Path, *, unpacked: int = 1_100_000_000) -> None:
+    """A real workbook whose first sheet unpacks to `unpacked` bytes of rows (about 2 MB on disk)."""
+    import zipfile
+
+    sys.path.insert(0, str(ROOT))
+    from audiences.testing import xlsx_bytes
+
+    template = zipfile.ZipFile(__import__("io").BytesIO(xlsx_bytes([])))
+    row = (
+        b'<row><c t="inlineStr"><is><t>u1</t></is></c><c t="inlineStr"><is><t>Person</t></is></c>'
+        b'<c t="inlineStr"><is><t>90100000</t></is></c></row>'
+    )
+    chunk = row * (4_194_304 // len(row))
+    head = (
+        b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    )
+    tail = b"</sheetData></worksheet>"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
+        for item in template.infolist():
+            if item.filename != "xl/worksheets/sheet1.xml":
+                bomb.writestr(item.filename, template.read(item.filename))
+        # A picture's worth of bytes that do not compress: the file is about 2 MB on disk.
+        bomb.writestr("xl/media/image1.png", os.urandom(1_000_000))
+        with bomb.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
+            sheet.write(head + chunk)
+            written = len(head) + len(chunk)
+            # Whitespace between the rows: valid XML, and deflate packs it about 1,000 to 1.
+            padding = b" " * len(chunk)
+            while written < unpacked:
+                sheet.write(padding)
+                written += len(padding)
+            sheet.write(tail)
+
+
+def zip_bomb_figures(department: str) -> dict[str, object]:
+    """The bulk command refusing a 2 MB XLSX that unpacks to over 1 GB: seconds and peak memory.
+
+    Peak memory is tracemalloc's peak of Python allocations during the refusal (what inflating the
+    sheet would allocate); each of three runs is measured and the median reported. The growth of
+    the process's peak resident memory over the three is reported too.
+    """
+    import resource
+    import tracemalloc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bomb.xlsx"
+        started = time.monotonic()
+        write_zip_bomb(path)
+        phase("zip bomb written", started)
+        seconds, peaks = [], []
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        for _ in range(3):
+            tracemalloc.start()
+            started = time.monotonic()
+            report = import_command(path, department)
+            seconds.append(time.monotonic() - started)
+            peaks.append(tracemalloc.get_traced_memory()[1] / 1_048_576)
+            tracemalloc.stop()
+            require(not report["written"] and "unpacks to" in str(report["file_error"]), report)
+        return {
+            "zip_bomb_file_mb": round(path.stat().st_size / 1_048_576, 2),
+            "zip_bomb_refuse_s": round(statistics.median(seconds), 3),
+            "zip_bomb_peak_mb": round(statistics.median(peaks), 1),
+            # How much the three refusals raised the process's peak resident memory.
+            "zip_bomb_rss_growth_mb": round(
+                (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024, 1
+            ),
+            "zip_bomb_message": str(report["file_error"]),
+        }
 
 
 def main() -> None:
@@ -174,6 +248,9 @@ def run(rows: int, admin_rows: int, admin_measure: int, *, quoted: bool) -> dict
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
     }
+    started = time.monotonic()
+    out.update(zip_bomb_figures(department.code))
+    phase("zip bomb refused", started)
     with tempfile.TemporaryDirectory() as tmp:
         good, bad = Path(tmp) / "good.csv", Path(tmp) / "bad.csv"
         started = time.monotonic()

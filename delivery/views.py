@@ -151,6 +151,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     delivery = followup.delivery_for_token(token)
     if delivery is None:
         return render(request, "delivery/confirm.html", {"invalid": True}, status=404)
+    if followup.delivery_withdrawn(delivery):
+        # GET and POST alike: no text, no button, nothing recorded.
+        return render(request, "delivery/confirm.html", {"withdrawn": True})
     context: dict[str, object] = {"delivery": delivery, "notice": delivery.plan.notice}
     if request.method == "POST":
         form = ConfirmForm(request.POST)

@@ -14,6 +14,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from audit.middleware import client_ip
 from common.views import public_view
 from integrations.errors import TriggerRefused
 from integrations.models import Trigger
@@ -58,6 +59,8 @@ def _signed_request(
         body=body,
         max_bytes=max_bytes,
         content_length=length,
+        content_type=(request.content_type or "").lower(),
+        source=client_ip(request),
     )
 
 

@@ -12,6 +12,10 @@ class IntegrationAuditAction(models.TextChoices):
     TRIGGER_ACCEPTED = "integrations.trigger_accepted", "Trigger accepted, notice prepared"
     TRIGGER_REPEATED = "integrations.trigger_repeated", "Trigger repeated with the same key"
     TRIGGER_REFUSED = "integrations.trigger_refused", "Trigger refused"
+    UNKNOWN_TRAFFIC = (
+        "integrations.unknown_traffic",
+        "Requests to unknown integration addresses (one summary per window)",
+    )
     STATUS_READ = "integrations.status_read", "Trigger status read by the caller"
     WARNING_RECEIVED = "integrations.warning_received", "Observatory warning received"
     WARNING_TRIGGERED = "integrations.warning_triggered", "Observatory warning prepared a notice"

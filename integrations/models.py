@@ -111,6 +111,26 @@ class RateWindow(models.Model):
         return f"{self.integration_id} {self.window_start:%H:%M}: {self.count}"
 
 
+class UnknownTrafficWindow(models.Model):
+    """Requests to addresses no integration has, counted per source (client address) and window.
+
+    Unauthenticated: nothing here is written to the audit trail one request at a time; each
+    ended window becomes one summary event (integrations.services.strangers).
+    """
+
+    window_start = models.DateTimeField()
+    source = models.CharField(max_length=64)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["window_start", "source"], name="unknowntraffic_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.window_start:%H:%M} {self.source}: {self.count}"
+
+
 class TriggerSource(models.TextChoices):
     WEBHOOK = "webhook", _("Signed webhook")
     CAP = "cap", _("CAP 1.2 alert")

@@ -24,6 +24,11 @@ INTEGRATIONS_CAP_MAX_BYTES = env_int("INTEGRATIONS_CAP_MAX_BYTES", 256 * 1024)
 INTEGRATIONS_ROTATION_GRACE_SECONDS = env_int("INTEGRATIONS_ROTATION_GRACE_SECONDS", 24 * 3600)
 # Target from trigger to send, unless a department sets its own.
 INTEGRATIONS_DEFAULT_TARGET_SECONDS = 300
+# Requests to addresses no integration has are counted per client address in windows of this
+# length, and each window is audited as one summary event; at most this many addresses are
+# counted apart in a window (the rest together as "other").
+INTEGRATIONS_UNKNOWN_WINDOW_SECONDS = env_int("INTEGRATIONS_UNKNOWN_WINDOW_SECONDS", 60)
+INTEGRATIONS_UNKNOWN_MAX_SOURCES = env_int("INTEGRATIONS_UNKNOWN_MAX_SOURCES", 1000)
 
 INTEGRATIONS_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "integrations.poll_warnsum": {
@@ -33,7 +38,8 @@ INTEGRATIONS_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     "integrations.purge_nonces": {
         "task": "integrations.purge_nonces",
-        "schedule": 3600.0,
+        # Also writes the summary of unknown-address traffic of windows that ended.
+        "schedule": 300.0,
         "options": {"queue": Queues.DEFAULT},
     },
 }

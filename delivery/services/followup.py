@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts import permissions as perms
 from accounts.channel import client_for_department
@@ -46,7 +47,7 @@ from delivery.models import (
 from delivery.privacy import ERASED_PREFIX
 from dingtalk.errors import DingTalkError
 from notices.delivery_status import notice_mark_recalled
-from notices.models import Notice, RemindWhom
+from notices.models import Notice, RemindWhom, Status
 
 RECALL_WINDOW = timedelta(hours=24)
 
@@ -179,6 +180,20 @@ def delivery_for_token(token: str) -> Delivery | None:
     )
 
 
+WITHDRAWN_PLAN_STATUSES = frozenset(
+    {PlanStatus.RECALLING, PlanStatus.RECALLED, PlanStatus.CANCELLED}
+)
+WITHDRAWN_NOTICE_STATUSES = frozenset({Status.RECALLED, Status.CANCELLED})
+
+
+def delivery_withdrawn(delivery: Delivery) -> bool:
+    """True once the notice is recalled (or being recalled) or cancelled: its link shows nothing."""
+    return (
+        delivery.plan.status in WITHDRAWN_PLAN_STATUSES
+        or delivery.plan.notice.status in WITHDRAWN_NOTICE_STATUSES
+    )
+
+
 def delivery_confirm(
     *, token: str, latitude: float | None = None, longitude: float | None = None
 ) -> Delivery:
@@ -186,8 +201,8 @@ def delivery_confirm(
     delivery = delivery_for_token(token)
     if delivery is None:
         raise ApplicationError("This confirmation link is not valid.", code="bad_token")
-    if delivery.plan.status in (PlanStatus.RECALLED, PlanStatus.RECALLING):
-        raise ApplicationError("This notice was withdrawn.", code="recalled")
+    if delivery_withdrawn(delivery):
+        raise ApplicationError(_("This notice was withdrawn."), code="recalled")
     located = (
         latitude is not None
         and longitude is not None

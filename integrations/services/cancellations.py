@@ -41,13 +41,16 @@ def cancellations_request(
 ) -> list[CancellationRequest]:
     """Act on each notice the Cancel's references prepared here; one request recorded per notice.
 
-    Runs inside the CAP intake's transaction. Refuses a Cancel that references nothing here.
+    Only notices this same integration prepared, from the alerts the Cancel references (sender
+    and identifier): another integration of the department cannot cancel them. Runs inside the
+    CAP intake's transaction. Refuses a Cancel that references nothing here.
     Audit: integrations.cancellation_requested per notice (and notices' own cancel audit).
     """
     keys = [f"{sender} {identifier}" for sender, identifier, _sent in alert.references]
     originals = list(
         Trigger.objects.select_related("notice")
         .filter(
+            integration=integration,
             department=integration.department,
             source=TriggerSource.CAP,
             key__in=keys,

@@ -25,6 +25,7 @@ from integrations import crypto
 from integrations.audit_actions import IntegrationAuditAction as Action
 from integrations.errors import TriggerRefused
 from integrations.models import Integration, RateWindow, SeenSignature
+from integrations.services import strangers
 
 Result = TypeVar("Result")
 
@@ -48,6 +49,8 @@ class SignedRequest:
     body: bytes
     max_bytes: int
     content_length: int | None = None
+    content_type: str = ""  # the media type alone, lower case (no parameters)
+    source: str | None = None  # the client's address, for counting unknown-address traffic
 
 
 def _record_refusal(
@@ -159,20 +162,30 @@ def _authenticate(request: SignedRequest, now: dt.datetime) -> Integration:
     audited up to the integration's limit a minute; a flood beyond that is counted, not
     written to the trail one by one.
     """
+    integration = Integration.objects.select_related("department").filter(slug=request.slug).first()
+    if integration is None:
+        # Unauthenticated and unattributable: counted per source and window, audited as one
+        # summary event per window (integrations.services.strangers), never one by one.
+        strangers.unknown_traffic_count(source=request.source, now=now)
+        raise TriggerRefused(
+            404, "unknown_integration", "There is no integration at this address.", audit=False
+        )
     too_big = (request.content_length or 0) > request.max_bytes or len(
         request.body
     ) > request.max_bytes
-    if too_big:
-        raise TriggerRefused(
-            413, "too_large", f"The body is larger than the {request.max_bytes} bytes allowed."
-        )
-    integration = Integration.objects.select_related("department").filter(slug=request.slug).first()
-    if integration is None:
-        raise TriggerRefused(404, "unknown_integration", "There is no integration at this address.")
     try:
-        if not integration.active or not integration.department.is_active:
-            raise TriggerRefused(403, "integration_disabled", "This integration is disabled.")
         try:
+            # Refusals before the signature is checked are the integration's own (its
+            # department's auditors see them) but unauthenticated: each is counted, and audited
+            # up to the integration's limit a minute, like a bad signature.
+            if not integration.active or not integration.department.is_active:
+                raise TriggerRefused(403, "integration_disabled", "This integration is disabled.")
+            if too_big:
+                raise TriggerRefused(
+                    413,
+                    "too_large",
+                    f"The body is larger than the {request.max_bytes} bytes allowed.",
+                )
             _verify_signature(integration, request, now)
         except TriggerRefused as refusal:
             failed = _count(integration, now, "unsigned")
@@ -243,4 +256,5 @@ def seen_signatures_purge(*, now: dt.datetime | None = None) -> int:
     horizon = now - dt.timedelta(seconds=2 * settings.INTEGRATIONS_SIGNATURE_WINDOW_SECONDS)
     deleted, _ = SeenSignature.objects.filter(seen_at__lt=horizon).delete()
     RateWindow.objects.filter(window_start__lt=horizon).delete()
+    strangers.unknown_traffic_summarise(now=now)
     return deleted

@@ -20,6 +20,7 @@ from integrations.services.triggers import MAX_VALUE_CHARS, TriggerResult
 from notices.content import PLACEHOLDER
 
 MAX_VALUES = 40
+JSON_MEDIA_TYPE = "application/json"
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,200}$")
 
 
@@ -28,6 +29,10 @@ def _parse_webhook(body: bytes) -> tuple[str, dict[str, str], list[str]]:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise TriggerRefused(400, "malformed", "The body is not JSON.") from None
+    except RecursionError:
+        raise TriggerRefused(
+            400, "malformed", "The body's JSON is nested too deeply for a trigger."
+        ) from None
     if not isinstance(data, dict):
         raise TriggerRefused(400, "malformed", "The body must be a JSON object.")
     template = data.get("template")
@@ -79,6 +84,13 @@ def webhook_receive(*, request: signing.SignedRequest, idempotency_key: str) -> 
     """
 
     def work(integration: Integration, now: dt.datetime) -> TriggerResult:
+        if request.content_type != JSON_MEDIA_TYPE:
+            raise TriggerRefused(
+                415,
+                "unsupported_media_type",
+                f"Send the body as {JSON_MEDIA_TYPE} (Content-Type), not"
+                f" {request.content_type[:60] or 'without a type'}.",
+            )
         if not IDEMPOTENCY_KEY.fullmatch(idempotency_key or ""):
             raise TriggerRefused(
                 400,

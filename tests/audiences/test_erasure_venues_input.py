@@ -398,7 +398,7 @@ def test_files_over_the_limits_are_refused_whole(cast_a):
     report = recipients_import(
         actor=None, department=cast_a.department, data=data, file_name="f.csv", max_rows=4
     )
-    assert "5 rows; the limit here is 4" in report.file_error
+    assert "The file has more than 4 rows; the limit here is 4." in report.file_error
     with override_settings(AUDIENCES_IMPORT_MAX_BYTES=len(data) - 1):
         report = recipients_import(
             actor=None, department=cast_a.department, data=data, file_name="f.csv"

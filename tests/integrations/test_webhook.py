@@ -240,7 +240,11 @@ def test_an_unknown_integration_is_refused(client, caller):
         content_type="application/json",
         **signed_headers(caller.secret, body, idempotency_key="unknown-0001"),
     )
-    _assert_refused(response, 404, "unknown_integration")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_integration"
+    assert Trigger.objects.count() == 0
+    # Counted, not audited one by one: test_hostile_requests covers the window's summary.
+    assert _refusals() == []
 
 
 @pytest.mark.django_db

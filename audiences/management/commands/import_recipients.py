@@ -47,7 +47,18 @@ class Command(BaseCommand):
         )
         elapsed = time.monotonic() - started
         if options["json"]:
-            self.stdout.write(json.dumps({**report.as_dict(), "seconds": round(elapsed, 2)}))
+            errors = [e.as_dict() for e in report.errors]
+            self.stdout.write(
+                json.dumps(
+                    {
+                        **report.as_dict(),
+                        "errors": errors,
+                        "errors_left_off": report.error_count - len(errors),
+                        "seconds": round(elapsed, 2),
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             for error in report.errors:
                 self.stderr.write(str(error))
