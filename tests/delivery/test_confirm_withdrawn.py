@@ -8,8 +8,14 @@ from audit.models import AuditEvent
 from delivery import messages
 from delivery.models import Delivery, DeliveryPlan
 from delivery.services import followup, planner
-from delivery.testing import connect_demo_app, make_notice, make_recipients, stopped_clock_simulator
+from delivery.testing import (
+    connect_demo_app,
+    make_notice,
+    make_recipients,
+    stopped_clock_simulator,
+)
 from notices.models import Notice, Status, Tier
+from notices.testing import seal_approved
 
 BODY = "Boil water before drinking in Sham Shui Po."
 
@@ -29,6 +35,7 @@ def _sent_link(wsd) -> tuple[DeliveryPlan, Delivery, str]:
     make_recipients(wsd, 3, languages=("en",))
     notice = make_notice(wsd, tier=Tier.CLOSED_LOOP, requires_confirmation=True)
     Notice.objects.filter(pk=notice.pk).update(body_en=BODY)
+    seal_approved(Notice.objects.get(pk=notice.pk))  # approved as it now reads
     planner.plan_notice(notice.pk)
     plan = DeliveryPlan.objects.get(notice=notice)
     person = Delivery.objects.filter(plan=plan).first()
