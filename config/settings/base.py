@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "notices",
     "delivery",
     "integrations",
+    "operations",
 ]
 
 MIDDLEWARE = [

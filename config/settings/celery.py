@@ -15,6 +15,14 @@ class Queues:
     BULK = "bulk"
 
     ALL = (URGENT, SEND, RECEIPTS, DEFAULT, BULK)
+    # Worker families: each runs as its own worker (deploy/portal-worker@.service), on any
+    # number of machines. `manage.py celery_health` pings each family.
+    FAMILIES: dict[str, tuple[str, ...]] = {
+        "urgent": (URGENT,),
+        "send": (SEND,),
+        "receipts": (RECEIPTS,),
+        "bulk": (BULK, DEFAULT),
+    }
 
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")

@@ -20,6 +20,8 @@ PUBLIC = {
     "accounts:login",
     "set_language",
     "health",
+    "health-live",
+    "health-ready",
     # Machine endpoints, authenticated by HMAC signature (integrations.api_views).
     "api:trigger",
     "api:trigger-status",
