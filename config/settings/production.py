@@ -44,6 +44,7 @@ CSRF_COOKIE_NAME = "__Host-csrftoken"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "notices@localhost")
 DINGTALK_BASE_URL = env_str("DINGTALK_BASE_URL", "https://oapi.dingtalk.com")
+INTEGRATIONS_HKO_WARNSUM_URL = env_str("INTEGRATIONS_HKO_WARNSUM_URL", HKO_OPEN_DATA_URL)
 
 REDIS_CACHE_URL = env_str("REDIS_CACHE_URL", CELERY_BROKER_URL)
 CACHES = {
