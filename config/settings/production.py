@@ -28,6 +28,9 @@ if not CELERY_BROKER_URL:
         "Set CELERY_BROKER_URL to the Redis broker, e.g. redis://host:6379/0."
     )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Seconds a process keeps its PostgreSQL connection (each gunicorn thread and each Celery pool
+# process holds at most one); 0 closes it after every request.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 # A load balancer probes the health endpoints over plain HTTP, from inside the network.
