@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import before_task_publish, task_postrun, task_prerun
 from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -32,3 +33,10 @@ def recycle_database_connections(sender: Any = None, **_kwargs: Any) -> None:
     if getattr(request, "is_eager", False):
         return
     close_old_connections()
+
+
+@before_task_publish.connect
+def stamp_publish_time(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    """Record when a message was published, for the oldest-waiting-message metric."""
+    if headers is not None:
+        headers.setdefault("published_at", time.time())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from typing import Any
 
 bind = os.environ.get("PORTAL_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", str(multiprocessing.cpu_count() * 2 + 1)))
@@ -27,3 +28,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker process's live gauges from the shared metrics directory."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

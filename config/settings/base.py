@@ -11,7 +11,7 @@ from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_secret, env_str
 
 # Lets ModelAdmin[Model] and friends be subscripted at run time, as django-stubs types them.
 django_stubs_ext.monkeypatch()
@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "operations.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -220,6 +221,11 @@ DINGTALK_BASE_URL = env_str("DINGTALK_BASE_URL", "http://127.0.0.1:8900")
 DINGTALK_SECRETS_DIR = Path(env_str("DINGTALK_SECRETS_DIR", str(VAR_DIR / "secrets")))
 
 PORTAL_DEMO_MODE = env_bool("PORTAL_DEMO_MODE", False)
+
+# /metrics answers a scraper showing this bearer token, or one connecting from these networks
+# (CIDRs, comma-separated); with neither set it answers 404 to everyone.
+METRICS_TOKEN = env_secret("METRICS_TOKEN", "")
+METRICS_NETWORKS = env_list("METRICS_NETWORKS", [])
 
 from config.settings.audiences import *  # noqa: E402
 from config.settings.audit import *  # noqa: E402
