@@ -60,3 +60,23 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# One JSON object a line on standard output (journald keeps it), with request, user, notice,
+# plan and task ids and no personal data (operations.logs). Celery leaves the root logger alone
+# so its workers and beat write the same lines.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "operations.logs.ContextFilter"}},
+    "formatters": {"json": {"()": "operations.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"axes": {"level": "WARNING"}, "django.server": {"level": "WARNING"}},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
