@@ -234,6 +234,7 @@ from config.settings.celery import *  # noqa: E402
 from config.settings.delivery import *  # noqa: E402
 from config.settings.integrations import *  # noqa: E402
 from config.settings.notices import *  # noqa: E402
+from config.settings.operations import *  # noqa: E402
 
 CELERY_BEAT_SCHEDULE = {
     **AUDIT_BEAT_SCHEDULE,
@@ -241,4 +242,5 @@ CELERY_BEAT_SCHEDULE = {
     **NOTICES_BEAT_SCHEDULE,
     **DELIVERY_BEAT_SCHEDULE,
     **INTEGRATIONS_BEAT_SCHEDULE,
+    **OPERATIONS_BEAT_SCHEDULE,
 }
