@@ -8,4 +8,3 @@ from django.db import models
 class OperationsAuditAction(models.TextChoices):
     RETENTION_CHANGED = "operations.retention_changed", "Retention setting changed"
     RETENTION_APPLIED = "operations.retention_applied", "Expired personal data anonymised"
-    ANCHOR_WRITTEN = "operations.anchor_written", "Audit chain head anchored outside the database"

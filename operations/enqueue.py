@@ -5,6 +5,5 @@ from __future__ import annotations
 from config.settings.celery import Queues
 
 APPLY_RETENTION = "operations.apply_retention"
-WRITE_ANCHOR = "operations.write_anchor"
 
-TASK_QUEUES = {APPLY_RETENTION: Queues.BULK, WRITE_ANCHOR: Queues.BULK}
+TASK_QUEUES = {APPLY_RETENTION: Queues.BULK}

@@ -1,4 +1,4 @@
-"""Daily operations work: expired personal data anonymised, the audit chain's head anchored."""
+"""Daily operations work: expired personal data anonymised."""
 
 from __future__ import annotations
 

@@ -230,11 +230,15 @@ METRICS_NETWORKS = env_list("METRICS_NETWORKS", [])
 
 from config.settings.audiences import *  # noqa: E402
 from config.settings.audit import *  # noqa: E402
+from config.settings.audit import AUDIT_ANCHOR_FILE  # noqa: E402
 from config.settings.celery import *  # noqa: E402
 from config.settings.delivery import *  # noqa: E402
 from config.settings.integrations import *  # noqa: E402
 from config.settings.notices import *  # noqa: E402
 from config.settings.operations import *  # noqa: E402
+
+if not AUDIT_ANCHOR_FILE:
+    AUDIT_ANCHOR_FILE = str(VAR_DIR / "audit" / "anchors.jsonl")
 
 CELERY_BEAT_SCHEDULE = {
     **AUDIT_BEAT_SCHEDULE,
