@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not installed"
+    return path
+
+
 def pg_env() -> dict[str, str]:
     params = connection.settings_dict
     env = {**os.environ, "PGHOST": str(params["HOST"] or "127.0.0.1")}
@@ -46,11 +52,19 @@ def test_a_restored_backup_passes_audit_verify_and_its_anchors(
     restored = f"restore_{uuid.uuid4().hex[:8]}"
     dump = tmp_path / "portal.dump"
     # The README's commands: a custom-format dump, then a restore into an empty database.
-    subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", source], env=env, check=True)
-    subprocess.run(["createdb", restored], env=env, check=True)
+    subprocess.run(
+        [tool("pg_dump"), "--format=custom", f"--file={dump}", source], env=env, check=True
+    )
+    subprocess.run([tool("createdb"), restored], env=env, check=True)
     try:
         subprocess.run(
-            ["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={restored}", str(dump)],
+            [
+                tool("pg_restore"),
+                "--no-owner",
+                "--exit-on-error",
+                f"--dbname={restored}",
+                str(dump),
+            ],
             env=env,
             check=True,
         )
@@ -73,4 +87,4 @@ def test_a_restored_backup_passes_audit_verify_and_its_anchors(
         assert f"{AuditEvent.objects.count()} events" in verify.stdout
         assert "1 daily anchors agree" in verify.stdout
     finally:
-        subprocess.run(["dropdb", "--if-exists", restored], env=env, check=False)
+        subprocess.run([tool("dropdb"), "--if-exists", restored], env=env, check=False)
