@@ -77,6 +77,9 @@ ROLE_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "integrations.add_warningmapping",
         "integrations.change_warningmapping",
         "integrations.delete_warningmapping",
+        "operations.view_retentionpolicy",
+        "operations.add_retentionpolicy",
+        "operations.change_retentionpolicy",
     ),
 }
 

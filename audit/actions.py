@@ -66,4 +66,5 @@ class AuditOwnAction(models.TextChoices):
 
     EXPORTED = "audit.exported", "Audit trail exported"
     PURGED = "audit.purged", "Events older than the retention period purged"
+    ANCHORED = "audit.anchored", "Chain head anchored outside the database"
     VERIFIED = "audit.verified", "Hash chain verified"

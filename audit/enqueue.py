@@ -11,11 +11,13 @@ from config.settings.celery import Queues
 
 EXPORT_EVENTS = "audit.export_events"
 VERIFY_CHAIN = "audit.verify_chain"
+WRITE_ANCHOR = "audit.write_anchor"
 
 # Each task name and the queue its task is declared on.
 TASK_QUEUES: dict[str, str] = {
     EXPORT_EVENTS: Queues.BULK,
     VERIFY_CHAIN: Queues.BULK,
+    WRITE_ANCHOR: Queues.BULK,
 }
 
 

@@ -6,8 +6,9 @@ Queued only through audit.enqueue, under its task names.
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import OperationalError
 
-from audit import enqueue, exports, maintenance
+from audit import anchors, enqueue, exports, maintenance
 
 
 @shared_task(
@@ -32,3 +33,18 @@ def export_events_task(export_id: str) -> None:
 def verify_chain_task() -> bool:
     """Re-walk the whole hash chain and record the outcome as audit.verified."""
     return maintenance.chain_verify_and_record(actor_label="system (nightly verification)").ok
+
+
+@shared_task(
+    name=enqueue.WRITE_ANCHOR,
+    queue=enqueue.TASK_QUEUES[enqueue.WRITE_ANCHOR],
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=60,
+    retry_backoff_max=900,
+    max_retries=5,
+)
+def write_anchor_task() -> int | None:
+    """Anchor today's chain head outside the database (a rerun the same day writes nothing)."""
+    anchor = anchors.anchor_write()
+    return anchor.sequence if anchor else None

@@ -1,22 +1,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.i18n import set_language
 
 from common.views import public_view
 
-
-@public_view
-def health(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
-
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/setlang/", public_view(set_language), name="set_language"),
-    path("health/", health, name="health"),
+    path("", include("operations.urls")),
     path("audit/", include("audit.urls")),
     # The per-notice receipt report lives with delivery, but auditors find it under /audit/.
     path("audit/", include("delivery.receipt_urls")),

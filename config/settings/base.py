@@ -11,7 +11,7 @@ from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_secret, env_str
 
 # Lets ModelAdmin[Model] and friends be subscripted at run time, as django-stubs types them.
 django_stubs_ext.monkeypatch()
@@ -44,9 +44,11 @@ INSTALLED_APPS = [
     "notices",
     "delivery",
     "integrations",
+    "operations",
 ]
 
 MIDDLEWARE = [
+    "operations.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -56,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "audit.middleware.AuditContextMiddleware",
+    "operations.logs.LogContextMiddleware",
     "accounts.middleware.SessionLifetimeMiddleware",
     "accounts.middleware.RequireVerifiedStaffMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -178,7 +181,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("PORTAL_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "/media/"
@@ -211,7 +214,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {"axes": {"level": "WARNING"}, "portal.request": {"level": "WARNING"}},
 }
 
 # Where the demo and training mode find the DingTalk simulator.
@@ -220,12 +223,22 @@ DINGTALK_SECRETS_DIR = Path(env_str("DINGTALK_SECRETS_DIR", str(VAR_DIR / "secre
 
 PORTAL_DEMO_MODE = env_bool("PORTAL_DEMO_MODE", False)
 
+# /metrics answers a scraper showing this bearer token, or one connecting from these networks
+# (CIDRs, comma-separated); with neither set it answers 404 to everyone.
+METRICS_TOKEN = env_secret("METRICS_TOKEN", "")
+METRICS_NETWORKS = env_list("METRICS_NETWORKS", [])
+
 from config.settings.audiences import *  # noqa: E402
 from config.settings.audit import *  # noqa: E402
+from config.settings.audit import AUDIT_ANCHOR_FILE  # noqa: E402
 from config.settings.celery import *  # noqa: E402
 from config.settings.delivery import *  # noqa: E402
 from config.settings.integrations import *  # noqa: E402
 from config.settings.notices import *  # noqa: E402
+from config.settings.operations import *  # noqa: E402
+
+if not AUDIT_ANCHOR_FILE:
+    AUDIT_ANCHOR_FILE = str(VAR_DIR / "audit" / "anchors.jsonl")
 
 CELERY_BEAT_SCHEDULE = {
     **AUDIT_BEAT_SCHEDULE,
@@ -233,6 +246,7 @@ CELERY_BEAT_SCHEDULE = {
     **NOTICES_BEAT_SCHEDULE,
     **DELIVERY_BEAT_SCHEDULE,
     **INTEGRATIONS_BEAT_SCHEDULE,
+    **OPERATIONS_BEAT_SCHEDULE,
 }
 
 # Credentials (accounts.credentials): how long a one-time enrolment link stays valid, and how

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.env import env_str
+from config.env import env_int, env_str
 
 
 class Queues:
@@ -15,6 +15,14 @@ class Queues:
     BULK = "bulk"
 
     ALL = (URGENT, SEND, RECEIPTS, DEFAULT, BULK)
+    # Worker families: each runs as its own worker (deploy/portal-worker@.service), on any
+    # number of machines. `manage.py celery_health` pings each family.
+    FAMILIES: dict[str, tuple[str, ...]] = {
+        "urgent": (URGENT,),
+        "send": (SEND,),
+        "receipts": (RECEIPTS,),
+        "bulk": (BULK, DEFAULT),
+    }
 
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
@@ -36,3 +44,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600
 # fix-up only closes them outright every few thousand tasks.
 CELERY_DB_REUSE_MAX = 5000
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+# Beat: with a Redis broker the schedule lives in Redis (celery-redbeat) behind a lock, so a
+# beat may run on every machine and exactly one of them schedules; the others wait for the lock
+# and take over within REDBEAT_LOCK_TIMEOUT seconds of the holder's death. The embedded default
+# (file-system broker) keeps Celery's own file-based scheduler.
+CELERY_REDBEAT_REDIS_URL = env_str("REDBEAT_REDIS_URL", "") or CELERY_BROKER_URL
+CELERY_REDBEAT_KEY_PREFIX = env_str("REDBEAT_KEY_PREFIX", "portal:redbeat")
+CELERY_REDBEAT_LOCK_TIMEOUT = env_int("REDBEAT_LOCK_TIMEOUT", 30)
+CELERY_REDBEAT_REDIS_OPTIONS: dict[str, object] = {}
+# Beat wakes at least this often, extending its lock (well inside the lock's timeout).
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+if CELERY_REDBEAT_REDIS_URL.startswith(("redis://", "rediss://")):
+    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"

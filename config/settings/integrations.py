@@ -5,10 +5,13 @@ from __future__ import annotations
 from config.env import env_int, env_str
 from config.settings.celery import Queues
 
-# The Observatory's open-data endpoint; `dataType=warnsum&lang=en|tc` are added per request.
+# The warning summary's address; `dataType=warnsum&lang=en|tc` are added per request. Unset, the
+# poller reads the DingTalk simulator's recorded feed, so `make run` and the tests never reach
+# the internet; production sets the Observatory's own address (config.settings.production).
+HKO_OPEN_DATA_URL = "https://data.weather.gov.hk/weatherAPI/opendata/weather.php"
 INTEGRATIONS_HKO_WARNSUM_URL = env_str(
     "INTEGRATIONS_HKO_WARNSUM_URL",
-    "https://data.weather.gov.hk/weatherAPI/opendata/weather.php",
+    env_str("DINGTALK_BASE_URL", "http://127.0.0.1:8900").rstrip("/") + "/_sim/hko/warnsum",
 )
 # How often beat polls the warning summary. HKO publishes no rate limit; 15 s is the floor we allow.
 INTEGRATIONS_HKO_POLL_SECONDS = max(15, env_int("INTEGRATIONS_HKO_POLL_SECONDS", 30))

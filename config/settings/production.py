@@ -28,8 +28,13 @@ if not CELERY_BROKER_URL:
         "Set CELERY_BROKER_URL to the Redis broker, e.g. redis://host:6379/0."
     )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Seconds a process keeps its PostgreSQL connection (each gunicorn thread and each Celery pool
+# process holds at most one); 0 closes it after every request.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+# A load balancer probes the health endpoints over plain HTTP, from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -42,6 +47,7 @@ CSRF_COOKIE_NAME = "__Host-csrftoken"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "notices@localhost")
 DINGTALK_BASE_URL = env_str("DINGTALK_BASE_URL", "https://oapi.dingtalk.com")
+INTEGRATIONS_HKO_WARNSUM_URL = env_str("INTEGRATIONS_HKO_WARNSUM_URL", HKO_OPEN_DATA_URL)
 
 REDIS_CACHE_URL = env_str("REDIS_CACHE_URL", CELERY_BROKER_URL)
 CACHES = {
@@ -54,3 +60,23 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# One JSON object a line on standard output (journald keeps it), with request, user, notice,
+# plan and task ids and no personal data (operations.logs). Celery leaves the root logger alone
+# so its workers and beat write the same lines.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "operations.logs.ContextFilter"}},
+    "formatters": {"json": {"()": "operations.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"axes": {"level": "WARNING"}, "django.server": {"level": "WARNING"}},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -201,6 +201,26 @@ def _inbox(r: ControlRequest) -> Response | None:
     return _json(inbox(r.sim, r.parts[1], r.app))
 
 
+def _hko(r: ControlRequest) -> Response | None:
+    """GET /_sim/hko/warnsum?lang=en|tc: the recorded warning summary the Observatory would
+    answer (data.weather.gov.hk's shape); POST /_sim/hko {"en": {...}, "tc": {...}} records one.
+    """
+    if r.method == "POST":
+        payloads = {lang: r.data.get(lang, {}) for lang in ("en", "tc")}
+        if not all(isinstance(p, dict) for p in payloads.values()):
+            raise ValueError("each language's summary must be a JSON object")
+        with r.sim.lock:
+            r.sim.hko_feed = payloads
+        return _ok()
+    if r.parts[1:] != ["warnsum"]:
+        return None
+    lang = r.query.get("lang", "en")
+    if lang not in ("en", "tc"):
+        raise ValueError("lang must be en or tc")
+    with r.sim.lock:
+        return _json(r.sim.hko_feed[lang])
+
+
 def _events(r: ControlRequest) -> Response:
     with r.sim.lock:
         return _json(list(r.sim.events))
@@ -309,6 +329,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "check-url": Endpoint(_check_url, post_only=True),
     "events": Endpoint(_events),
     "phones": Endpoint(_phones),
+    "hko": Endpoint(_hko),
 }
 
 

@@ -185,6 +185,9 @@ class SimulatorState:
         self.fault_random = random.Random(self.config.seed)  # noqa: S311 - reproducible faults, not crypto
         # ip -> (one-second buckets [second, calls], running total) of its sliding window.
         self.ip_windows: dict[str, tuple[deque[list[int]], int]] = {}
+        # The Observatory's warning summary as recorded, per language ("en", "tc"): the portal
+        # reads it here unless a real feed address is configured. Empty: nothing in force.
+        self.hko_feed: dict[str, dict[str, Any]] = {"en": {}, "tc": {}}
         self.ip_banned_until: dict[str, float] = {}
         self.injected: list[Injected] = []
         self.recorded: deque[RecordedRequest] = deque(maxlen=self.config.request_log_size)

@@ -20,6 +20,10 @@ PUBLIC = {
     "accounts:login",
     "set_language",
     "health",
+    "health-live",
+    "health-ready",
+    # Prometheus: a bearer token or a configured network (operations.metrics.allowed).
+    "metrics",
     # Machine endpoints, authenticated by HMAC signature (integrations.api_views).
     "api:trigger",
     "api:trigger-status",

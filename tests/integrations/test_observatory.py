@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import requests
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from dingtalk.simulator.testing import running_simulator
 from integrations.models import ObservatoryWarning, Trigger, WarningMapping
 from integrations.observatory import parse_warnsum
 from integrations.services import observatory_warnings, warning_mappings
@@ -250,3 +253,26 @@ def test_the_seed_maps_the_rainstorm_templates_once_and_keeps_edits(cast_a, temp
     call_command("seed_warning_mappings", stdout=StringIO())
     assert WarningMapping.objects.count() == 3
     assert not WarningMapping.objects.get(code_pattern="WRAINB").active
+
+
+def test_by_default_the_feed_is_the_simulators_recording_not_the_internet() -> None:
+    """make run and the tests read the simulator; only production names the Observatory."""
+    assert django_settings.INTEGRATIONS_HKO_WARNSUM_URL.endswith("/_sim/hko/warnsum")
+    assert "weather.gov.hk" not in django_settings.INTEGRATIONS_HKO_WARNSUM_URL
+
+
+@pytest.mark.django_db
+def test_a_warning_recorded_in_the_simulator_prepares_its_notice(
+    settings, rainstorm_mappings, django_capture_on_commit_callbacks
+):
+    with running_simulator() as sim:
+        settings.INTEGRATIONS_HKO_WARNSUM_URL = sim.base_url + "/_sim/hko/warnsum"
+        assert _poll(django_capture_on_commit_callbacks) == 0  # nothing recorded: nothing in force
+        issued = timezone.now() - dt.timedelta(minutes=2)
+        recorded = warnsum_payloads(("WRAINA", "ISSUE", issued))
+        answer = requests.post(sim.base_url + "/_sim/hko", json=recorded, timeout=5)
+        assert answer.json() == {"ok": True}
+        assert _poll(django_capture_on_commit_callbacks) == 1
+        bad = requests.get(sim.base_url + "/_sim/hko/warnsum?lang=fr", timeout=5)
+        assert bad.status_code == 400
+    assert Notice.objects.get().template.code == "rainstorm-amber"

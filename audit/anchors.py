@@ -1,0 +1,170 @@
+"""Daily anchors: the chain's head written outside the database, to check the chain against.
+
+Each day the `audit.write_anchor` task appends one JSON line (`day`, `sequence`, `hash`,
+`written_at`) to AUDIT_ANCHOR_FILE, which should sit on append-only storage (`chattr +a`, a
+WORM share, a log host), and mails it to every department's auditors (and AUDIT_ANCHOR_EMAILS),
+so a copy exists that nobody with database access can rewrite. `manage.py audit_verify
+--anchors` checks each anchored head against the database and names the first day that
+disagrees: a rewritten chain has other hashes, a truncated one lacks the anchored events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Membership, Role
+from audit.actions import AuditOwnAction
+from audit.chain import lock_chain
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.services import audit_record, chain_head
+
+logger = logging.getLogger("audit.anchors")
+
+
+class AnchorFileError(Exception):
+    """The anchor file cannot be read as anchors (names the line)."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    day: str
+    sequence: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class AnchorReport:
+    ok: bool
+    checked: int
+    message: str
+    first_bad_day: str | None = None
+
+
+def anchor_path() -> Path:
+    return Path(str(settings.AUDIT_ANCHOR_FILE))
+
+
+def read_anchors(path: Path) -> list[Anchor]:
+    if not path.exists():
+        return []
+    anchors = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            anchors.append(Anchor(str(raw["day"]), int(raw["sequence"]), str(raw["hash"])))
+        except (ValueError, KeyError, TypeError):
+            raise AnchorFileError(f"{path}: line {number} is not an anchor") from None
+    return anchors
+
+
+def _append(path: Path, anchor: Anchor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(
+        {
+            "day": anchor.day,
+            "sequence": anchor.sequence,
+            "hash": anchor.hash,
+            "written_at": timezone.now().isoformat(timespec="seconds"),
+        }
+    )
+    with path.open("a", encoding="utf-8") as out:
+        out.write(line + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def auditor_addresses() -> list[str]:
+    auditors = Membership.objects.filter(role=Role.AUDITOR, user__is_active=True).exclude(
+        user__email=""
+    )
+    addresses = set(auditors.values_list("user__email", flat=True))
+    return sorted(addresses | set(settings.AUDIT_ANCHOR_EMAILS))
+
+
+def mail_anchor(anchor: Anchor) -> None:
+    recipients = auditor_addresses()
+    if not recipients:
+        logger.warning("audit anchor for %s written but nobody to mail it to", anchor.day)
+        return
+    body = (
+        f"The portal's audit trail on {anchor.day}: event #{anchor.sequence}, "
+        f"hash {anchor.hash}.\nKeep this message: manage.py audit_verify --anchors checks "
+        "the trail against these values."
+    )
+    try:
+        send_mail(f"Audit chain anchor {anchor.day}", body, None, recipients)
+    except OSError:
+        logger.exception("audit anchor for %s could not be mailed", anchor.day)
+
+
+def anchor_write(*, day: dt.date | None = None) -> Anchor | None:
+    """Anchor the chain's head for `day` (today); None if that day is anchored already."""
+    label = (day or timezone.localdate()).isoformat()
+    path = anchor_path()
+    with transaction.atomic():
+        lock_chain()  # one writer at a time: a day gets one line even if the task runs twice
+        if any(a.day == label for a in read_anchors(path)):
+            return None
+        sequence, head_hash = chain_head()
+        anchor = Anchor(label, sequence, head_hash)
+        _append(path, anchor)
+        audit_record(
+            actor=None,
+            action=AuditOwnAction.ANCHORED,
+            data={"day": label, "sequence": sequence, "hash": head_hash, "file": str(path)},
+        )
+        transaction.on_commit(lambda: mail_anchor(anchor))
+    return anchor
+
+
+def _disagreement(anchor: Anchor, head_sequence: int, accept_restore: bool) -> str | None:
+    """Why the database does not match this anchor, or None if it does (or cannot tell)."""
+    if anchor.sequence == 0:
+        return None
+    found = AuditEvent.objects.filter(sequence=anchor.sequence).values_list("hash", flat=True)
+    stored = found.first()
+    if stored is not None:
+        if stored != anchor.hash:
+            return f"event #{anchor.sequence} has hash {stored}, the anchor says {anchor.hash}"
+        return None
+    if anchor.sequence > head_sequence:
+        if accept_restore:
+            return None
+        return (
+            f"the chain ends at #{head_sequence}, before the anchored event #{anchor.sequence}: "
+            "events were lost (a restore from an older backup, or deletion)"
+        )
+    checkpoint = (
+        AuditCheckpoint.objects.filter(sequence__gte=anchor.sequence).order_by("sequence").first()
+    )
+    if checkpoint is None:
+        return f"event #{anchor.sequence} is missing"
+    if checkpoint.sequence == anchor.sequence and checkpoint.hash != anchor.hash:
+        return f"the purge checkpoint #{anchor.sequence} has another hash than the anchor"
+    return None  # purged past the retention period
+
+
+def anchors_verify(anchors: list[Anchor], *, accept_restore: bool = False) -> AnchorReport:
+    """Each anchored head against the database, oldest day first; stops at the first mismatch."""
+    head_sequence, _hash = chain_head()
+    checked = 0
+    for anchor in sorted(anchors, key=lambda a: a.day):
+        problem = _disagreement(anchor, head_sequence, accept_restore)
+        if problem:
+            return AnchorReport(
+                False, checked, f"Anchor of {anchor.day} disagrees: {problem}.", anchor.day
+            )
+        checked += 1
+    return AnchorReport(True, checked, f"{checked} daily anchors agree with the audit chain.")
