@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.env import env_str
+from config.env import env_int, env_str
 
 
 class Queues:
@@ -30,7 +30,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_TIMEZONE = "Asia/Hong_Kong"
 # Redis redelivers an unacknowledged task after this; retries and countdowns stay below it.
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 3600)
+}
 # Celery's Django fix-up closes database connections after every task unless this is set;
 # config.celery applies CONN_MAX_AGE and health checks around each task instead, and the
 # fix-up only closes them outright every few thousand tasks.

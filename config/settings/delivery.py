@@ -22,7 +22,7 @@ DELIVERY_LIMITS: dict[str, float] = {
     "recipients_per_minute": env_int("DELIVERY_RECIPIENTS_PER_MINUTE", 4_900),  # DingTalk: 5,000
     # Half a second longer than DingTalk's minute: a call reaches DingTalk a little after the
     # governor granted it, so DingTalk's window must have let go of a call before ours does.
-    "recipients_window_s": 60.5,
+    "recipients_window_s": float(env_str("DELIVERY_RECIPIENTS_WINDOW_S", "60.5")),
     "per_person_daily": 450,  # DingTalk: 500 notices a person a day
 }
 # Chunk of recipients snapshotted per transaction; the first batches go out after the first chunk.
@@ -50,11 +50,11 @@ DELIVERY_MEDIA_MAX_AGE_S = env_int("DELIVERY_MEDIA_MAX_AGE_S", 3 * 86_400)
 # than this, a citywide notice goes out in user batches instead (see delivery.deptwide).
 DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S = env_int("DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S", 86_400)
 # A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.
-DELIVERY_CLAIM_STALE_S = 60.0
+DELIVERY_CLAIM_STALE_S = float(env_str("DELIVERY_CLAIM_STALE_S", "60"))
 # A batch still queued this long after creation lost its broker message: enqueue it again.
-DELIVERY_QUEUED_STALE_S = 30.0
+DELIVERY_QUEUED_STALE_S = float(env_str("DELIVERY_QUEUED_STALE_S", "30"))
 # Longest countdown a retry may use: far below the broker's visibility timeout (3600 s).
-DELIVERY_MAX_COUNTDOWN_S = 300
+DELIVERY_MAX_COUNTDOWN_S = env_int("DELIVERY_MAX_COUNTDOWN_S", 300)
 
 DELIVERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "delivery-sweep": {

@@ -28,6 +28,7 @@ from delivery.models import (
 from delivery.testing import (
     WorkerEnv,
     connect_department,
+    database_url,
     kill_worker,
     make_notice,
     make_recipients,
@@ -61,7 +62,7 @@ def worker_env(settings, tmp_path, transactional_db):
     settings.DELIVERY_GOVERNOR_URL = broker
     settings.DELIVERY_GOVERNOR_PREFIX = f"test-{uuid.uuid4().hex[:8]}:"
     return {
-        "db_name": connection.settings_dict["NAME"],
+        "database_url": database_url(connection.settings_dict),
         "broker_url": broker,
         "governor_url": settings.DELIVERY_GOVERNOR_URL,
         "governor_prefix": settings.DELIVERY_GOVERNOR_PREFIX,
@@ -71,7 +72,7 @@ def worker_env(settings, tmp_path, transactional_db):
 
 def make_env(worker_env, simulator_url, **extra):
     return WorkerEnv(
-        db_name=worker_env["db_name"],
+        database_url=worker_env["database_url"],
         simulator_url=simulator_url,
         broker_url=worker_env["broker_url"],
         governor_url=worker_env["governor_url"],
@@ -230,3 +231,29 @@ def test_two_workers_stay_inside_the_platform_limits(worker_env, cast_a) -> None
         assert counters["forbidden"].get("143103", 0) == 0
         assert counters["ip_bans"] == 0
         assert_everyone_exactly_once(dt, notice, 6000)
+
+
+def test_a_paced_send_retries_by_countdown_with_the_shipped_settings(worker_env, cast_a) -> None:
+    # Two calls a second and no inline wait: nearly every grant is a wait the task cannot
+    # sleep through, so it goes back to the broker with a countdown. No sweep runs: if the
+    # retry failed (a setting the shipped settings lack), the batches would stay queued.
+    with running_simulator(directory_size=1200) as dt:
+        wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
+        make_recipients(wsd, 1000, languages=("en",))
+        notice = make_notice(wsd, tier=Tier.TARGETED)
+        env = make_env(
+            worker_env,
+            dt.base_url,
+            extra={"DELIVERY_CALLS_PER_SECOND": "2", "DELIVERY_INLINE_WAIT_S": "0.05"},
+        )
+        assert env.environ()["DJANGO_SETTINGS_MODULE"] == "config.settings.local"
+        app = publisher(env)
+        worker = start_worker(env, name="paced", log=worker_env["log"])
+        try:
+            app.send_task("delivery.plan_notice", args=[notice.pk], queue="send")
+            assert wait_for(lambda: finished(notice), 50), worker_env["log"].read_text()[-3000:]
+        finally:
+            kill_worker(worker)
+        log = worker_env["log"].read_text()
+        assert "Traceback" not in log, log[-3000:]
+        assert_everyone_exactly_once(dt, notice, 1000)
