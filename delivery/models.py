@@ -155,6 +155,9 @@ class Batch(models.Model):
     # A resend of a batch whose first call's outcome was unknown: a duplicate-content drop
     # (143106) in its result means the first call did reach that person.
     after_unknown = models.BooleanField(default=False)
+    # DingTalk's flow control dropped some of this batch's people and they went into a new
+    # batch: later polls of this batch report the same drops, which are not sent again.
+    drops_requeued = models.BooleanField(default=False, db_default=False)
     error_code = models.CharField(max_length=40, blank=True)
     error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

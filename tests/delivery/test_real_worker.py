@@ -15,6 +15,7 @@ from collections import Counter
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from delivery.models import (
     Batch,
@@ -257,3 +258,52 @@ def test_a_paced_send_retries_by_countdown_with_the_shipped_settings(worker_env,
         log = worker_env["log"].read_text()
         assert "Traceback" not in log, log[-3000:]
         assert_everyone_exactly_once(dt, notice, 1000)
+
+
+def poll_round(app, dt, notice, advance_s: float) -> None:
+    """One receipt poll of every batch still owed one, on a clock the test moves."""
+    dt.sim.advance(advance_s)
+    owed = Batch.objects.filter(
+        dispatch__plan__notice=notice, status=BatchStatus.ACCEPTED, receipts_done=False
+    )
+    before = dict(owed.values_list("pk", "polls_done"))
+    owed.update(next_poll_at=timezone.now())
+
+    def polled() -> bool:
+        now = dict(owed.filter(pk__in=before).values_list("pk", "polls_done"))
+        return all(now.get(pk, done + 1) > done for pk, done in before.items())
+
+    assert wait_for(
+        polled, 40, sweep=lambda: app.send_task("delivery.poll_receipts", queue="receipts")
+    )
+
+
+def test_flow_control_drops_go_out_once_over_every_receipt_poll(worker_env, cast_a) -> None:
+    # DingTalk takes 150 people a minute here and the governor lets 250 through: 100 dropped
+    # (143103). Dedupe off, so a second copy would reach a phone instead of coming back 143106.
+    with running_simulator(
+        directory_size=400,
+        time_scale=0,
+        limits={"recipients_per_minute": 150, "same_content_once_per_day": False},
+    ) as dt:
+        wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
+        make_recipients(wsd, 250, languages=("en",))
+        notice = make_notice(wsd, tier=Tier.TARGETED)
+        env = make_env(worker_env, dt.base_url, extra={"DELIVERY_RECIPIENTS_PER_MINUTE": "100000"})
+        app = publisher(env)
+        worker = start_worker(env, name="drops", log=worker_env["log"])
+        try:
+            app.send_task("delivery.plan_notice", args=[notice.pk], queue="send")
+            assert wait_for(lambda: finished(notice), 40), worker_env["log"].read_text()[-3000:]
+            # DingTalk's schedule: +1, 3, 10, 30 min, +2, 6, 23 h; each poll repeats the drops.
+            for advance in (60, 120, 420, 1200, 5400, 14400, 61200):
+                poll_round(app, dt, notice, advance)
+                assert wait_for(lambda: finished(notice), 30)
+        finally:
+            kill_worker(worker)
+        assert dt.sim.counters()["forbidden"].get("143103", 0) == 100
+        assert Batch.objects.filter(dispatch__plan__notice=notice).count() == 5
+        assert not Delivery.objects.filter(
+            plan__notice=notice, state=DeliveryState.FORBIDDEN
+        ).exists()
+        assert_everyone_exactly_once(dt, notice, 250)
