@@ -38,6 +38,9 @@ DELIVERY_RECEIPT_GROUP = env_int("DELIVERY_RECEIPT_GROUP", 50)
 # The longest governor wait a task sleeps through; longer waits go back to the broker with a
 # countdown, so a paced send never holds a worker another department's notice needs.
 DELIVERY_INLINE_WAIT_S = float(env_str("DELIVERY_INLINE_WAIT_S", "2"))
+# How long a send task keeps trying to write accepted calls while the database is unreachable
+# (their DingTalk task ids exist only in the task until then); below CELERY_TASK_SOFT_TIME_LIMIT.
+DELIVERY_ACCEPT_WRITE_S = float(env_str("DELIVERY_ACCEPT_WRITE_S", "120"))
 # Accepted calls are written at least this often (seconds) while a group is being sent.
 DELIVERY_FLUSH_S = float(env_str("DELIVERY_FLUSH_S", "0.5"))
 # Where the public confirmation page is reached from a phone (absolute URL prefix).

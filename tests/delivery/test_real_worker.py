@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from delivery.models import (
     Batch,
     BatchStatus,
@@ -26,6 +28,7 @@ from delivery.models import (
     PlanStatus,
     effective_state_in,
 )
+from delivery.services import uncertain
 from delivery.testing import (
     WorkerEnv,
     connect_department,
@@ -307,3 +310,42 @@ def test_flow_control_drops_go_out_once_over_every_receipt_poll(worker_env, cast
             plan__notice=notice, state=DeliveryState.FORBIDDEN
         ).exists()
         assert_everyone_exactly_once(dt, notice, 250)
+
+
+def test_an_unknown_send_after_dingtalk_s_day_changed_is_held_not_resent(
+    worker_env, cast_a
+) -> None:
+    # Dedupe off: a resend of the call whose answer was lost would reach the phones again.
+    with running_simulator(
+        directory_size=700,
+        faults={"timeout_hold_s": 11.0},
+        limits={"same_content_once_per_day": False},
+    ) as dt:
+        wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
+        make_recipients(wsd, 500, languages=("en",))
+        notice = make_notice(wsd, tier=Tier.TARGETED)
+        env = make_env(worker_env, dt.base_url)
+        app = publisher(env)
+        dt.sim.inject("asyncsend_v2", "timeout", times=1)
+        worker = start_worker(env, name="dayturn", log=worker_env["log"])
+        unknown = Batch.objects.filter(dispatch__plan__notice=notice, status=BatchStatus.UNKNOWN)
+        try:
+            app.send_task("delivery.plan_notice", args=[notice.pk], queue="send")
+            assert wait_for(unknown.exists, 40), worker_env["log"].read_text()[-3000:]
+            # The clock we control: the lost call was made before DingTalk's midnight.
+            first = timezone.now().astimezone(uncertain.DINGTALK_DAY_ZONE)
+            yesterday = (first - timedelta(days=1)).replace(hour=23, minute=59, second=50)
+            unknown.update(uncertain_since=yesterday)
+            held = unknown.get()
+            assert wait_for(
+                lambda: finished(notice),
+                40,
+                sweep=lambda: app.send_task("delivery.sweep_dispatches", queue="urgent"),
+            ), worker_env["log"].read_text()[-3000:]
+        finally:
+            kill_worker(worker)
+        held.refresh_from_db()
+        assert held.status == BatchStatus.HELD
+        assert AuditEvent.objects.filter(action="delivery.batch_held", target_id=str(notice.pk))
+        # The lost call did reach DingTalk: its people have it once, and nobody has it twice.
+        assert_everyone_exactly_once(dt, notice, 500)
