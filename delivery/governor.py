@@ -18,22 +18,25 @@ it never runs unmetered.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from accounts.models import Department
-from delivery.models import GovernorCounter, GovernorEntry
+from delivery.models import Batch, BatchStatus, GovernorCounter, GovernorEntry
 
 logger = logging.getLogger("delivery.governor")
 
@@ -154,6 +157,9 @@ local rpm_limit = tonumber(ARGV[5]); local rpm_window = tonumber(ARGV[6])
 local month_limit = tonumber(ARGV[7]); local month_ttl = tonumber(ARGV[8])
 local member = ARGV[9]; local metered = tonumber(ARGV[10])
 local n = #ARGV - 10
+-- KEYS[7], the epoch, is written only once the windows were rebuilt from the database: absent,
+-- the store lost its state (a restart without persistence) and nothing may be granted.
+if redis.call('EXISTS', KEYS[7]) == 0 then return {0, '0', 'state_lost'} end
 local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
 if pause > now then return {0, tostring(pause - now), 'paused'} end
 local granted = n
@@ -236,6 +242,66 @@ return {granted, tostring(math.max(wait, 0)), reason}
 """
 
 
+# How long a caller waits while another process rebuilds the governor's lost windows.
+REBUILD_WAIT_S = 0.5
+
+
+@dataclass
+class RecordedApp:
+    """One app's calls as the database records them: recent sends and the month's calls."""
+
+    calls: list[tuple[float, int]]  # (epoch seconds, recipients) of recent asyncsend_v2 calls
+    month_calls: int = 0
+
+
+def recorded_state(now: float) -> dict[str, RecordedApp]:
+    """Every app's recent sends and this month's metered calls, from the outbox.
+
+    Recent sends: accepted batches inside the longest window, at their acceptance time (written
+    just after the call, so a little late: the rebuilt window lets go a little later than
+    DingTalk's), and claimed batches (a call may be under way) as if sent now. The month's
+    calls: every claim of a batch this month (a claim makes at most one call) plus every
+    counted receipt poll; this over-counts refused claims, the safe side of a quota.
+    """
+    limits, scale = _limits(), time_scale()
+    horizon = now - max(limits["recipients_window_s"], limits["ip_window_s"]) / scale
+    month_start = _month_start(now)
+    state: dict[str, RecordedApp] = {}
+    departments = {d.pk: department_app_key(d) for d in Department.objects.all()}
+    recent = Batch.objects.filter(
+        Q(status=BatchStatus.ACCEPTED, accepted_at__gte=_aware(horizon))
+        | Q(status=BatchStatus.CLAIMED)
+    ).values_list("dispatch__plan__department_id", "status", "accepted_at", "size")
+    for department_id, status, accepted_at, size in recent.iterator():
+        app = state.setdefault(departments.get(department_id, ""), RecordedApp([]))
+        at = (
+            now if status == BatchStatus.CLAIMED or accepted_at is None else accepted_at.timestamp()
+        )
+        app.calls.append((at, max(int(size), 1)))
+    month = (
+        Batch.objects.filter(claimed_at__gte=_aware(month_start))
+        .values("dispatch__plan__department_id")
+        .annotate(claims=Sum("attempts"), polls=Sum("polls_done"))
+    )
+    for row in month:
+        app = state.setdefault(
+            departments.get(row["dispatch__plan__department_id"], ""), RecordedApp([])
+        )
+        app.month_calls += int(row["claims"] or 0) + int(row["polls"] or 0)
+    state.pop("", None)
+    return state
+
+
+def _month_start(now: float) -> float:
+    """The first second of this month in China Standard Time (UTC+8), DingTalk's months."""
+    local = time.gmtime(now + 8 * 3600)
+    return calendar.timegm((local.tm_year, local.tm_mon, 1, 0, 0, 0)) - 8 * 3600
+
+
+def _aware(at: float) -> datetime:
+    return datetime.fromtimestamp(at, tz=UTC)
+
+
 class RedisGovernor:
     """Token windows in Redis: one Lua script per decision, on Redis' clock."""
 
@@ -270,6 +336,7 @@ class RedisGovernor:
             self._key("rpm", app_key),
             self._key("month", app_key, month_key()),
             self._key("rpm-total", app_key),
+            self._key("epoch"),
         ]
         args: list[str | int | float] = [
             int(limits["calls_per_second"]),
@@ -284,14 +351,93 @@ class RedisGovernor:
             1 if metered else 0,
             *(max(0, int(r)) for r in recipients),
         ]
+        for _attempt in range(2):
+            try:
+                granted, wait, reason = self._script(keys=keys, args=args)
+            except self._errors as exc:
+                raise GovernorUnavailable(
+                    f"rate governor store unavailable: {type(exc).__name__}"
+                ) from None
+            reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
+            if reason_text != "state_lost":
+                return Grant(int(granted), max(0.0, float(wait)), reason_text)
+            if not self.restore():
+                # Another worker is rebuilding the windows: nothing goes out meanwhile.
+                return Grant(0, REBUILD_WAIT_S, "rebuilding")
+        return Grant(0, REBUILD_WAIT_S, "rebuilding")
+
+    def restore(self) -> bool:
+        """Rebuild every window and month counter from the database, then write the epoch.
+
+        Only one process rebuilds (a short lock); the others are told to wait. False when
+        this process did not (or could not) rebuild; GovernorUnavailable when the store or
+        the database does not answer.
+        """
+        lock = self._key("rebuild-lock")
         try:
-            granted, wait, reason = self._script(keys=keys, args=args)
+            if self._redis.exists(self._key("epoch")):
+                return True
+            if not self._redis.set(lock, "1", nx=True, ex=30):
+                return False
+            try:
+                seconds, micros = self._redis.time()
+                redis_now = seconds + micros / 1_000_000
+                try:
+                    state = recorded_state(time.time())
+                except DatabaseError as exc:
+                    raise GovernorUnavailable(
+                        f"rate governor cannot rebuild its windows: {type(exc).__name__}"
+                    ) from None
+                self._write_state(state, redis_now - time.time())
+            finally:
+                self._redis.delete(lock)
         except self._errors as exc:
             raise GovernorUnavailable(
                 f"rate governor store unavailable: {type(exc).__name__}"
             ) from None
-        reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return Grant(int(granted), max(0.0, float(wait)), reason_text)
+        logger.warning(
+            "governor: store had lost its state; rebuilt %s apps from the database", len(state)
+        )
+        return True
+
+    def _write_state(self, state: dict[str, RecordedApp], offset: float) -> None:
+        """Write rebuilt windows (shifted onto Redis' clock by ``offset``) and the epoch."""
+        limits, scale = _limits(), time_scale()
+        pipe = self._redis.pipeline(transaction=True)
+        ip_key = self._key("ip")
+        for app_key, app in state.items():
+            api_key = self._key("api", app_key, "asyncsend_v2")
+            rpm_key = self._key("rpm", app_key)
+            for i, (at, size) in enumerate(app.calls):
+                member = f"rebuilt-{app_key}-{i}"
+                pipe.zadd(api_key, {f"{member}:1": at + offset})
+                pipe.zadd(ip_key, {f"{member}:1": at + offset})
+                if size > 0:
+                    pipe.zadd(rpm_key, {f"{member}:{size}": at + offset})
+            pipe.set(
+                self._key("rpm-total", app_key),
+                sum(size for _at, size in app.calls),
+                ex=math.ceil(limits["recipients_window_s"] / scale) + 1,
+            )
+            for key, window in (
+                (api_key, 1.0 / scale),
+                (rpm_key, limits["recipients_window_s"] / scale),
+            ):
+                pipe.expire(key, math.ceil(window) + 1)
+            month = self._key("month", app_key, month_key())
+            pipe.set(month, app.month_calls, ex=MONTH_TTL_S, nx=True)
+            # A counter that survived (or was written meanwhile) keeps the larger count.
+            pipe.eval(
+                "local v = tonumber(redis.call('GET', KEYS[1]) or '0') "
+                "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end",
+                1,
+                month,
+                app.month_calls,
+                MONTH_TTL_S,
+            )
+        pipe.expire(ip_key, math.ceil(limits["ip_window_s"] / scale) + 1)
+        pipe.set(self._key("epoch"), uuid.uuid4().hex)
+        pipe.execute()
 
     def pause(self, *, app_key: str, seconds: float) -> None:
         try:
@@ -307,6 +453,8 @@ class RedisGovernor:
 
     def monthly_used(self, *, app_key: str) -> int:
         try:
+            if not self._redis.exists(self._key("epoch")) and not self.restore():
+                raise GovernorUnavailable("rate governor is rebuilding its windows")
             value = self._redis.get(self._key("month", app_key, month_key()))
         except self._errors as exc:
             raise GovernorUnavailable(

@@ -156,3 +156,85 @@ def test_a_refused_call_still_lets_expired_recipients_go(governor) -> None:
     # 100 in the window + 150 = 250: fits, although the refused call trimmed the first entry.
     assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=150).allowed
     assert time.monotonic() - started < 1.5, "too slow to test the window (machine overloaded)"
+
+
+def redis_governor() -> RedisGovernor:
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        pytest.skip("Redis governor needs CELERY_BROKER_URL=redis://... (CI sets it)")
+    return RedisGovernor(url, f"test-governor-{uuid.uuid4().hex}:")
+
+
+def recorded_sends(department, sizes, *, ago_s: float, attempts: int = 1, polls: int = 0):
+    """Accepted batches of a sent notice, as the outbox records them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from delivery.models import Batch, BatchStatus, DeliveryPlan, Dispatch
+    from delivery.testing import make_notice
+
+    notice = make_notice(department)
+    plan = DeliveryPlan.objects.create(
+        notice=notice, department=department, strategy="userid_batches", status="sending"
+    )
+    dispatch = Dispatch.objects.create(plan=plan, language="en", message={}, content_hash="x")
+    at = timezone.now() - timedelta(seconds=ago_s)
+    Batch.objects.bulk_create(
+        Batch(
+            dispatch=dispatch,
+            seq=i,
+            userids=["x"] * size,
+            size=size,
+            status=BatchStatus.ACCEPTED,
+            task_id=1000 + i,
+            attempts=attempts,
+            polls_done=polls,
+            claimed_at=at,
+            accepted_at=at,
+        )
+        for i, size in enumerate(sizes)
+    )
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_a_governor_that_lost_its_store_rebuilds_windows_and_month_from_the_database(
+    cast_a,
+) -> None:
+    governor = redis_governor()
+    department = cast_a.department
+    department.dingtalk_app_key = f"ding-lost-{uuid.uuid4().hex[:6]}"
+    department.save()
+    # 200 people sent 10 s ago (the window holds 250), in calls claimed twice and polled once.
+    recorded_sends(department, [100, 100], ago_s=10, attempts=2, polls=1)
+    app = department.dingtalk_app_key
+    try:
+        # No epoch: the store's state is lost; it is rebuilt before anything is granted.
+        over = governor.acquire(app_key=app, api="asyncsend_v2", recipients=100)
+        assert not over.allowed
+        assert over.reason == "recipients_per_minute"
+        assert governor.monthly_used(app_key=app) == 2 * 2 + 2 * 1
+        assert governor.acquire(app_key=app, api="asyncsend_v2", recipients=50).allowed
+        assert governor.monthly_used(app_key=app) == 7
+        # A restart without persistence: every key gone, epoch included.
+        governor.reset()
+        assert not governor.acquire(app_key=app, api="asyncsend_v2", recipients=100).allowed
+        assert governor.monthly_used(app_key=app) == 6
+    finally:
+        governor.reset()
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_while_another_process_rebuilds_nothing_is_granted(cast_a) -> None:
+    governor = redis_governor()
+    try:
+        governor._redis.set(governor._key("rebuild-lock"), "1", ex=30)
+        decision = governor.acquire(app_key="a", api="asyncsend_v2", recipients=1)
+        assert not decision.allowed
+        assert decision.reason == "rebuilding"
+        with pytest.raises(GovernorUnavailable):
+            governor.monthly_used(app_key="a")
+        governor._redis.delete(governor._key("rebuild-lock"))
+        assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=1).allowed
+    finally:
+        governor.reset()

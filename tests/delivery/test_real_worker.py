@@ -19,6 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from delivery.governor import RedisGovernor
 from delivery.models import (
     Batch,
     BatchStatus,
@@ -349,3 +350,45 @@ def test_an_unknown_send_after_dingtalk_s_day_changed_is_held_not_resent(
         assert AuditEvent.objects.filter(action="delivery.batch_held", target_id=str(notice.pk))
         # The lost call did reach DingTalk: its people have it once, and nobody has it twice.
         assert_everyone_exactly_once(dt, notice, 500)
+
+
+def test_a_governor_store_that_loses_its_state_mid_send_overshoots_no_limit(
+    worker_env, cast_a
+) -> None:
+    # 6,000 people: more than DingTalk's 5,000 a minute. Half-way the governor's store loses
+    # every key (what a Redis restart without persistence does to them): the windows come
+    # back from the database before anything else is granted.
+    with running_simulator(directory_size=6500, time_scale=20) as dt:
+        wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
+        make_recipients(wsd, 6000, languages=("en",))
+        notice = make_notice(wsd, tier=Tier.TARGETED)
+        env = make_env(
+            worker_env,
+            dt.base_url,
+            time_scale=20.0,
+            extra={"DELIVERY_RECIPIENTS_WINDOW_S": "63"},
+        )
+        app = publisher(env)
+        store = RedisGovernor(worker_env["governor_url"], worker_env["governor_prefix"])
+        workers = [start_worker(env, name=f"lost{i}", log=worker_env["log"]) for i in range(2)]
+        accepted = Batch.objects.filter(dispatch__plan__notice=notice, status=BatchStatus.ACCEPTED)
+        try:
+            app.send_task("delivery.plan_notice", args=[notice.pk], queue="send")
+            assert wait_for(lambda: accepted.count() >= 45, 40)
+            store.reset()
+            assert wait_for(
+                lambda: finished(notice),
+                60,
+                sweep=lambda: app.send_task("delivery.sweep_dispatches", queue="urgent"),
+            ), worker_env["log"].read_text()[-3000:]
+        finally:
+            for worker in workers:
+                kill_worker(worker)
+        counters = dt.sim.counters()
+        assert counters["throttled_90018"] == 0
+        assert counters["forbidden"].get("143103", 0) == 0
+        # The month's counter came back too: it counts at least every call DingTalk metered.
+        metered = counters["quota"]["ding-demo-wsd"]["used"]
+        assert store.monthly_used(app_key="ding-demo-wsd") >= metered
+        assert_everyone_exactly_once(dt, notice, 6000)
+        store.reset()
