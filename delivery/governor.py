@@ -130,13 +130,26 @@ def grant_ahead() -> int:
     return min(GRANT_AHEAD, calls_per_second // 20)
 
 
+def urgent_reserve(limits: Mapping[str, float]) -> int:
+    """People of the minute's budget bulk sends leave to urgent ones: DELIVERY_LIMITS'
+    ``urgent_reserve``, at most a twentieth of the budget."""
+    budget = int(limits["recipients_per_minute"])
+    return max(0, min(int(limits.get("urgent_reserve", 0)), budget // 20))
+
+
 class Governor(Protocol):
     def acquire(
         self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
     ) -> Decision: ...
 
     def acquire_many(
-        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: Sequence[int],
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Grant: ...
 
     def pause(self, *, app_key: str, seconds: float) -> None: ...
@@ -147,7 +160,7 @@ class Governor(Protocol):
 
 
 _REDIS_SCRIPT = """
--- Grant the longest prefix of the calls in ARGV[11..] (each call's recipients) that fits every
+-- Grant the longest prefix of the calls in ARGV[14..] (each call's recipients) that fits every
 -- limit now; returns {granted, wait before the next call could go, the limit that stopped it}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -156,12 +169,20 @@ local ip_limit = tonumber(ARGV[3]); local ip_window = tonumber(ARGV[4])
 local rpm_limit = tonumber(ARGV[5]); local rpm_window = tonumber(ARGV[6])
 local month_limit = tonumber(ARGV[7]); local month_ttl = tonumber(ARGV[8])
 local member = ARGV[9]; local metered = tonumber(ARGV[10])
-local n = #ARGV - 10
+local urgency = tonumber(ARGV[11]); local lease_s = tonumber(ARGV[12])
+-- Bulk sends leave the last part of the minute's budget to urgent work (ARGV[13]).
+if urgency == 0 then rpm_limit = rpm_limit - tonumber(ARGV[13]) end
+local n = #ARGV - 13
 -- KEYS[7], the epoch, is written only once the windows were rebuilt from the database: absent,
 -- the store lost its state (a restart without persistence) and nothing may be granted.
 if redis.call('EXISTS', KEYS[7]) == 0 then return {0, '0', 'state_lost'} end
 local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
 if pause > now then return {0, tostring(pause - now), 'paused'} end
+-- KEYS[8]: while an urgent notice of this app sends, its bulk sends wait.
+local urgent_until = tonumber(redis.call('GET', KEYS[8]) or '0')
+if urgency == 0 and urgent_until > now then
+  return {0, tostring(urgent_until - now), 'urgent_first'}
+end
 local granted = n
 local wait = 0
 local reason = 'ok'
@@ -196,7 +217,7 @@ if used < 0 or redis.call('ZCARD', KEYS[4]) == 0 then used = 0 end
 redis.call('SET', KEYS[6], used, 'EX', math.ceil(rpm_window) + 1)
 local total = 0
 for i = 1, n do
-  local r = tonumber(ARGV[10 + i])
+  local r = tonumber(ARGV[13 + i])
   if r > 0 and used + total + r > rpm_limit then
     local freed = 0
     local w = rpm_window
@@ -219,10 +240,17 @@ if metered == 1 and month_limit > 0 then
     cap(math.max(month_limit - month_used, 0), 3600, 'monthly_quota')
   end
 end
+if urgency == 1 then
+  -- Held while this urgent call waits for its budget, and a little after it goes.
+  local lease = now + math.max(wait, 0) + lease_s
+  if lease > urgent_until then
+    redis.call('SET', KEYS[8], tostring(lease), 'PX', math.ceil((lease - now) * 1000) + 1)
+  end
+end
 if granted == 0 then return {0, tostring(math.max(wait, 0)), reason} end
 total = 0
 for i = 1, granted do
-  total = total + tonumber(ARGV[10 + i])
+  total = total + tonumber(ARGV[13 + i])
   redis.call('ZADD', KEYS[2], now, member .. ':' .. i)
   redis.call('ZADD', KEYS[3], now, member .. ':' .. i)
 end
@@ -242,6 +270,10 @@ return {granted, tostring(math.max(wait, 0)), reason}
 """
 
 
+# How long after an urgent notice's last call (or past its wait for budget) the app's bulk
+# sends still wait: the urgent notice's next call comes within it. Real seconds, not scaled
+# with a sped-up clock: the gap between two send tasks is the workers', not DingTalk's.
+URGENT_LEASE_S = 2.0
 # How long a caller waits while another process rebuilds the governor's lost windows.
 REBUILD_WAIT_S = 0.5
 
@@ -325,8 +357,17 @@ class RedisGovernor:
         return Decision(grant.granted == 1, grant.wait_s, grant.reason)
 
     def acquire_many(
-        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: Sequence[int],
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Grant:
+        """Grant a prefix of these calls. ``urgent`` True: an urgent notice's sends, which hold
+        the app's budget for themselves while they wait and send; False: bulk sends, which wait
+        meanwhile; None (receipts, uploads): neither."""
         limits, scale = _limits(), time_scale()
         metered = api not in EXEMPT_APIS
         keys = [
@@ -337,6 +378,7 @@ class RedisGovernor:
             self._key("month", app_key, month_key()),
             self._key("rpm-total", app_key),
             self._key("epoch"),
+            self._key("urgent", app_key),
         ]
         args: list[str | int | float] = [
             int(limits["calls_per_second"]),
@@ -349,6 +391,9 @@ class RedisGovernor:
             MONTH_TTL_S,
             uuid.uuid4().hex,
             1 if metered else 0,
+            -1 if urgent is None else int(urgent),
+            URGENT_LEASE_S,
+            urgent_reserve(limits),
             *(max(0, int(r)) for r in recipients),
         ]
         for _attempt in range(2):
@@ -482,9 +527,14 @@ class DatabaseGovernor:
     """
 
     def acquire(
-        self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: int = 0,
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Decision:
-
         limits, scale = _limits(), time_scale()
         metered = api not in EXEMPT_APIS
         try:
@@ -517,6 +567,9 @@ class DatabaseGovernor:
                     )
                     used = window.aggregate(total=Sum("amount"))["total"] or 0
                     limit = limits["recipients_per_minute"]
+                    if urgent is False:
+                        # Bulk sends leave the end of the minute's budget to urgent work.
+                        limit -= urgent_reserve(limits)
                     if used + recipients > limit:
                         freed, wait = 0, rpm_window
                         for at, amount in window.order_by("at").values_list("at", "amount"):
@@ -550,16 +603,50 @@ class DatabaseGovernor:
             ) from None
 
     def acquire_many(
-        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: Sequence[int],
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Grant:
         """One decision per call (each its own short transaction), up to the first refusal."""
+        if urgent is not None:
+            held = self._urgent_lease(app_key, bool(urgent), 0.0)
+            if held > 0:
+                return Grant(0, held, "urgent_first")
         granted = 0
         for count in recipients:
-            decision = self.acquire(app_key=app_key, api=api, recipients=count, edition=edition)
+            decision = self.acquire(
+                app_key=app_key, api=api, recipients=count, edition=edition, urgent=urgent
+            )
             if not decision.allowed:
+                if urgent:
+                    self._urgent_lease(app_key, True, decision.wait_s)
                 return Grant(granted, decision.wait_s, decision.reason)
             granted += 1
         return Grant(granted)
+
+    def _urgent_lease(self, app_key: str, urgent: bool, wait_s: float) -> float:
+        """Urgent: extend the app's urgent lease past ``wait_s``; bulk: how long it still runs."""
+        key = f"urgent:{app_key}"
+        try:
+            now = time.time()
+            if urgent:
+                until = now + wait_s + URGENT_LEASE_S
+                _row, created = GovernorCounter.objects.get_or_create(
+                    key=key, defaults={"until": until}
+                )
+                if not created:
+                    GovernorCounter.objects.filter(key=key, until__lt=until).update(until=until)
+                return 0.0
+            current = GovernorCounter.objects.filter(key=key).first()
+        except DatabaseError as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        return max(0.0, current.until - now) if current is not None else 0.0
 
     def pause(self, *, app_key: str, seconds: float) -> None:
 

@@ -285,12 +285,15 @@ class _SendRun:
     def _decide(self, batch: Batch, app_key: str) -> Grant:
         if self.allowance.get(app_key, 0) > 0:
             return Grant(1)
-        # One governor decision for this call and the following ones of the same app.
+        # One governor decision for this call and the following ones of the same app and
+        # urgency (an urgent notice's calls hold the app's budget; its bulk calls wait).
         ahead = [batch]
         for later in reversed(self.pending):
             if len(ahead) >= self.grant_ahead:
                 break
             if department_app_key(later.dispatch.plan.department) != app_key:
+                break
+            if later.urgent != batch.urgent:
                 break
             ahead.append(later)
         decision = self.governor.acquire_many(
@@ -298,6 +301,7 @@ class _SendRun:
             api="asyncsend_v2",
             recipients=[max(b.size, 1) for b in ahead],
             edition=batch.dispatch.plan.department.dingtalk_edition,
+            urgent=batch.urgent,
         )
         self.allowance[app_key] = decision.granted
         return decision

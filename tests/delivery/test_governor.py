@@ -16,7 +16,12 @@ from delivery.governor import (
 )
 from delivery.quota import monthly_calls_left, monthly_calls_used
 
-LIMITS = {**settings.DELIVERY_LIMITS, "calls_per_second": 3, "recipients_per_minute": 250}
+LIMITS = {
+    **settings.DELIVERY_LIMITS,
+    "calls_per_second": 3,
+    "recipients_per_minute": 250,
+    "urgent_reserve": 50,
+}
 
 
 @pytest.fixture(params=["db", "redis"])
@@ -238,3 +243,56 @@ def test_while_another_process_rebuilds_nothing_is_granted(cast_a) -> None:
         assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=1).allowed
     finally:
         governor.reset()
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_while_an_urgent_notice_sends_the_app_s_bulk_sends_wait(governor) -> None:
+    if isinstance(governor, RedisGovernor):
+        # A fresh store rebuilds its (empty) windows from the database first.
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+    bulk = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert bulk.granted == 1
+    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=True)
+    assert urgent.granted == 1
+    held = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert held.granted == 0
+    assert held.reason == "urgent_first"
+    assert 0 < held.wait_s <= 2.0
+    # Another app's bulk, and this app's receipt polls, go on.
+    assert governor.acquire_many(app_key="b", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert governor.acquire_many(app_key="a", api="getsendresult", recipients=[0]).granted == 1
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_an_urgent_send_waiting_for_budget_keeps_bulk_waiting_as_long(governor) -> None:
+    if isinstance(governor, RedisGovernor):
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+    assert governor.acquire_many(
+        app_key="a", api="asyncsend_v2", recipients=[200], urgent=False
+    ).granted
+    # The minute's 250 are nearly used: the urgent call waits for the window...
+    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[100], urgent=True)
+    assert urgent.granted == 0
+    assert urgent.reason == "recipients_per_minute"
+    # ...and the bulk call that would fit now waits at least as long: the budget is urgent's.
+    held = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert held.granted == 0
+    assert held.reason == "urgent_first"
+    assert held.wait_s >= urgent.wait_s
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_bulk_sends_leave_the_urgent_reserve_of_the_minute(governor) -> None:
+    if isinstance(governor, RedisGovernor):
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+    assert (
+        governor.acquire_many(
+            app_key="a", api="asyncsend_v2", recipients=[100, 100, 100], urgent=False
+        ).granted
+        == 2
+    )
+    # The last 50 of the 250 are urgent work's: an urgent call takes them at once.
+    assert (
+        governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[50], urgent=True).granted
+        == 1
+    )

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -392,3 +393,71 @@ def test_a_governor_store_that_loses_its_state_mid_send_overshoots_no_limit(
         assert store.monthly_used(app_key="ding-demo-wsd") >= metered
         assert_everyone_exactly_once(dt, notice, 6000)
         store.reset()
+
+
+def test_an_urgent_notice_approved_mid_bulk_send_goes_first_on_workers_of_every_queue(
+    worker_env, cast_a
+) -> None:
+    # Workers listen on every queue (no dedicated urgent worker). A bulk notice to 6,000
+    # people is sending when an urgent one of the same department, to the same people, is
+    # approved: it starts at once, and the bulk notice waits until it is done.
+    with running_simulator(directory_size=6500, time_scale=20) as dt:
+        wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
+        make_recipients(wsd, 6000, languages=("en",))
+        bulk = make_notice(wsd, tier=Tier.TARGETED, title="Water main repair")
+        urgent = make_notice(wsd, tier=Tier.TARGETED, title="Boil water before drinking")
+        urgent.high_risk = True
+        urgent.save(update_fields=["high_risk"])
+        assert urgent.is_urgent
+        env = make_env(
+            worker_env,
+            dt.base_url,
+            time_scale=20.0,
+            extra={"DELIVERY_RECIPIENTS_WINDOW_S": "63"},
+        )
+        app = publisher(env)
+        workers = [start_worker(env, name=f"every{i}", log=worker_env["log"]) for i in range(2)]
+        bulk_batches = Batch.objects.filter(dispatch__plan__notice=bulk)
+        urgent_batches = Batch.objects.filter(dispatch__plan__notice=urgent)
+        try:
+            app.send_task("delivery.plan_notice", args=[bulk.pk], queue="send", priority=6)
+            assert wait_for(
+                lambda: bulk_batches.filter(status=BatchStatus.ACCEPTED).count() >= 10, 40
+            )
+            approved = timezone.now()
+            app.send_task("delivery.plan_notice", args=[urgent.pk], queue="urgent", priority=0)
+            assert wait_for(
+                lambda: finished(urgent) and finished(bulk),
+                60,
+                sweep=lambda: app.send_task("delivery.sweep_dispatches", queue="urgent"),
+            ), worker_env["log"].read_text()[-3000:]
+        finally:
+            for worker in workers:
+                kill_worker(worker)
+        span = urgent_batches.aggregate(first=Min("accepted_at"), last=Max("accepted_at"))
+        assert (span["first"] - approved).total_seconds() <= 2.0
+        assert span["last"] < bulk_batches.aggregate(last=Max("accepted_at"))["last"]
+        # Bulk calls granted before the urgent notice's first may land just after it; from
+        # then on the bulk notice waits for the urgent one.
+        overlap = bulk_batches.filter(
+            accepted_at__gt=span["first"] + timedelta(seconds=1), accepted_at__lt=span["last"]
+        )
+        assert not overlap.exists()
+        counters = dt.sim.counters()
+        assert counters["throttled_90018"] == 0
+        assert counters["forbidden"].get("143103", 0) == 0
+        for notice in (bulk, urgent):
+            userids = list(
+                Delivery.objects.filter(plan__notice=notice).values_list(
+                    "dingtalk_user_id", flat=True
+                )
+            )
+            assert len(userids) == 6000
+        dt.sim.advance(30)
+        per_person = Counter(
+            len(dt.sim.inbox(u, "ding-demo-wsd"))
+            for u in Delivery.objects.filter(plan__notice=bulk).values_list(
+                "dingtalk_user_id", flat=True
+            )
+        )
+        assert per_person == Counter({2: 6000}), per_person
