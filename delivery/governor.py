@@ -240,8 +240,10 @@ if metered == 1 and month_limit > 0 then
     cap(math.max(month_limit - month_used, 0), 3600, 'monthly_quota')
   end
 end
-if urgency == 1 then
-  -- Held while this urgent call waits for its budget, and a little after it goes.
+if urgency == 1 and (granted > 0 or reason == 'recipients_per_minute'
+    or reason == 'calls_per_second' or reason == 'ip_calls') then
+  -- Held while this urgent call waits for budget that comes back, and a little after it goes
+  -- (not for a month's quota: bulk sends meet the same refusal by themselves).
   local lease = now + math.max(wait, 0) + lease_s
   if lease > urgent_until then
     redis.call('SET', KEYS[8], tostring(lease), 'PX', math.ceil((lease - now) * 1000) + 1)
@@ -274,6 +276,8 @@ return {granted, tostring(math.max(wait, 0)), reason}
 # sends still wait: the urgent notice's next call comes within it. Real seconds, not scaled
 # with a sped-up clock: the gap between two send tasks is the workers', not DingTalk's.
 URGENT_LEASE_S = 2.0
+# Refusals whose budget comes back by itself: an urgent send waiting on one keeps bulk waiting.
+WINDOW_REASONS = frozenset({"recipients_per_minute", "calls_per_second", "ip_calls"})
 # How long a caller waits while another process rebuilds the governor's lost windows.
 REBUILD_WAIT_S = 0.5
 
@@ -622,7 +626,7 @@ class DatabaseGovernor:
                 app_key=app_key, api=api, recipients=count, edition=edition, urgent=urgent
             )
             if not decision.allowed:
-                if urgent:
+                if urgent and decision.reason in WINDOW_REASONS:
                     self._urgent_lease(app_key, True, decision.wait_s)
                 return Grant(granted, decision.wait_s, decision.reason)
             granted += 1
