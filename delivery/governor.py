@@ -240,11 +240,13 @@ if metered == 1 and month_limit > 0 then
     cap(math.max(month_limit - month_used, 0), 3600, 'monthly_quota')
   end
 end
-if urgency == 1 and (granted > 0 or reason == 'recipients_per_minute'
-    or reason == 'calls_per_second' or reason == 'ip_calls') then
+local window_wait = reason == 'recipients_per_minute' or reason == 'calls_per_second'
+  or reason == 'ip_calls'
+if urgency == 1 and (granted > 0 or window_wait) then
   -- Held while this urgent call waits for budget that comes back, and a little after it goes
   -- (not for a month's quota: bulk sends meet the same refusal by themselves).
-  local lease = now + math.max(wait, 0) + lease_s
+  local lease = now + lease_s
+  if window_wait then lease = lease + math.max(wait, 0) end
   if lease > urgent_until then
     redis.call('SET', KEYS[8], tostring(lease), 'PX', math.ceil((lease - now) * 1000) + 1)
   end
@@ -616,8 +618,8 @@ class DatabaseGovernor:
         urgent: bool | None = None,
     ) -> Grant:
         """One decision per call (each its own short transaction), up to the first refusal."""
-        if urgent is not None:
-            held = self._urgent_lease(app_key, bool(urgent), 0.0)
+        if urgent is False:
+            held = self._urgent_lease(app_key, False, 0.0)
             if held > 0:
                 return Grant(0, held, "urgent_first")
         granted = 0
@@ -626,10 +628,13 @@ class DatabaseGovernor:
                 app_key=app_key, api=api, recipients=count, edition=edition, urgent=urgent
             )
             if not decision.allowed:
-                if urgent and decision.reason in WINDOW_REASONS:
-                    self._urgent_lease(app_key, True, decision.wait_s)
+                window_wait = decision.reason in WINDOW_REASONS
+                if urgent and (granted or window_wait):
+                    self._urgent_lease(app_key, True, decision.wait_s if window_wait else 0.0)
                 return Grant(granted, decision.wait_s, decision.reason)
             granted += 1
+        if urgent:
+            self._urgent_lease(app_key, True, 0.0)
         return Grant(granted)
 
     def _urgent_lease(self, app_key: str, urgent: bool, wait_s: float) -> float:

@@ -296,3 +296,20 @@ def test_bulk_sends_leave_the_urgent_reserve_of_the_minute(governor) -> None:
         governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[50], urgent=True).granted
         == 1
     )
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_an_urgent_send_out_of_quota_does_not_hold_bulk_sends_back(governor) -> None:
+    from delivery.governor import month_key
+    from delivery.models import GovernorCounter
+
+    if isinstance(governor, RedisGovernor):
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+        governor._redis.set(governor._key("month", "a", month_key()), 5_000)
+    else:
+        GovernorCounter.objects.create(key=f"month:a:{month_key()}", value=5_000)
+    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=True)
+    assert urgent.reason == "monthly_quota"
+    # Bulk meets the quota itself, not an hour of waiting behind the urgent notice.
+    bulk = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert bulk.reason == "monthly_quota"
