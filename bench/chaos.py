@@ -388,11 +388,14 @@ class Scenario:
 
         sim = self.dt.sim
         sim.advance(60)  # every accepted task handed out
-        resends = set(
-            Batch.objects.filter(
-                dispatch__plan__department=self.department, after_unknown=True
-            ).values_list("task_id", flat=True)
-        )
+        # People of a batch whose call had an unknown outcome and was sent again: DingTalk
+        # drops every same-day copy after their first one (only the first call's task id, if
+        # any, is known, so copies are told apart by day, not by task).
+        uncertain: set[str] = set()
+        for userids in Batch.objects.filter(
+            dispatch__plan__department=self.department, after_unknown=True
+        ).values_list("userids", flat=True):
+            uncertain.update(str(u) for u in userids)
         lost = duplicated = resent_same_day = 0
         for notice in notices:
             userids = Delivery.objects.filter(plan__notice=notice).values_list(
@@ -408,9 +411,8 @@ class Scenario:
                 if len(copies) < 2:
                     continue
                 first_day = shanghai_day(copies[0][0])
-                if all(
-                    task_id in resends and shanghai_day(at) == first_day
-                    for at, task_id in copies[1:]
+                if userid in uncertain and all(
+                    shanghai_day(at) == first_day for at, _task in copies[1:]
                 ):
                     resent_same_day += 1
                 else:
