@@ -184,14 +184,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.2) 
 
 
 class Beat(threading.Thread):
-    """Stands in for celery beat: a sweep every few seconds (beat's 30 s on a sped-up day)."""
+    """Stands in for celery beat (a sweep every few seconds: beat's 30 s on a sped-up day) and
+    for the process supervisor production runs workers under (a worker that exited is started
+    again, as systemd's Restart=always does: Celery exits with "Unrecoverable error" when it
+    loses Redis at a bad moment)."""
 
-    def __init__(self, app: Any, every: float = 3.0) -> None:
+    def __init__(self, app: Any, restart: Callable[[], None], every: float = 3.0) -> None:
         super().__init__(daemon=True)
         self.app, self.every, self.stopped = app, every, threading.Event()
+        self.restart = restart
 
     def run(self) -> None:
         while not self.stopped.wait(self.every):
+            self.restart()
             try:
                 self.app.send_task("delivery.sweep_dispatches", queue="urgent", priority=6)
             except Exception:  # noqa: BLE001, S112 - the broker may be restarting
@@ -239,7 +244,10 @@ class Scenario:
         Recipient.objects.filter(
             department=self.department, dingtalk_user_id=f"hko{self.args.people - 1:07d}"
         ).update(subscription_state=SubscriptionState.UNSUBSCRIBED)
-        self.bulk = make_notice(self.department, tier=Tier.TARGETED, title="Water main repair")
+        self.bulk = make_notice(
+            self.department, tier=Tier.TARGETED, title=f"Water main repair {code}"
+        )
+        self.code = code
         self.urgent: Any = None  # approved mid-send (an approved notice is planned at once)
         self.env = WorkerEnv(
             database_url=self.services.database_url,
@@ -261,7 +269,19 @@ class Scenario:
             start_worker(self.env, name=f"{self.name}{i}", concurrency=2, log=self.log)
             for i in range(2)
         ]
-        beat = Beat(self.app)
+        lock = threading.Lock()
+
+        def supervise() -> None:
+            with lock:
+                for i, worker in enumerate(workers):
+                    if worker.poll() is not None:
+                        workers[i] = start_worker(
+                            self.env, name=f"{self.name}{i}r", concurrency=2, log=self.log
+                        )
+                        self.restarts += 1
+
+        self.restarts = 0
+        beat = Beat(self.app, supervise)
         beat.start()
         extra: dict[str, Any] = {}
         try:
@@ -276,14 +296,27 @@ class Scenario:
                 done = wait_for(lambda: all(self._finished(n) for n in notices), 60)
         finally:
             beat.stopped.set()
+            beat.join(10)
             for worker in workers:
                 kill_worker(worker)
+            self._retire()
         result = self._judge(notices, done)
+        result["worker_restarts"] = self.restarts
         result.update(extra)
         if self.name == "urgent":
             result.update(self._urgent_figures(extra.pop("urgent_approved_at", None)))
             result.pop("urgent_approved_at", None)
         return result
+
+    def _retire(self) -> None:
+        """Whatever this scenario left unsent stays unsent: its plans pause for good, so the
+        next scenario's workers (on another simulator) never send it."""
+        from delivery.models import DeliveryPlan
+
+        settle_db()
+        DeliveryPlan.objects.filter(department=self.department).update(
+            status="paused", pause_code="bench_over", pause_reason="bench scenario over"
+        )
 
     def _accepted(self, count: int) -> bool:
         from delivery.models import Batch, BatchStatus
@@ -318,7 +351,7 @@ class Scenario:
             from notices.models import Tier
 
             self.urgent = make_notice(
-                self.department, tier=Tier.CITYWIDE, title="Boil water before drinking"
+                self.department, tier=Tier.CITYWIDE, title=f"Boil water {self.code}"
             )
             at = time.time()
             self.app.send_task(
@@ -423,7 +456,7 @@ class Scenario:
             "duplicated": duplicated,
             "dropped_143103": int(counters["forbidden"].get("143103", 0)),
             "throttled_90018": int(counters["throttled_90018"]),
-            "finished": bool(done) and all(self._finished(n) for n in notices),
+            "finished": bool(done),
             "resent_same_day": resent_same_day,
         }
 
