@@ -245,12 +245,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         result["load_s"] = round(time.monotonic() - started, 1)
         Segment.objects.get_or_create(department=hko, name="Everyone subscribed (delivery tests)")
         env = WorkerEnv(
-            db_name=SCRATCH,
+            database_url=os.environ["DATABASE_URL"],
             simulator_url=url,
             broker_url=broker,
             governor_prefix=prefix,
             # The simulator's limits are off: so are the governor's, to measure the engine.
-            extra={"DELIVERY_WORKER_VISIBILITY_S": "3600", **UNLIMITED},
+            visibility_timeout_s=3600,
+            extra=UNLIMITED,
         )
         workers = [
             start_worker(env, name=f"bench{i}", concurrency=args.concurrency, log=log)
@@ -364,12 +365,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         load_recipients(fehd.pk, "fehd", args.util_rows, ("en",))
         Segment.objects.get_or_create(department=fehd, name="Everyone subscribed (delivery tests)")
         env = WorkerEnv(
-            db_name=SCRATCH,
+            database_url=os.environ["DATABASE_URL"],
             simulator_url=url,
             broker_url=broker,
             governor_prefix=prefix2,
             time_scale=scale,
-            extra={"DELIVERY_WORKER_VISIBILITY_S": "3600"},
+            visibility_timeout_s=3600,
         )
         workers = [
             start_worker(env, name=f"util{i}", concurrency=args.concurrency, log=log)
@@ -425,7 +426,10 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "delivery.worker_settings"
+    # The bench publishes as the web app does: the shipped settings, no eager tasks.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("PORTAL_VAR_DIR", tempfile.mkdtemp(prefix="bench-dispatch-var-"))
     url = os.environ.get("DATABASE_URL", "")
     broker = os.environ.get("CELERY_BROKER_URL", "")
     if not url.startswith("postgres") or not broker.startswith("redis://"):

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from django.conf import settings
 
 from common.queueing import send_by_name
-from config.settings.celery import Queues
+from config.settings.celery import Priority, Queues
 
 logger = logging.getLogger("delivery.enqueue")
 
@@ -39,8 +39,9 @@ TASK_QUEUES: dict[str, str] = {
     RECALL_NOTICE: Queues.URGENT,
 }
 
-URGENT_PRIORITY = 9
-NORMAL_PRIORITY = 5
+# A lower number goes first on both brokers (config.settings.celery.Priority).
+URGENT_PRIORITY = Priority.URGENT
+NORMAL_PRIORITY = Priority.NORMAL
 # Batches per send task under DingTalk's own limits (see send_group_size).
 SEND_GROUP_MIN = 20
 

@@ -18,22 +18,25 @@ it never runs unmetered.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from accounts.models import Department
-from delivery.models import GovernorCounter, GovernorEntry
+from delivery.models import Batch, BatchStatus, GovernorCounter, GovernorEntry
 
 logger = logging.getLogger("delivery.governor")
 
@@ -127,13 +130,26 @@ def grant_ahead() -> int:
     return min(GRANT_AHEAD, calls_per_second // 20)
 
 
+def urgent_reserve(limits: Mapping[str, float]) -> int:
+    """People of the minute's budget bulk sends leave to urgent ones: DELIVERY_LIMITS'
+    ``urgent_reserve``, at most a twentieth of the budget."""
+    budget = int(limits["recipients_per_minute"])
+    return max(0, min(int(limits.get("urgent_reserve", 0)), budget // 20))
+
+
 class Governor(Protocol):
     def acquire(
         self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
     ) -> Decision: ...
 
     def acquire_many(
-        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: Sequence[int],
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Grant: ...
 
     def pause(self, *, app_key: str, seconds: float) -> None: ...
@@ -144,7 +160,7 @@ class Governor(Protocol):
 
 
 _REDIS_SCRIPT = """
--- Grant the longest prefix of the calls in ARGV[11..] (each call's recipients) that fits every
+-- Grant the longest prefix of the calls in ARGV[14..] (each call's recipients) that fits every
 -- limit now; returns {granted, wait before the next call could go, the limit that stopped it}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -153,9 +169,20 @@ local ip_limit = tonumber(ARGV[3]); local ip_window = tonumber(ARGV[4])
 local rpm_limit = tonumber(ARGV[5]); local rpm_window = tonumber(ARGV[6])
 local month_limit = tonumber(ARGV[7]); local month_ttl = tonumber(ARGV[8])
 local member = ARGV[9]; local metered = tonumber(ARGV[10])
-local n = #ARGV - 10
+local urgency = tonumber(ARGV[11]); local lease_s = tonumber(ARGV[12])
+-- Bulk sends leave the last part of the minute's budget to urgent work (ARGV[13]).
+if urgency == 0 then rpm_limit = rpm_limit - tonumber(ARGV[13]) end
+local n = #ARGV - 13
+-- KEYS[7], the epoch, is written only once the windows were rebuilt from the database: absent,
+-- the store lost its state (a restart without persistence) and nothing may be granted.
+if redis.call('EXISTS', KEYS[7]) == 0 then return {0, '0', 'state_lost'} end
 local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
 if pause > now then return {0, tostring(pause - now), 'paused'} end
+-- KEYS[8]: while an urgent notice of this app sends, its bulk sends wait.
+local urgent_until = tonumber(redis.call('GET', KEYS[8]) or '0')
+if urgency == 0 and urgent_until > now then
+  return {0, tostring(urgent_until - now), 'urgent_first'}
+end
 local granted = n
 local wait = 0
 local reason = 'ok'
@@ -190,7 +217,7 @@ if used < 0 or redis.call('ZCARD', KEYS[4]) == 0 then used = 0 end
 redis.call('SET', KEYS[6], used, 'EX', math.ceil(rpm_window) + 1)
 local total = 0
 for i = 1, n do
-  local r = tonumber(ARGV[10 + i])
+  local r = tonumber(ARGV[13 + i])
   if r > 0 and used + total + r > rpm_limit then
     local freed = 0
     local w = rpm_window
@@ -213,10 +240,21 @@ if metered == 1 and month_limit > 0 then
     cap(math.max(month_limit - month_used, 0), 3600, 'monthly_quota')
   end
 end
+local window_wait = reason == 'recipients_per_minute' or reason == 'calls_per_second'
+  or reason == 'ip_calls'
+if urgency == 1 and (granted > 0 or window_wait) then
+  -- Held while this urgent call waits for budget that comes back, and a little after it goes
+  -- (not for a month's quota: bulk sends meet the same refusal by themselves).
+  local lease = now + lease_s
+  if window_wait then lease = lease + math.max(wait, 0) end
+  if lease > urgent_until then
+    redis.call('SET', KEYS[8], tostring(lease), 'PX', math.ceil((lease - now) * 1000) + 1)
+  end
+end
 if granted == 0 then return {0, tostring(math.max(wait, 0)), reason} end
 total = 0
 for i = 1, granted do
-  total = total + tonumber(ARGV[10 + i])
+  total = total + tonumber(ARGV[13 + i])
   redis.call('ZADD', KEYS[2], now, member .. ':' .. i)
   redis.call('ZADD', KEYS[3], now, member .. ':' .. i)
 end
@@ -234,6 +272,72 @@ if metered == 1 then
 end
 return {granted, tostring(math.max(wait, 0)), reason}
 """
+
+
+# How long after an urgent notice's last call (or past its wait for budget) the app's bulk
+# sends still wait: the urgent notice's next call comes within it. Real seconds, not scaled
+# with a sped-up clock: the gap between two send tasks is the workers', not DingTalk's.
+URGENT_LEASE_S = 2.0
+# Refusals whose budget comes back by itself: an urgent send waiting on one keeps bulk waiting.
+WINDOW_REASONS = frozenset({"recipients_per_minute", "calls_per_second", "ip_calls"})
+# How long a caller waits while another process rebuilds the governor's lost windows.
+REBUILD_WAIT_S = 0.5
+
+
+@dataclass
+class RecordedApp:
+    """One app's calls as the database records them: recent sends and the month's calls."""
+
+    calls: list[tuple[float, int]]  # (epoch seconds, recipients) of recent asyncsend_v2 calls
+    month_calls: int = 0
+
+
+def recorded_state(now: float) -> dict[str, RecordedApp]:
+    """Every app's recent sends and this month's metered calls, from the outbox.
+
+    Recent sends: accepted batches inside the longest window, at their acceptance time (written
+    just after the call, so a little late: the rebuilt window lets go a little later than
+    DingTalk's), and claimed batches (a call may be under way) as if sent now. The month's
+    calls: every claim of a batch this month (a claim makes at most one call) plus every
+    counted receipt poll; this over-counts refused claims, the safe side of a quota.
+    """
+    limits, scale = _limits(), time_scale()
+    horizon = now - max(limits["recipients_window_s"], limits["ip_window_s"]) / scale
+    month_start = _month_start(now)
+    state: dict[str, RecordedApp] = {}
+    departments = {d.pk: department_app_key(d) for d in Department.objects.all()}
+    recent = Batch.objects.filter(
+        Q(status=BatchStatus.ACCEPTED, accepted_at__gte=_aware(horizon))
+        | Q(status=BatchStatus.CLAIMED)
+    ).values_list("dispatch__plan__department_id", "status", "accepted_at", "size")
+    for department_id, status, accepted_at, size in recent.iterator():
+        app = state.setdefault(departments.get(department_id, ""), RecordedApp([]))
+        at = (
+            now if status == BatchStatus.CLAIMED or accepted_at is None else accepted_at.timestamp()
+        )
+        app.calls.append((at, max(int(size), 1)))
+    month = (
+        Batch.objects.filter(claimed_at__gte=_aware(month_start))
+        .values("dispatch__plan__department_id")
+        .annotate(claims=Sum("attempts"), polls=Sum("polls_done"))
+    )
+    for row in month:
+        app = state.setdefault(
+            departments.get(row["dispatch__plan__department_id"], ""), RecordedApp([])
+        )
+        app.month_calls += int(row["claims"] or 0) + int(row["polls"] or 0)
+    state.pop("", None)
+    return state
+
+
+def _month_start(now: float) -> float:
+    """The first second of this month in China Standard Time (UTC+8), DingTalk's months."""
+    local = time.gmtime(now + 8 * 3600)
+    return calendar.timegm((local.tm_year, local.tm_mon, 1, 0, 0, 0)) - 8 * 3600
+
+
+def _aware(at: float) -> datetime:
+    return datetime.fromtimestamp(at, tz=UTC)
 
 
 class RedisGovernor:
@@ -259,8 +363,17 @@ class RedisGovernor:
         return Decision(grant.granted == 1, grant.wait_s, grant.reason)
 
     def acquire_many(
-        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: Sequence[int],
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Grant:
+        """Grant a prefix of these calls. ``urgent`` True: an urgent notice's sends, which hold
+        the app's budget for themselves while they wait and send; False: bulk sends, which wait
+        meanwhile; None (receipts, uploads): neither."""
         limits, scale = _limits(), time_scale()
         metered = api not in EXEMPT_APIS
         keys = [
@@ -270,6 +383,8 @@ class RedisGovernor:
             self._key("rpm", app_key),
             self._key("month", app_key, month_key()),
             self._key("rpm-total", app_key),
+            self._key("epoch"),
+            self._key("urgent", app_key),
         ]
         args: list[str | int | float] = [
             int(limits["calls_per_second"]),
@@ -282,16 +397,98 @@ class RedisGovernor:
             MONTH_TTL_S,
             uuid.uuid4().hex,
             1 if metered else 0,
+            -1 if urgent is None else int(urgent),
+            URGENT_LEASE_S,
+            urgent_reserve(limits),
             *(max(0, int(r)) for r in recipients),
         ]
+        for _attempt in range(2):
+            try:
+                granted, wait, reason = self._script(keys=keys, args=args)
+            except self._errors as exc:
+                raise GovernorUnavailable(
+                    f"rate governor store unavailable: {type(exc).__name__}"
+                ) from None
+            reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
+            if reason_text != "state_lost":
+                return Grant(int(granted), max(0.0, float(wait)), reason_text)
+            if not self.restore():
+                # Another worker is rebuilding the windows: nothing goes out meanwhile.
+                return Grant(0, REBUILD_WAIT_S, "rebuilding")
+        return Grant(0, REBUILD_WAIT_S, "rebuilding")
+
+    def restore(self) -> bool:
+        """Rebuild every window and month counter from the database, then write the epoch.
+
+        Only one process rebuilds (a short lock); the others are told to wait. False when
+        this process did not (or could not) rebuild; GovernorUnavailable when the store or
+        the database does not answer.
+        """
+        lock = self._key("rebuild-lock")
         try:
-            granted, wait, reason = self._script(keys=keys, args=args)
+            if self._redis.exists(self._key("epoch")):
+                return True
+            if not self._redis.set(lock, "1", nx=True, ex=30):
+                return False
+            try:
+                seconds, micros = self._redis.time()
+                redis_now = seconds + micros / 1_000_000
+                try:
+                    state = recorded_state(time.time())
+                except DatabaseError as exc:
+                    raise GovernorUnavailable(
+                        f"rate governor cannot rebuild its windows: {type(exc).__name__}"
+                    ) from None
+                self._write_state(state, redis_now - time.time())
+            finally:
+                self._redis.delete(lock)
         except self._errors as exc:
             raise GovernorUnavailable(
                 f"rate governor store unavailable: {type(exc).__name__}"
             ) from None
-        reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return Grant(int(granted), max(0.0, float(wait)), reason_text)
+        logger.warning(
+            "governor: store had lost its state; rebuilt %s apps from the database", len(state)
+        )
+        return True
+
+    def _write_state(self, state: dict[str, RecordedApp], offset: float) -> None:
+        """Write rebuilt windows (shifted onto Redis' clock by ``offset``) and the epoch."""
+        limits, scale = _limits(), time_scale()
+        pipe = self._redis.pipeline(transaction=True)
+        ip_key = self._key("ip")
+        for app_key, app in state.items():
+            api_key = self._key("api", app_key, "asyncsend_v2")
+            rpm_key = self._key("rpm", app_key)
+            for i, (at, size) in enumerate(app.calls):
+                member = f"rebuilt-{app_key}-{i}"
+                pipe.zadd(api_key, {f"{member}:1": at + offset})
+                pipe.zadd(ip_key, {f"{member}:1": at + offset})
+                if size > 0:
+                    pipe.zadd(rpm_key, {f"{member}:{size}": at + offset})
+            pipe.set(
+                self._key("rpm-total", app_key),
+                sum(size for _at, size in app.calls),
+                ex=math.ceil(limits["recipients_window_s"] / scale) + 1,
+            )
+            for key, window in (
+                (api_key, 1.0 / scale),
+                (rpm_key, limits["recipients_window_s"] / scale),
+            ):
+                pipe.expire(key, math.ceil(window) + 1)
+            month = self._key("month", app_key, month_key())
+            pipe.set(month, app.month_calls, ex=MONTH_TTL_S, nx=True)
+            # A counter that survived (or was written meanwhile) keeps the larger count.
+            pipe.eval(
+                "local v = tonumber(redis.call('GET', KEYS[1]) or '0') "
+                "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end",
+                1,
+                month,
+                app.month_calls,
+                MONTH_TTL_S,
+            )
+        pipe.expire(ip_key, math.ceil(limits["ip_window_s"] / scale) + 1)
+        pipe.set(self._key("epoch"), uuid.uuid4().hex)
+        pipe.execute()
 
     def pause(self, *, app_key: str, seconds: float) -> None:
         try:
@@ -307,6 +504,8 @@ class RedisGovernor:
 
     def monthly_used(self, *, app_key: str) -> int:
         try:
+            if not self._redis.exists(self._key("epoch")) and not self.restore():
+                raise GovernorUnavailable("rate governor is rebuilding its windows")
             value = self._redis.get(self._key("month", app_key, month_key()))
         except self._errors as exc:
             raise GovernorUnavailable(
@@ -334,9 +533,14 @@ class DatabaseGovernor:
     """
 
     def acquire(
-        self, *, app_key: str, api: str, recipients: int = 0, edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: int = 0,
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Decision:
-
         limits, scale = _limits(), time_scale()
         metered = api not in EXEMPT_APIS
         try:
@@ -369,6 +573,9 @@ class DatabaseGovernor:
                     )
                     used = window.aggregate(total=Sum("amount"))["total"] or 0
                     limit = limits["recipients_per_minute"]
+                    if urgent is False:
+                        # Bulk sends leave the end of the minute's budget to urgent work.
+                        limit -= urgent_reserve(limits)
                     if used + recipients > limit:
                         freed, wait = 0, rpm_window
                         for at, amount in window.order_by("at").values_list("at", "amount"):
@@ -402,16 +609,53 @@ class DatabaseGovernor:
             ) from None
 
     def acquire_many(
-        self, *, app_key: str, api: str, recipients: Sequence[int], edition: str = "standard"
+        self,
+        *,
+        app_key: str,
+        api: str,
+        recipients: Sequence[int],
+        edition: str = "standard",
+        urgent: bool | None = None,
     ) -> Grant:
         """One decision per call (each its own short transaction), up to the first refusal."""
+        if urgent is False:
+            held = self._urgent_lease(app_key, False, 0.0)
+            if held > 0:
+                return Grant(0, held, "urgent_first")
         granted = 0
         for count in recipients:
-            decision = self.acquire(app_key=app_key, api=api, recipients=count, edition=edition)
+            decision = self.acquire(
+                app_key=app_key, api=api, recipients=count, edition=edition, urgent=urgent
+            )
             if not decision.allowed:
+                window_wait = decision.reason in WINDOW_REASONS
+                if urgent and (granted or window_wait):
+                    self._urgent_lease(app_key, True, decision.wait_s if window_wait else 0.0)
                 return Grant(granted, decision.wait_s, decision.reason)
             granted += 1
+        if urgent:
+            self._urgent_lease(app_key, True, 0.0)
         return Grant(granted)
+
+    def _urgent_lease(self, app_key: str, urgent: bool, wait_s: float) -> float:
+        """Urgent: extend the app's urgent lease past ``wait_s``; bulk: how long it still runs."""
+        key = f"urgent:{app_key}"
+        try:
+            now = time.time()
+            if urgent:
+                until = now + wait_s + URGENT_LEASE_S
+                _row, created = GovernorCounter.objects.get_or_create(
+                    key=key, defaults={"until": until}
+                )
+                if not created:
+                    GovernorCounter.objects.filter(key=key, until__lt=until).update(until=until)
+                return 0.0
+            current = GovernorCounter.objects.filter(key=key).first()
+        except DatabaseError as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        return max(0.0, current.until - now) if current is not None else 0.0
 
     def pause(self, *, app_key: str, seconds: float) -> None:
 

@@ -130,6 +130,10 @@ class BatchStatus(models.TextChoices):
     UNKNOWN = "unknown", _("Outcome unknown")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
+    # An unknown outcome DingTalk's same-day duplicate rule no longer covers: a supervisor
+    # sends it again or closes it (delivery.services.uncertain).
+    HELD = "held", _("Outcome unknown, held for a supervisor")
+    CLOSED = "closed", _("Outcome unknown, closed by a supervisor")
 
 
 class Batch(models.Model):
@@ -155,6 +159,12 @@ class Batch(models.Model):
     # A resend of a batch whose first call's outcome was unknown: a duplicate-content drop
     # (143106) in its result means the first call did reach that person.
     after_unknown = models.BooleanField(default=False)
+    # DingTalk's flow control dropped some of this batch's people and they went into a new
+    # batch: later polls of this batch report the same drops, which are not sent again.
+    drops_requeued = models.BooleanField(default=False, db_default=False)
+    # When the first call whose outcome is unknown was claimed: it reached DingTalk (if it
+    # did) between then and the moment it became unknown.
+    uncertain_since = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -202,6 +212,7 @@ class DeliveryState(models.TextChoices):
     INVALID = "invalid", _("Invalid user")
     FORBIDDEN = "forbidden", _("Held back by DingTalk flow control")
     CANCELLED = "cancelled", _("Not sent")
+    UNKNOWN = "unknown", _("Outcome unknown")
 
 
 class OutreachStatus(models.TextChoices):

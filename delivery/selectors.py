@@ -221,8 +221,26 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "reference": REFERENCE,
         "reminders_sent": plan.reminders_sent,
         "outreach_open": people.filter(outreach="open").count(),
+        "held": held_batches(plan),
         "updated_at": moment.isoformat(),
     }
+
+
+def held_batches(plan: DeliveryPlan) -> list[dict[str, Any]]:
+    """Batches whose outcome is unknown and that wait for a supervisor (services.uncertain)."""
+    return [
+        {
+            "batch": pk,
+            "size": size,
+            "first_attempt": since.isoformat() if since else None,
+            "error": error,
+        }
+        for pk, size, since, error in Batch.objects.filter(
+            dispatch__plan=plan, status=BatchStatus.HELD
+        )
+        .order_by("pk")
+        .values_list("pk", "size", "uncertain_since", "error")[:200]
+    ]
 
 
 def department_summaries(*, user: UserLike) -> list[dict[str, Any]]:

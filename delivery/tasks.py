@@ -52,8 +52,9 @@ def send_batches_task(self: Task[Any, Any], batch_ids: list[int]) -> dict[str, i
         "retry": len(report.retry),
     }
     if report.retry:
-        if getattr(self.request, "is_eager", False) or settings.CELERY_TASK_ALWAYS_EAGER:
-            # Eager runs (tests) cannot wait; the sweeper re-enqueues the queued batches.
+        if getattr(self.request, "is_eager", False):
+            # An eager run (tests, a call inside a request) cannot wait; the sweeper
+            # re-enqueues the queued batches. A worker always retries by countdown.
             return summary
         raise self.retry(
             args=(report.retry,), countdown=_countdown(report.retry_in), max_retries=200

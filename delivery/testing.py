@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from celery import Celery
 from django.core.cache import cache
@@ -161,32 +162,61 @@ def send_notice(notice_id: int, *, attempts: int = 5) -> None:
 # --- real workers (tests of crash recovery and the benchmark) ---------------------------------
 
 
+# The settings `make run` and production run workers with: a setting they lack fails the tests.
+WORKER_SETTINGS = "config.settings.local"
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """The DATABASE_URL that names the same PostgreSQL database as ``settings_dict``."""
+    user = quote(str(settings_dict.get("USER") or ""), safe="")
+    password = quote(str(settings_dict.get("PASSWORD") or ""), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{quote(str(settings_dict['NAME']), safe='')}"
+
+
 @dataclass
 class WorkerEnv:
-    """How a real worker subprocess reaches the test's database, broker and simulator."""
+    """How a real worker subprocess reaches the test's database, broker and simulator.
 
-    db_name: str
+    Workers run with the shipped settings (WORKER_SETTINGS) configured only through the
+    environment, as a deployment configures them: DATABASE_URL, CELERY_BROKER_URL,
+    DINGTALK_BASE_URL and the DELIVERY_* variables of config.settings.delivery.
+    """
+
+    database_url: str
     simulator_url: str
     broker_url: str = ""
     governor_url: str = ""
     governor_prefix: str = "portal:governor:"
     time_scale: float = 1.0
+    # Short, so a killed worker's messages come back within a test's time; retries stay
+    # below it (DELIVERY_MAX_COUNTDOWN_S).
+    visibility_timeout_s: int = 10
     extra: dict[str, str] = field(default_factory=dict)
 
     def environ(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
         env.update(
             {
-                "DJANGO_SETTINGS_MODULE": "delivery.worker_settings",
-                "DELIVERY_WORKER_DB_NAME": self.db_name,
+                "DJANGO_SETTINGS_MODULE": WORKER_SETTINGS,
+                "DEBUG": "false",
+                "PORTAL_DEMO_MODE": "false",
+                "PORTAL_VAR_DIR": tempfile.mkdtemp(prefix="delivery-worker-var-"),
+                "DATABASE_URL": self.database_url,
+                "CELERY_BROKER_URL": self.broker_url,
+                "CELERY_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
                 "DINGTALK_BASE_URL": self.simulator_url,
                 "DELIVERY_GOVERNOR_PREFIX": self.governor_prefix,
                 "DELIVERY_GOVERNOR_TIME_SCALE": str(self.time_scale),
+                "DELIVERY_MAX_COUNTDOWN_S": str(max(1, min(300, self.visibility_timeout_s // 2))),
+                "DELIVERY_CLAIM_STALE_S": "8",
+                "DELIVERY_QUEUED_STALE_S": "3",
             }
         )
         if self.governor_url:
             env["DELIVERY_GOVERNOR_URL"] = self.governor_url
-        env["CELERY_BROKER_URL"] = self.broker_url
         env.update(self.extra)
         return env
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from delivery import views
+from delivery import held_views, views
 
 app_name = "delivery"
 
@@ -23,6 +23,16 @@ urlpatterns: list[URLPattern] = [
         "notices/<int:notice_id>/outreach/<int:delivery_id>/close/",
         views.outreach_close,
         name="outreach-close",
+    ),
+    path(
+        "notices/<int:notice_id>/held/<int:batch_id>/resend/",
+        held_views.held_resend,
+        name="held-resend",
+    ),
+    path(
+        "notices/<int:notice_id>/held/<int:batch_id>/close/",
+        held_views.held_close,
+        name="held-close",
     ),
     path("c/<str:token>/", views.confirm, name="confirm"),
     path("n/<str:token>/", views.notice_page, name="notice-page"),

@@ -45,6 +45,9 @@ def dashboard(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
             "can_recall": selectors.can_recall(user=request.user, plan=plan),
             "can_resume": plan.status == "paused"
             and perms.has_department_perm(request.user, perms.APPROVE_NOTICE, plan.department),
+            "can_settle_held": perms.has_department_perm(
+                request.user, perms.APPROVE_NOTICE, plan.department
+            ),
             "recall_form": RecallForm(),
             "chart_w": selectors.CHART_W,
             "chart_h": selectors.CHART_H,

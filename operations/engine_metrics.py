@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from accounts.models import Department
 from audit.models import AuditEvent
-from config.settings.celery import Queues
+from config.settings.celery import PRIORITY_STEPS, Queues
 from delivery.governor import department_app_key, edition_quota, get_governor
 from delivery.models import Batch, BatchStatus, Delivery
 from integrations.models import Trigger
@@ -35,9 +35,8 @@ CACHE_KEY = "operations:engine-metrics"
 # (flow control and duplicates, in a person's receipt; dingtalk-api.md).
 CALL_ERRCODES = ("90018",)
 PERSON_ERRCODES = (143103, 143104, 143105, 143106)
-# kombu's Redis transport keeps one list per queue and priority step.
+# kombu's Redis transport keeps one list per queue and priority step (CELERY_BROKER_TRANSPORT_OPTIONS).
 PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
 RECENT = dt.timedelta(hours=24)
 
 Sample = tuple[dict[str, str], float]

@@ -25,7 +25,21 @@ class Queues:
     }
 
 
+class Priority:
+    """Message priorities as kombu's Redis transport and config.broker's file-system one read
+    them: a LOWER number is taken first (kombu's Redis keeps one list per step of
+    PRIORITY_STEPS and pops step 0 first; AMQP's "9 is highest" does not apply here)."""
+
+    URGENT = 0
+    NORMAL = 6
+
+
+PRIORITY_STEPS = [0, 3, 6, 9]
+
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+# A message queued without a priority (beat, other apps) ranks with normal work, never ahead
+# of urgent work (kombu's default, 0, would be the highest).
+CELERY_TASK_DEFAULT_PRIORITY = Priority.NORMAL
 CELERY_TASK_DEFAULT_QUEUE = Queues.DEFAULT
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -38,7 +52,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_TIMEZONE = "Asia/Hong_Kong"
 # Redis redelivers an unacknowledged task after this; retries and countdowns stay below it.
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+# priority_steps: the priorities Redis keeps apart. queue_order_strategy "priority": a worker
+# asks its queues in the order it lists them (urgent first) instead of round-robin.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 3600),
+    "priority_steps": PRIORITY_STEPS,
+    "queue_order_strategy": "priority",
+}
 # Celery's Django fix-up closes database connections after every task unless this is set;
 # config.celery applies CONN_MAX_AGE and health checks around each task instead, and the
 # fix-up only closes them outright every few thousand tasks.

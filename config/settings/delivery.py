@@ -22,8 +22,11 @@ DELIVERY_LIMITS: dict[str, float] = {
     "recipients_per_minute": env_int("DELIVERY_RECIPIENTS_PER_MINUTE", 4_900),  # DingTalk: 5,000
     # Half a second longer than DingTalk's minute: a call reaches DingTalk a little after the
     # governor granted it, so DingTalk's window must have let go of a call before ours does.
-    "recipients_window_s": 60.5,
+    "recipients_window_s": float(env_str("DELIVERY_RECIPIENTS_WINDOW_S", "60.5")),
     "per_person_daily": 450,  # DingTalk: 500 notices a person a day
+    # People of the minute's budget bulk sends leave to urgent ones, so an urgent notice
+    # approved during a bulk send makes its first calls at once (delivery.governor).
+    "urgent_reserve": env_int("DELIVERY_URGENT_RESERVE", 200),
 }
 # Chunk of recipients snapshotted per transaction; the first batches go out after the first chunk.
 DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 10_000)
@@ -38,6 +41,9 @@ DELIVERY_RECEIPT_GROUP = env_int("DELIVERY_RECEIPT_GROUP", 50)
 # The longest governor wait a task sleeps through; longer waits go back to the broker with a
 # countdown, so a paced send never holds a worker another department's notice needs.
 DELIVERY_INLINE_WAIT_S = float(env_str("DELIVERY_INLINE_WAIT_S", "2"))
+# How long a send task keeps trying to write accepted calls while the database is unreachable
+# (their DingTalk task ids exist only in the task until then); below CELERY_TASK_SOFT_TIME_LIMIT.
+DELIVERY_ACCEPT_WRITE_S = float(env_str("DELIVERY_ACCEPT_WRITE_S", "120"))
 # Accepted calls are written at least this often (seconds) while a group is being sent.
 DELIVERY_FLUSH_S = float(env_str("DELIVERY_FLUSH_S", "0.5"))
 # Where the public confirmation page is reached from a phone (absolute URL prefix).
@@ -50,11 +56,11 @@ DELIVERY_MEDIA_MAX_AGE_S = env_int("DELIVERY_MEDIA_MAX_AGE_S", 3 * 86_400)
 # than this, a citywide notice goes out in user batches instead (see delivery.deptwide).
 DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S = env_int("DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S", 86_400)
 # A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.
-DELIVERY_CLAIM_STALE_S = 60.0
+DELIVERY_CLAIM_STALE_S = float(env_str("DELIVERY_CLAIM_STALE_S", "60"))
 # A batch still queued this long after creation lost its broker message: enqueue it again.
-DELIVERY_QUEUED_STALE_S = 30.0
+DELIVERY_QUEUED_STALE_S = float(env_str("DELIVERY_QUEUED_STALE_S", "30"))
 # Longest countdown a retry may use: far below the broker's visibility timeout (3600 s).
-DELIVERY_MAX_COUNTDOWN_S = 300
+DELIVERY_MAX_COUNTDOWN_S = env_int("DELIVERY_MAX_COUNTDOWN_S", 300)
 
 DELIVERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "delivery-sweep": {

@@ -31,5 +31,8 @@ if not CELERY_BROKER_URL:
         "store_processed": False,
         # Broadcast (pidbox) messages too, or kombu creates ./control in the working directory.
         "control_folder": str(VAR_DIR / "celery" / "control"),
+        # config.broker takes the lowest priority first and the queues in the worker's order,
+        # as Redis does with these options (config.settings.celery).
+        "queue_order_strategy": "priority",
     }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")

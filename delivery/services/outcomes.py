@@ -10,7 +10,8 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, Value, When
+from django.db.models import BigIntegerField, Case, F, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -134,8 +135,12 @@ def _accept_claimed(task_ids: dict[int, int], now: datetime, first_poll: datetim
 
 
 def mark_unknown(batch_id: int, error: str) -> None:
+    """The call may have reached DingTalk without an answer (services.uncertain decides)."""
     Batch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED).update(
-        status=BatchStatus.UNKNOWN, error=error[:300], error_code="ambiguous"
+        status=BatchStatus.UNKNOWN,
+        error=error[:300],
+        error_code="ambiguous",
+        uncertain_since=Coalesce(F("uncertain_since"), F("claimed_at")),
     )
 
 

@@ -255,7 +255,9 @@ def _record_polls(polls: list[Poll], moment: datetime) -> None:
             polls_done = batch.polls_done + int(poll.counted)
             if poll.outcome in ("polled", "requeued"):
                 offset = planning.next_poll_offset(polls_done)
-                settled = not poll.result_unread and poll.outcome != "requeued"
+                # Dropped people went into a new batch (once): with nobody left unread the
+                # original batch is settled, whatever its later polls would repeat.
+                settled = not poll.result_unread
                 poll.done = settled or offset is None or offset > planning.RECEIPT_WINDOW_S
                 accepted_at = batch.accepted_at or moment
                 poll.next_poll_at = (
@@ -343,9 +345,9 @@ def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> 
     codes = result.forbidden_codes()
     forbidden = set(result.forbidden_userids) | set(codes)
     requeue_ids = sorted(u for u in forbidden if codes.get(u) in FLOW_CONTROL_REQUEUE)
-    already = sorted(
-        u for u in forbidden if batch.after_unknown and codes.get(u) in DUPLICATE_CONTENT
-    )
+    # The same content reached them already today: they have the notice, whichever call
+    # (an unknown outcome's first attempt, or an identical notice) brought it.
+    already = sorted(u for u in forbidden if codes.get(u) in DUPLICATE_CONTENT)
     dropped = sorted(u for u in forbidden if u not in requeue_ids and u not in already)
     # People's rows follow their media batch; a companion card's outcome leaves them alone.
     own_rows = batch.dispatch.round == 0 and not messages.is_companion(batch.dispatch.language)
@@ -362,6 +364,9 @@ def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> 
             people.filter(dingtalk_user_id=userid).update(
                 state=DeliveryState.FORBIDDEN, code=codes.get(userid)
             )
+    if requeue_ids and batch.drops_requeued:
+        # Every later poll of this batch reports the same drops: they went out once already.
+        return None
     if requeue_ids:
         # Only people still on the plan under that id: an erased person's row has a token now,
         # and DingTalk's answer must not send to them again.
@@ -383,6 +388,7 @@ def _apply_exceptions(batch: Batch, result: Any, people: QuerySet[Delivery]) -> 
         urgent=batch.urgent,
     )
     Dispatch.objects.filter(pk=dispatch.pk).update(next_seq=F("next_seq") + 1)
+    Batch.objects.filter(pk=batch.pk).update(drops_requeued=True)
     if own_rows:
         people.filter(dingtalk_user_id__in=requeue_ids).update(
             state=DeliveryState.QUEUED, batch=new, code=None

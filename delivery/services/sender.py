@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
@@ -40,6 +40,7 @@ from delivery.models import (
     PauseCode,
     PlanStatus,
 )
+from delivery.services import uncertain
 from delivery.services.lifecycle import QUOTA_USED_UP, plan_finish_if_complete, plan_pause
 from delivery.services.outcomes import fail_batch, mark_unknown, record_accepted_many, release_batch
 from dingtalk.client import DingTalkClient
@@ -230,7 +231,7 @@ class _SendRun:
 
     def flush(self) -> None:
         if self.accepted:
-            record_accepted_many(self.accepted)
+            _write_accepted(self.accepted)
             self.report.sent += len(self.accepted)
         self.accepted = []
         self.last_flush = time.monotonic()
@@ -257,6 +258,19 @@ class _SendRun:
             release_batch(batch.pk)
             self.report.paused += 1
             return True
+        if batch.task_id is not None:
+            # A call of this batch did go out (its task id arrived after it was declared
+            # unknown): it is recorded as sent, never sent again.
+            self.accepted.append((batch, batch.task_id))
+            return True
+        if batch.after_unknown and not uncertain.resend_covered(
+            batch.uncertain_since, timezone.now()
+        ):
+            # DingTalk's day changed since the first attempt: a resend could be a duplicate.
+            self.flush()
+            uncertain.hold_batch(batch, from_status=BatchStatus.CLAIMED)
+            self.report.unknown += 1
+            return True
         app_key = department_app_key(plan.department)
         try:
             decision = self._decide(batch, app_key)
@@ -271,12 +285,15 @@ class _SendRun:
     def _decide(self, batch: Batch, app_key: str) -> Grant:
         if self.allowance.get(app_key, 0) > 0:
             return Grant(1)
-        # One governor decision for this call and the following ones of the same app.
+        # One governor decision for this call and the following ones of the same app and
+        # urgency (an urgent notice's calls hold the app's budget; its bulk calls wait).
         ahead = [batch]
         for later in reversed(self.pending):
             if len(ahead) >= self.grant_ahead:
                 break
             if department_app_key(later.dispatch.plan.department) != app_key:
+                break
+            if later.urgent != batch.urgent:
                 break
             ahead.append(later)
         decision = self.governor.acquire_many(
@@ -284,6 +301,7 @@ class _SendRun:
             api="asyncsend_v2",
             recipients=[max(b.size, 1) for b in ahead],
             edition=batch.dispatch.plan.department.dingtalk_edition,
+            urgent=batch.urgent,
         )
         self.allowance[app_key] = decision.granted
         return decision
@@ -320,6 +338,29 @@ class _SendRun:
         elif outcome.outcome == "unknown":
             self.report.unknown += 1
         return True
+
+
+def _write_accepted(accepted: list[tuple[Batch, int]]) -> None:
+    """Write accepted calls, waiting out a database restart: their task ids exist only here.
+
+    Lost, they would leave the batches claimed, then unknown, then sent again. The wait is
+    bounded (DELIVERY_ACCEPT_WRITE_S) by the task's time limit; the error is raised after it.
+    """
+    deadline = time.monotonic() + float(settings.DELIVERY_ACCEPT_WRITE_S)
+    pause = 0.25
+    while True:
+        try:
+            record_accepted_many(accepted)
+            return
+        except (OperationalError, InterfaceError):
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning(
+                "delivery: database unreachable; writing %s accepted calls again", len(accepted)
+            )
+            connection.close()
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _send_one(

@@ -24,6 +24,7 @@ from delivery.governor import GovernorUnavailable, get_governor
 from delivery.models import Batch, BatchStatus, DeliveryPlan, PauseCode, PlanStatus
 from delivery.privacy import anonymise_late_deliveries
 from delivery.quota import monthly_calls_left
+from delivery.services import uncertain
 from delivery.services.lifecycle import plan_finish_if_complete, plan_resume
 from delivery.services.outcomes import record_accepted
 from dingtalk.errors import DingTalkError
@@ -45,7 +46,8 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     - approved notices with no plan (the broker was down at approval) and due scheduled ones;
     - plans whose snapshot stopped half-way;
     - batches claimed long ago (the worker died during the call): outcome unknown;
-    - unknown batches: resent with identical content for DingTalk to reconcile;
+    - unknown batches: resent with identical content for DingTalk to reconcile while its
+      same-day duplicate rule covers the first attempt, else held for a supervisor;
     - batches still queued a while after creation (their message was lost);
     - paused plans whose cause has cleared; plans whose last batch has an outcome finish.
     """
@@ -56,8 +58,12 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     counts["requeued"] = 0
     counts["unknown"] = Batch.objects.filter(
         status=BatchStatus.CLAIMED, claimed_at__lt=stale
-    ).update(status=BatchStatus.UNKNOWN, error_code="stale_claim")
-    counts["resent"] = _resend_unknown()
+    ).update(
+        status=BatchStatus.UNKNOWN,
+        error_code="stale_claim",
+        uncertain_since=uncertain.uncertain_since_first(),
+    )
+    counts["resent"], counts["held"] = _resend_unknown(moment)
     counts["requeued"] = _requeue_lost(lost)
     counts["resumed"] = _resume_cleared()
     counts["finished"] = sum(
@@ -89,10 +95,12 @@ def _plan_due(moment: datetime, lost: datetime) -> int:
     return planned
 
 
-def _resend_unknown() -> int:
-    """Unknown batches: recorded as sent if their task id arrived after all, else queued again
-    with identical content (audited). Returns how many were queued again."""
+def _resend_unknown(moment: datetime) -> tuple[int, int]:
+    """Unknown batches: recorded as sent if their task id arrived after all; queued again with
+    identical content while DingTalk's same-day rule covers the first attempt (audited); held
+    for a supervisor otherwise. Returns how many were queued again and how many held."""
     resend: list[tuple[int, bool]] = []
+    held = 0
     for batch in Batch.objects.filter(status=BatchStatus.UNKNOWN).select_related(
         "dispatch__plan__department", "dispatch__plan__notice"
     )[:500]:
@@ -102,6 +110,9 @@ def _resend_unknown() -> int:
                 status=BatchStatus.CLAIMED
             )
             record_accepted(batch, batch.task_id)
+            continue
+        if not uncertain.resend_covered(batch.uncertain_since, moment):
+            held += int(uncertain.hold_batch(batch, from_status=BatchStatus.UNKNOWN, moment=moment))
             continue
         with transaction.atomic():
             moved = Batch.objects.filter(pk=batch.pk, status=BatchStatus.UNKNOWN).update(
@@ -118,7 +129,7 @@ def _resend_unknown() -> int:
         if moved == 1:
             resend.append((batch.pk, batch.urgent))
     enqueue.send_batch_groups(resend)
-    return len(resend)
+    return len(resend), held
 
 
 def _requeue_lost(lost: datetime) -> int:

@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8900)
     parser.add_argument("--limits", choices=("on", "off"), default="on")
     parser.add_argument(
+        "--dedupe",
+        choices=("on", "off"),
+        default="on",
+        help="DingTalk's same-content-once-a-day rule (143106); off shows every duplicate",
+    )
+    parser.add_argument(
         "--time-scale", type=float, default=1.0, help="simulated seconds per real second"
     )
     parser.add_argument("--directory-size", type=int, default=2000, help="users per app")
@@ -40,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     config = SimulatorConfig(
-        limits=Limits(enabled=args.limits == "on"),
+        limits=Limits(enabled=args.limits == "on", same_content_once_per_day=args.dedupe == "on"),
         time_scale=args.time_scale,
         directory_size=args.directory_size,
         directory_seed=args.directory_seed,

@@ -145,6 +145,54 @@ def test_flow_control_drops_are_requeued_and_delivered_later(sim, wsd) -> None:
 
 
 @pytest.mark.django_db
+def test_flow_control_drops_are_sent_again_once_whatever_later_polls_repeat(sim, wsd) -> None:
+    # Dedupe off: a second copy would reach the phone instead of coming back as 143106.
+    sim.sim.set_limits(recipients_per_minute=150, same_content_once_per_day=False)
+    make_recipients(wsd, 250, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(django_settings.DELIVERY_LIMITS, "recipients_per_minute", 10_000)
+        planner.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    originals = list(Batch.objects.filter(dispatch__plan=plan).values_list("pk", flat=True))
+    # Every poll of DingTalk's schedule (+1, 3, 10, 30 min, +2, 6, 23 h) repeats the drops.
+    for _ in range(7):
+        sim.sim.advance(120)
+        for batch_id in originals:
+            Batch.objects.filter(pk=batch_id, receipts_done=False).update(
+                next_poll_at=timezone.now()
+            )
+            receipts.batch_poll_receipts(batch_id)
+    assert Batch.objects.filter(dispatch__plan=plan).count() == len(originals) + 2
+    dropped = Batch.objects.filter(dispatch__plan=plan, drops_requeued=True)
+    assert dropped.count() == 2
+    # Nobody left unread in them (readers opened it): those batches are settled.
+    userids = list(Delivery.objects.filter(plan=plan).values_list("dingtalk_user_id", flat=True))
+    assert inbox_counts(sim, userids) == Counter({1: 250})
+    assert not Delivery.objects.filter(plan=plan, state=DeliveryState.FORBIDDEN).exists()
+
+
+@pytest.mark.django_db
+def test_a_dropped_batch_with_nobody_unread_is_settled(sim, wsd) -> None:
+    sim.sim.set_limits(recipients_per_minute=150, same_content_once_per_day=False)
+    make_recipients(wsd, 200, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(django_settings.DELIVERY_LIMITS, "recipients_per_minute", 10_000)
+        planner.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    second = Batch.objects.get(dispatch__plan=plan, seq=1)
+    sim.sim.advance(60)
+    for userid in second.userids[:50]:
+        sim.sim.mark_read(second.task_id, userid)
+    Batch.objects.filter(pk=second.pk).update(next_poll_at=timezone.now())
+    assert receipts.batch_poll_receipts(second.pk) == "done"
+    second.refresh_from_db()
+    assert second.drops_requeued
+    assert second.receipts_done
+
+
+@pytest.mark.django_db
 def test_wrong_credentials_pause_with_a_reason_and_resume_sends_nothing_twice(sim, wsd) -> None:
     make_recipients(wsd, 150, languages=("en",))
     good_ref = wsd.dingtalk_secret_ref

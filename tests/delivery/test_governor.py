@@ -16,7 +16,12 @@ from delivery.governor import (
 )
 from delivery.quota import monthly_calls_left, monthly_calls_used
 
-LIMITS = {**settings.DELIVERY_LIMITS, "calls_per_second": 3, "recipients_per_minute": 250}
+LIMITS = {
+    **settings.DELIVERY_LIMITS,
+    "calls_per_second": 3,
+    "recipients_per_minute": 250,
+    "urgent_reserve": 50,
+}
 
 
 @pytest.fixture(params=["db", "redis"])
@@ -156,3 +161,155 @@ def test_a_refused_call_still_lets_expired_recipients_go(governor) -> None:
     # 100 in the window + 150 = 250: fits, although the refused call trimmed the first entry.
     assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=150).allowed
     assert time.monotonic() - started < 1.5, "too slow to test the window (machine overloaded)"
+
+
+def redis_governor() -> RedisGovernor:
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        pytest.skip("Redis governor needs CELERY_BROKER_URL=redis://... (CI sets it)")
+    return RedisGovernor(url, f"test-governor-{uuid.uuid4().hex}:")
+
+
+def recorded_sends(department, sizes, *, ago_s: float, attempts: int = 1, polls: int = 0):
+    """Accepted batches of a sent notice, as the outbox records them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from delivery.models import Batch, BatchStatus, DeliveryPlan, Dispatch
+    from delivery.testing import make_notice
+
+    notice = make_notice(department)
+    plan = DeliveryPlan.objects.create(
+        notice=notice, department=department, strategy="userid_batches", status="sending"
+    )
+    dispatch = Dispatch.objects.create(plan=plan, language="en", message={}, content_hash="x")
+    at = timezone.now() - timedelta(seconds=ago_s)
+    Batch.objects.bulk_create(
+        Batch(
+            dispatch=dispatch,
+            seq=i,
+            userids=["x"] * size,
+            size=size,
+            status=BatchStatus.ACCEPTED,
+            task_id=1000 + i,
+            attempts=attempts,
+            polls_done=polls,
+            claimed_at=at,
+            accepted_at=at,
+        )
+        for i, size in enumerate(sizes)
+    )
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_a_governor_that_lost_its_store_rebuilds_windows_and_month_from_the_database(
+    cast_a,
+) -> None:
+    governor = redis_governor()
+    department = cast_a.department
+    department.dingtalk_app_key = f"ding-lost-{uuid.uuid4().hex[:6]}"
+    department.save()
+    # 200 people sent 10 s ago (the window holds 250), in calls claimed twice and polled once.
+    recorded_sends(department, [100, 100], ago_s=10, attempts=2, polls=1)
+    app = department.dingtalk_app_key
+    try:
+        # No epoch: the store's state is lost; it is rebuilt before anything is granted.
+        over = governor.acquire(app_key=app, api="asyncsend_v2", recipients=100)
+        assert not over.allowed
+        assert over.reason == "recipients_per_minute"
+        assert governor.monthly_used(app_key=app) == 2 * 2 + 2 * 1
+        assert governor.acquire(app_key=app, api="asyncsend_v2", recipients=50).allowed
+        assert governor.monthly_used(app_key=app) == 7
+        # A restart without persistence: every key gone, epoch included.
+        governor.reset()
+        assert not governor.acquire(app_key=app, api="asyncsend_v2", recipients=100).allowed
+        assert governor.monthly_used(app_key=app) == 6
+    finally:
+        governor.reset()
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_while_another_process_rebuilds_nothing_is_granted(cast_a) -> None:
+    governor = redis_governor()
+    try:
+        governor._redis.set(governor._key("rebuild-lock"), "1", ex=30)
+        decision = governor.acquire(app_key="a", api="asyncsend_v2", recipients=1)
+        assert not decision.allowed
+        assert decision.reason == "rebuilding"
+        with pytest.raises(GovernorUnavailable):
+            governor.monthly_used(app_key="a")
+        governor._redis.delete(governor._key("rebuild-lock"))
+        assert governor.acquire(app_key="a", api="asyncsend_v2", recipients=1).allowed
+    finally:
+        governor.reset()
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_while_an_urgent_notice_sends_the_app_s_bulk_sends_wait(governor) -> None:
+    if isinstance(governor, RedisGovernor):
+        # A fresh store rebuilds its (empty) windows from the database first.
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+    bulk = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert bulk.granted == 1
+    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=True)
+    assert urgent.granted == 1
+    held = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert held.granted == 0
+    assert held.reason == "urgent_first"
+    assert 0 < held.wait_s <= 2.0
+    # Another app's bulk, and this app's receipt polls, go on.
+    assert governor.acquire_many(app_key="b", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert governor.acquire_many(app_key="a", api="getsendresult", recipients=[0]).granted == 1
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_an_urgent_send_waiting_for_budget_keeps_bulk_waiting_as_long(governor) -> None:
+    if isinstance(governor, RedisGovernor):
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+    assert governor.acquire_many(
+        app_key="a", api="asyncsend_v2", recipients=[200], urgent=False
+    ).granted
+    # The minute's 250 are nearly used: the urgent call waits for the window...
+    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[100], urgent=True)
+    assert urgent.granted == 0
+    assert urgent.reason == "recipients_per_minute"
+    # ...and the bulk call that would fit now waits at least as long: the budget is urgent's.
+    held = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert held.granted == 0
+    assert held.reason == "urgent_first"
+    assert held.wait_s >= urgent.wait_s
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_bulk_sends_leave_the_urgent_reserve_of_the_minute(governor) -> None:
+    if isinstance(governor, RedisGovernor):
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+    assert (
+        governor.acquire_many(
+            app_key="a", api="asyncsend_v2", recipients=[100, 100, 100], urgent=False
+        ).granted
+        == 2
+    )
+    # The last 50 of the 250 are urgent work's: an urgent call takes them at once.
+    assert (
+        governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[50], urgent=True).granted
+        == 1
+    )
+
+
+@override_settings(DELIVERY_LIMITS=LIMITS)
+def test_an_urgent_send_out_of_quota_does_not_hold_bulk_sends_back(governor) -> None:
+    from delivery.governor import month_key
+    from delivery.models import GovernorCounter
+
+    if isinstance(governor, RedisGovernor):
+        assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+        governor._redis.set(governor._key("month", "a", month_key()), 5_000)
+    else:
+        GovernorCounter.objects.create(key=f"month:a:{month_key()}", value=5_000)
+    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=True)
+    assert urgent.reason == "monthly_quota"
+    # Bulk meets the quota itself, not an hour of waiting behind the urgent notice.
+    bulk = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[10], urgent=False)
+    assert bulk.reason == "monthly_quota"

@@ -478,3 +478,23 @@ def test_limits_off_accepts_what_limits_on_refuses():
         for _ in range(30):
             assert raw_send(dt, client, userid_list="hko0000001", msg=SMALL_MSG)["errcode"] == 0
         assert dt.sim.counters()["forbidden_total"] == 0
+
+
+def test_dedupe_switch_off_lets_the_same_content_reach_a_phone_twice() -> None:
+    from dingtalk.simulator.__main__ import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])).limits.same_content_once_per_day
+    config = config_from_args(build_parser().parse_args(["--dedupe", "off"]))
+    assert config.limits.same_content_once_per_day is False
+    for dedupe, copies in ((True, 1), (False, 2)):
+        with running_simulator(limits={"same_content_once_per_day": dedupe}) as dt:
+            client = DingTalkClient(
+                dt.app_key, dt.app_secret, dt.agent_id, base_url=dt.base_url, clock=dt.sim.clock.now
+            )
+            userid = "hko0000000"
+            client.send(messages.text("same words"), userids=[userid])
+            second = client.send(messages.text("same words"), userids=[userid]).task_id
+            dt.sim.advance(5)
+            codes = client.get_send_result(second).forbidden_codes()
+            assert codes == ({} if copies == 2 else {userid: 143106})
+            assert len(dt.sim.inbox(userid, dt.app_key)) == copies
