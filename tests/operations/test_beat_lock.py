@@ -23,6 +23,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from config.settings.celery import PRIORITY_STEPS
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAST, SLOW = 2.0, 3.0
 LOCK_TIMEOUT = 6
@@ -84,8 +86,10 @@ def drain(
     stop_after_first: float | None = None,
 ) -> None:
     """Record when each message arrives, until `until` or `stop_after_first` s after the first."""
+    # kombu's Redis transport keeps one list per priority step (CELERY_BROKER_TRANSPORT_OPTIONS).
+    keys = [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]
     while time.monotonic() < until:
-        raw = client.lpop(queue)
+        raw = next((item for item in map(client.lpop, keys) if item is not None), None)
         if raw is None:
             time.sleep(0.05)
             continue
