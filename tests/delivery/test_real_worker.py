@@ -43,6 +43,7 @@ from delivery.testing import (
 )
 from dingtalk.simulator.testing import running_simulator
 from notices.models import Tier
+from notices.testing import seal_approved
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -408,6 +409,7 @@ def test_an_urgent_notice_approved_mid_bulk_send_goes_first_on_workers_of_every_
         urgent = make_notice(wsd, tier=Tier.TARGETED, title="Boil water before drinking")
         urgent.high_risk = True
         urgent.save(update_fields=["high_risk"])
+        urgent = seal_approved(urgent)  # approved as high-risk: the send-time check agrees
         assert urgent.is_urgent
         env = make_env(
             worker_env,
