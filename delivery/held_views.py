@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages as flash
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
@@ -15,39 +17,46 @@ from delivery import selectors
 from delivery.services import uncertain
 
 
-@require_POST
-def held_resend(request: AuthenticatedRequest, notice_id: int, batch_id: int) -> HttpResponse:
+def _held_action(
+    request: AuthenticatedRequest,
+    notice_id: int,
+    batch_id: int,
+    action: Callable[..., bool],
+    done_message: str,
+) -> HttpResponse:
+    """Run a supervisor's decision on a held batch and go back to the dashboard."""
     plan = selectors.plan_get_for_user(user=request.user, notice_id=notice_id)
     try:
-        done = uncertain.batch_held_resend(
-            actor=request.user, notice_id=plan.notice_id, batch_id=batch_id
-        )
+        done = action(actor=request.user, notice_id=plan.notice_id, batch_id=batch_id)
     except PermissionDenied:
         raise Http404("No such delivery.") from None
     except ApplicationError as exc:
         flash.error(request, exc.message)
     else:
         if done:
-            flash.success(request, _("The held batch is being sent again."))
+            flash.success(request, done_message)
         else:
             flash.error(request, _("That batch is no longer held."))
     return redirect("delivery:dashboard", notice_id=notice_id)
+
+
+@require_POST
+def held_resend(request: AuthenticatedRequest, notice_id: int, batch_id: int) -> HttpResponse:
+    return _held_action(
+        request,
+        notice_id,
+        batch_id,
+        uncertain.batch_held_resend,
+        _("The held batch is being sent again."),
+    )
 
 
 @require_POST
 def held_close(request: AuthenticatedRequest, notice_id: int, batch_id: int) -> HttpResponse:
-    plan = selectors.plan_get_for_user(user=request.user, notice_id=notice_id)
-    try:
-        done = uncertain.batch_held_close(
-            actor=request.user, notice_id=plan.notice_id, batch_id=batch_id
-        )
-    except PermissionDenied:
-        raise Http404("No such delivery.") from None
-    except ApplicationError as exc:
-        flash.error(request, exc.message)
-    else:
-        if done:
-            flash.success(request, _("The held batch is closed without sending it again."))
-        else:
-            flash.error(request, _("That batch is no longer held."))
-    return redirect("delivery:dashboard", notice_id=notice_id)
+    return _held_action(
+        request,
+        notice_id,
+        batch_id,
+        uncertain.batch_held_close,
+        _("The held batch is closed without sending it again."),
+    )

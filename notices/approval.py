@@ -23,9 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
-from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -40,11 +38,10 @@ from delivery import enqueue as delivery_enqueue
 from notices.audit_actions import NoticeAuditAction as Action
 from notices.audit_actions import NoticeOperation as Operation
 from notices.errors import ApprovalRefused
-from notices.guards import audit_refusal, lock_notice, run_auditing_refusal
+from notices.guards import lock_notice, notice_get_visible, run_auditing_refusal
 from notices.models import Approval, Notice, NoticeContribution, Status, Tier
 from notices.preflight import audience_count
 from notices.requeue import audience_changed
-from notices.selectors import notice_get_for_user
 from notices.versions import compute_version_hash
 
 
@@ -312,17 +309,11 @@ def notice_get_for_decision(*, actor: Actor, pk: int, operation: Operation) -> N
     Another department's notice answers 404 like a missing one, but the attempt is still
     recorded (notices.approval_refused, code not_approver) in that notice's trail.
     """
-    try:
-        return notice_get_for_user(user=actor if actor is not None else AnonymousUser(), pk=pk)
-    except Http404:
-        hidden = Notice.objects.select_related("department").filter(pk=pk).first()
-        if hidden is not None:
-            audit_refusal(
-                actor=actor,
-                notice=hidden,
-                operation=operation,
-                code="not_approver",
-                message="Not a supervisor of the notice's department.",
-                action=Action.APPROVAL_REFUSED,
-            )
-        raise
+    return notice_get_visible(
+        actor=actor,
+        pk=pk,
+        operation=operation,
+        code="not_approver",
+        message="Not a supervisor of the notice's department.",
+        action=Action.APPROVAL_REFUSED,
+    )

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.http import Http404
 
 from accounts import permissions as perms
 from accounts.models import Department
@@ -21,6 +23,7 @@ from common.errors import ApplicationError
 from common.types import Actor
 from notices.audit_actions import NoticeOperation
 from notices.models import Notice
+from notices.selectors import notice_get_for_user
 
 
 def acting_person(actor: Actor) -> Any:
@@ -100,4 +103,25 @@ def run_auditing_refusal(
             message=str(message),
             action=action,
         )
+        raise
+
+
+def notice_get_visible(
+    *, actor: Actor, pk: int, operation: NoticeOperation, code: str, message: str, action: str
+) -> Notice:
+    """The notice `pk` as `actor` may read it. One hidden from them answers Http404 like a
+    missing one, and the attempt is still recorded (`action`, `code`) in that notice's trail."""
+    try:
+        return notice_get_for_user(user=actor if actor is not None else AnonymousUser(), pk=pk)
+    except Http404:
+        hidden = Notice.objects.select_related("department").filter(pk=pk).first()
+        if hidden is not None:
+            audit_refusal(
+                actor=actor,
+                notice=hidden,
+                operation=operation,
+                code=code,
+                message=message,
+                action=action,
+            )
         raise

@@ -13,11 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -37,6 +35,7 @@ from notices.guards import (
     acting_person,
     audit_refusal,
     lock_notice,
+    notice_get_visible,
     require_perm,
     run_auditing_refusal,
 )
@@ -52,7 +51,6 @@ from notices.models import (
     Tier,
 )
 from notices.preflight import audience_count
-from notices.selectors import notice_get_for_user
 from notices.validation import apply_fields, check_segments, validate_notice
 from notices.versions import (
     carry_contributions,
@@ -419,20 +417,14 @@ def notice_get_for_change(*, actor: Actor, pk: int, operation: Operation) -> Not
     the actor may not see it (Http404, like a missing one) or may not compose in its department
     (PermissionDenied). Either refusal is recorded (notices.refused) in that notice's trail, with
     the path the request came by."""
-    try:
-        notice = notice_get_for_user(user=actor if actor is not None else AnonymousUser(), pk=pk)
-    except Http404:
-        hidden = Notice.objects.select_related("department").filter(pk=pk).first()
-        if hidden is not None:
-            audit_refusal(
-                actor=actor,
-                notice=hidden,
-                operation=operation,
-                code="not_visible",
-                message="The notice belongs to a department the actor may not see.",
-                action=Action.REFUSED,
-            )
-        raise
+    notice = notice_get_visible(
+        actor=actor,
+        pk=pk,
+        operation=operation,
+        code="not_visible",
+        message="The notice belongs to a department the actor may not see.",
+        action=Action.REFUSED,
+    )
     if operation == Operation.UPDATE and not perms.has_department_perm(
         actor, perms.COMPOSE_NOTICE, notice.department
     ):
