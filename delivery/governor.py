@@ -37,6 +37,7 @@ from django.db.models import Q, Sum
 
 from accounts.models import Department
 from delivery.models import Batch, BatchStatus, GovernorCounter, GovernorEntry
+from delivery.planning import RECIPIENTS_PER_MINUTE
 
 logger = logging.getLogger("delivery.governor")
 
@@ -131,10 +132,15 @@ def grant_ahead() -> int:
 
 
 def urgent_reserve(limits: Mapping[str, float]) -> int:
-    """People of the minute's budget bulk sends leave to urgent ones: DELIVERY_LIMITS'
-    ``urgent_reserve``, at most a twentieth of the budget."""
-    budget = int(limits["recipients_per_minute"])
-    return max(0, min(int(limits.get("urgent_reserve", 0)), budget // 20))
+    """People an urgent send may use above the bulk ceiling (``recipients_per_minute``).
+
+    The ceiling sits below DingTalk's own 5,000 a minute; an urgent notice approved while bulk
+    sends fill the ceiling takes this margin at once for its first calls instead of waiting for
+    the window. DELIVERY_LIMITS' ``urgent_reserve``, never past DingTalk's limit, so bulk keeps
+    the whole ceiling and no call, urgent or not, can push an app over DingTalk's minute.
+    """
+    margin = RECIPIENTS_PER_MINUTE - int(limits["recipients_per_minute"])
+    return max(0, min(int(limits.get("urgent_reserve", 0)), margin))
 
 
 class Governor(Protocol):
@@ -150,6 +156,7 @@ class Governor(Protocol):
         recipients: Sequence[int],
         edition: str = "standard",
         urgent: bool | None = None,
+        claims: Sequence[int] = (),
     ) -> Grant: ...
 
     def pause(self, *, app_key: str, seconds: float) -> None: ...
@@ -160,7 +167,7 @@ class Governor(Protocol):
 
 
 _REDIS_SCRIPT = """
--- Grant the longest prefix of the calls in ARGV[14..] (each call's recipients) that fits every
+-- Grant the longest prefix of the calls in ARGV[15..] (each call's recipients) that fits every
 -- limit now; returns {granted, wait before the next call could go, the limit that stopped it}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -170,12 +177,23 @@ local rpm_limit = tonumber(ARGV[5]); local rpm_window = tonumber(ARGV[6])
 local month_limit = tonumber(ARGV[7]); local month_ttl = tonumber(ARGV[8])
 local member = ARGV[9]; local metered = tonumber(ARGV[10])
 local urgency = tonumber(ARGV[11]); local lease_s = tonumber(ARGV[12])
--- Bulk sends leave the last part of the minute's budget to urgent work (ARGV[13]).
-if urgency == 0 then rpm_limit = rpm_limit - tonumber(ARGV[13]) end
-local n = #ARGV - 13
+local first = 15
+-- Urgent work may use the margin between the bulk ceiling and DingTalk's minute (ARGV[13]).
+if urgency == 1 then rpm_limit = rpm_limit + tonumber(ARGV[13]) end
+local n = #ARGV - 14
 -- KEYS[7], the epoch, is written only once the windows were rebuilt from the database: absent,
 -- the store lost its state (a restart without persistence) and nothing may be granted.
 if redis.call('EXISTS', KEYS[7]) == 0 then return {0, '0', 'state_lost'} end
+-- ARGV[14]: the claimed batches asking (comma-separated ids). A rebuilt window holds each claimed
+-- batch as if sent; one asking again had no call under way, so its stand-in leaves the window.
+local claim_i = 0
+for claim in string.gmatch(ARGV[14], '%d+') do
+  claim_i = claim_i + 1
+  local r = ARGV[first + claim_i - 1]
+  if r and redis.call('ZREM', KEYS[4], 'claim-' .. claim .. ':' .. r) == 1 then
+    redis.call('DECRBY', KEYS[6], tonumber(r))
+  end
+end
 local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
 if pause > now then return {0, tostring(pause - now), 'paused'} end
 -- KEYS[8]: while an urgent notice of this app sends, its bulk sends wait.
@@ -217,7 +235,7 @@ if used < 0 or redis.call('ZCARD', KEYS[4]) == 0 then used = 0 end
 redis.call('SET', KEYS[6], used, 'EX', math.ceil(rpm_window) + 1)
 local total = 0
 for i = 1, n do
-  local r = tonumber(ARGV[13 + i])
+  local r = tonumber(ARGV[first + i - 1])
   if r > 0 and used + total + r > rpm_limit then
     local freed = 0
     local w = rpm_window
@@ -254,7 +272,7 @@ end
 if granted == 0 then return {0, tostring(math.max(wait, 0)), reason} end
 total = 0
 for i = 1, granted do
-  total = total + tonumber(ARGV[13 + i])
+  total = total + tonumber(ARGV[first + i - 1])
   redis.call('ZADD', KEYS[2], now, member .. ':' .. i)
   redis.call('ZADD', KEYS[3], now, member .. ':' .. i)
 end
@@ -288,7 +306,8 @@ REBUILD_WAIT_S = 0.5
 class RecordedApp:
     """One app's calls as the database records them: recent sends and the month's calls."""
 
-    calls: list[tuple[float, int]]  # (epoch seconds, recipients) of recent asyncsend_v2 calls
+    # (epoch seconds, recipients, claimed batch id or 0) of recent asyncsend_v2 calls
+    calls: list[tuple[float, int, int]]
     month_calls: int = 0
 
 
@@ -297,7 +316,9 @@ def recorded_state(now: float) -> dict[str, RecordedApp]:
 
     Recent sends: accepted batches inside the longest window, at their acceptance time (written
     just after the call, so a little late: the rebuilt window lets go a little later than
-    DingTalk's), and claimed batches (a call may be under way) as if sent now. The month's
+    DingTalk's), and claimed batches (a call may be under way) as if sent now, under their id:
+    a claimed batch that asks for a grant again had no call under way, and its grant replaces
+    the stand-in (``acquire_many``'s ``claims``), so it is not counted twice. The month's
     calls: every claim of a batch this month (a claim makes at most one call) plus every
     counted receipt poll; this over-counts refused claims, the safe side of a quota.
     """
@@ -309,13 +330,12 @@ def recorded_state(now: float) -> dict[str, RecordedApp]:
     recent = Batch.objects.filter(
         Q(status=BatchStatus.ACCEPTED, accepted_at__gte=_aware(horizon))
         | Q(status=BatchStatus.CLAIMED)
-    ).values_list("dispatch__plan__department_id", "status", "accepted_at", "size")
-    for department_id, status, accepted_at, size in recent.iterator():
+    ).values_list("pk", "dispatch__plan__department_id", "status", "accepted_at", "size")
+    for batch_id, department_id, status, accepted_at, size in recent.iterator():
         app = state.setdefault(departments.get(department_id, ""), RecordedApp([]))
-        at = (
-            now if status == BatchStatus.CLAIMED or accepted_at is None else accepted_at.timestamp()
-        )
-        app.calls.append((at, max(int(size), 1)))
+        claimed = status == BatchStatus.CLAIMED or accepted_at is None
+        at = now if claimed else accepted_at.timestamp()
+        app.calls.append((at, max(int(size), 1), int(batch_id) if claimed else 0))
     month = (
         Batch.objects.filter(claimed_at__gte=_aware(month_start))
         .values("dispatch__plan__department_id")
@@ -370,10 +390,12 @@ class RedisGovernor:
         recipients: Sequence[int],
         edition: str = "standard",
         urgent: bool | None = None,
+        claims: Sequence[int] = (),
     ) -> Grant:
         """Grant a prefix of these calls. ``urgent`` True: an urgent notice's sends, which hold
         the app's budget for themselves while they wait and send; False: bulk sends, which wait
-        meanwhile; None (receipts, uploads): neither."""
+        meanwhile; None (receipts, uploads): neither. ``claims``: the claimed batches making
+        these calls, in order (a rebuilt window's stand-ins for them leave it)."""
         limits, scale = _limits(), time_scale()
         metered = api not in EXEMPT_APIS
         keys = [
@@ -400,6 +422,7 @@ class RedisGovernor:
             -1 if urgent is None else int(urgent),
             URGENT_LEASE_S,
             urgent_reserve(limits),
+            ",".join(str(int(c)) for c in claims),
             *(max(0, int(r)) for r in recipients),
         ]
         for _attempt in range(2):
@@ -459,15 +482,15 @@ class RedisGovernor:
         for app_key, app in state.items():
             api_key = self._key("api", app_key, "asyncsend_v2")
             rpm_key = self._key("rpm", app_key)
-            for i, (at, size) in enumerate(app.calls):
-                member = f"rebuilt-{app_key}-{i}"
+            for i, (at, size, claim) in enumerate(app.calls):
+                member = f"claim-{claim}" if claim else f"rebuilt-{app_key}-{i}"
                 pipe.zadd(api_key, {f"{member}:1": at + offset})
                 pipe.zadd(ip_key, {f"{member}:1": at + offset})
                 if size > 0:
                     pipe.zadd(rpm_key, {f"{member}:{size}": at + offset})
             pipe.set(
                 self._key("rpm-total", app_key),
-                sum(size for _at, size in app.calls),
+                sum(size for _at, size, _claim in app.calls),
                 ex=math.ceil(limits["recipients_window_s"] / scale) + 1,
             )
             for key, window in (
@@ -573,9 +596,9 @@ class DatabaseGovernor:
                     )
                     used = window.aggregate(total=Sum("amount"))["total"] or 0
                     limit = limits["recipients_per_minute"]
-                    if urgent is False:
-                        # Bulk sends leave the end of the minute's budget to urgent work.
-                        limit -= urgent_reserve(limits)
+                    if urgent is True:
+                        # Urgent work may use the margin up to DingTalk's own minute.
+                        limit += urgent_reserve(limits)
                     if used + recipients > limit:
                         freed, wait = 0, rpm_window
                         for at, amount in window.order_by("at").values_list("at", "amount"):
@@ -616,6 +639,7 @@ class DatabaseGovernor:
         recipients: Sequence[int],
         edition: str = "standard",
         urgent: bool | None = None,
+        claims: Sequence[int] = (),
     ) -> Grant:
         """One decision per call (each its own short transaction), up to the first refusal."""
         if urgent is False:

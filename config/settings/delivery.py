@@ -24,9 +24,9 @@ DELIVERY_LIMITS: dict[str, float] = {
     # governor granted it, so DingTalk's window must have let go of a call before ours does.
     "recipients_window_s": float(env_str("DELIVERY_RECIPIENTS_WINDOW_S", "60.5")),
     "per_person_daily": 450,  # DingTalk: 500 notices a person a day
-    # People of the minute's budget bulk sends leave to urgent ones, so an urgent notice
-    # approved during a bulk send makes its first calls at once (delivery.governor).
-    "urgent_reserve": env_int("DELIVERY_URGENT_RESERVE", 200),
+    # People an urgent send may use above recipients_per_minute (up to DingTalk's 5,000), so an
+    # urgent notice approved while bulk sends fill the minute makes its first calls at once.
+    "urgent_reserve": env_int("DELIVERY_URGENT_RESERVE", 100),
 }
 # Chunk of recipients snapshotted per transaction; the first batches go out after the first chunk.
 DELIVERY_SNAPSHOT_CHUNK = env_int("DELIVERY_SNAPSHOT_CHUNK", 10_000)

@@ -302,6 +302,7 @@ class _SendRun:
             recipients=[max(b.size, 1) for b in ahead],
             edition=batch.dispatch.plan.department.dingtalk_edition,
             urgent=batch.urgent,
+            claims=[b.pk for b in ahead],
         )
         self.allowance[app_key] = decision.granted
         return decision

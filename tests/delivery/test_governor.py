@@ -229,6 +229,39 @@ def test_a_governor_that_lost_its_store_rebuilds_windows_and_month_from_the_data
         governor.reset()
 
 
+@override_settings(DELIVERY_LIMITS={**LIMITS, "calls_per_second": 10})
+def test_a_claimed_batch_counted_by_a_rebuild_is_not_counted_again_when_it_asks(cast_a) -> None:
+    from delivery.models import Batch, BatchStatus
+
+    governor = redis_governor()
+    department = cast_a.department
+    department.dingtalk_app_key = f"ding-claim-{uuid.uuid4().hex[:6]}"
+    department.save()
+    recorded_sends(department, [100, 100], ago_s=5)
+    claimed = list(Batch.objects.filter(dispatch__plan__department=department).order_by("seq"))
+    Batch.objects.filter(pk__in=[b.pk for b in claimed]).update(
+        status=BatchStatus.CLAIMED, accepted_at=None
+    )
+    app = department.dingtalk_app_key
+    try:
+        # The rebuild counts both claimed batches as sent now (a call may be under way): the
+        # window holds 200 of 250, so a third batch of 100 must wait...
+        other = governor.acquire_many(
+            app_key=app, api="asyncsend_v2", recipients=[100], claims=[999_999]
+        )
+        assert (other.granted, other.reason) == (0, "recipients_per_minute")
+        # ...but the first claimed batch asking for its grant had no call under way: its
+        # stand-in leaves the window and its grant takes the place, not a second 100.
+        first = governor.acquire_many(
+            app_key=app, api="asyncsend_v2", recipients=[100], claims=[claimed[0].pk]
+        )
+        assert first.granted == 1
+        assert governor.acquire(app_key=app, api="asyncsend_v2", recipients=50).allowed
+        assert not governor.acquire(app_key=app, api="asyncsend_v2", recipients=1).allowed
+    finally:
+        governor.reset()
+
+
 @override_settings(DELIVERY_LIMITS=LIMITS)
 def test_while_another_process_rebuilds_nothing_is_granted(cast_a) -> None:
     governor = redis_governor()
@@ -270,8 +303,8 @@ def test_an_urgent_send_waiting_for_budget_keeps_bulk_waiting_as_long(governor) 
     assert governor.acquire_many(
         app_key="a", api="asyncsend_v2", recipients=[200], urgent=False
     ).granted
-    # The minute's 250 are nearly used: the urgent call waits for the window...
-    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[100], urgent=True)
+    # The minute's 250 and the urgent margin of 50 are nearly used: the urgent call waits...
+    urgent = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[150], urgent=True)
     assert urgent.granted == 0
     assert urgent.reason == "recipients_per_minute"
     # ...and the bulk call that would fit now waits at least as long: the budget is urgent's.
@@ -281,21 +314,34 @@ def test_an_urgent_send_waiting_for_budget_keeps_bulk_waiting_as_long(governor) 
     assert held.wait_s >= urgent.wait_s
 
 
-@override_settings(DELIVERY_LIMITS=LIMITS)
-def test_bulk_sends_leave_the_urgent_reserve_of_the_minute(governor) -> None:
+@override_settings(DELIVERY_LIMITS={**LIMITS, "calls_per_second": 10})
+def test_urgent_sends_use_the_margin_above_the_bulk_ceiling(governor) -> None:
     if isinstance(governor, RedisGovernor):
         assert governor.acquire(app_key="warm", api="asyncsend_v2").allowed
+    # Bulk keeps the whole ceiling of 250 people a minute...
     assert (
         governor.acquire_many(
-            app_key="a", api="asyncsend_v2", recipients=[100, 100, 100], urgent=False
+            app_key="a", api="asyncsend_v2", recipients=[100, 100, 50, 10], urgent=False
         ).granted
-        == 2
+        == 3
     )
-    # The last 50 of the 250 are urgent work's: an urgent call takes them at once.
+    # ...and an urgent call takes the 50 above it at once, but not one more.
     assert (
-        governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[50], urgent=True).granted
+        governor.acquire_many(
+            app_key="a", api="asyncsend_v2", recipients=[50, 1], urgent=True
+        ).granted
         == 1
     )
+    refused = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[1], urgent=True)
+    assert (refused.granted, refused.reason) == (0, "recipients_per_minute")
+
+
+def test_the_urgent_margin_never_passes_dingtalks_minute() -> None:
+    from delivery.governor import urgent_reserve
+
+    assert urgent_reserve({"recipients_per_minute": 4_900, "urgent_reserve": 500}) == 100
+    assert urgent_reserve({"recipients_per_minute": 5_000, "urgent_reserve": 100}) == 0
+    assert urgent_reserve({"recipients_per_minute": 250, "urgent_reserve": 50}) == 50
 
 
 @override_settings(DELIVERY_LIMITS=LIMITS)
