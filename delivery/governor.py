@@ -334,7 +334,7 @@ def recorded_state(now: float) -> dict[str, RecordedApp]:
     for batch_id, department_id, status, accepted_at, size in recent.iterator():
         app = state.setdefault(departments.get(department_id, ""), RecordedApp([]))
         claimed = status == BatchStatus.CLAIMED or accepted_at is None
-        at = now if claimed else accepted_at.timestamp()
+        at = now if accepted_at is None or claimed else accepted_at.timestamp()
         app.calls.append((at, max(int(size), 1), int(batch_id) if claimed else 0))
     month = (
         Batch.objects.filter(claimed_at__gte=_aware(month_start))
