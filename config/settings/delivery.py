@@ -55,6 +55,10 @@ DELIVERY_MEDIA_MAX_AGE_S = env_int("DELIVERY_MEDIA_MAX_AGE_S", 3 * 86_400)
 # Department-wide sends rely on the last directory sync (who sits in which department): older
 # than this, a citywide notice goes out in user batches instead (see delivery.deptwide).
 DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S = env_int("DELIVERY_DEPT_WIDE_MAX_SYNC_AGE_S", 86_400)
+# Seconds DingTalk's clock runs ahead of ours, for its calendar day (the same-content rule that
+# makes resending an unknown outcome safe). 0 in production; a drill or test sets it to bring
+# DingTalk's midnight within reach.
+DELIVERY_DINGTALK_CLOCK_OFFSET_S = float(env_str("DELIVERY_DINGTALK_CLOCK_OFFSET_S", "0"))
 # A batch claimed longer ago than this lost its worker mid-call: its outcome is unknown.
 DELIVERY_CLAIM_STALE_S = float(env_str("DELIVERY_CLAIM_STALE_S", "60"))
 # A batch still queued this long after creation lost its broker message: enqueue it again.

@@ -10,9 +10,10 @@ or closes it; every step is audited.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -32,8 +33,11 @@ DINGTALK_DAY_ZONE = ZoneInfo("Asia/Shanghai")
 
 
 def dingtalk_day(moment: datetime) -> tuple[int, int, int]:
-    """The calendar day DingTalk's same-content rule counts in (Asia/Shanghai)."""
-    local = moment.astimezone(DINGTALK_DAY_ZONE)
+    """The calendar day DingTalk's same-content rule counts in (Asia/Shanghai), on DingTalk's
+    clock: ours shifted by DELIVERY_DINGTALK_CLOCK_OFFSET_S (0 but in a drill or a test that
+    brings DingTalk's midnight within reach)."""
+    offset = timedelta(seconds=float(settings.DELIVERY_DINGTALK_CLOCK_OFFSET_S))
+    local = (moment + offset).astimezone(DINGTALK_DAY_ZONE)
     return local.year, local.month, local.day
 
 

@@ -316,7 +316,7 @@ def test_flow_control_drops_go_out_once_over_every_receipt_poll(worker_env, cast
 
 
 def test_an_unknown_send_after_dingtalk_s_day_changed_is_held_not_resent(
-    worker_env, cast_a
+    worker_env, cast_a, settings
 ) -> None:
     # Dedupe off: a resend of the call whose answer was lost would reach the phones again.
     with running_simulator(
@@ -327,18 +327,37 @@ def test_an_unknown_send_after_dingtalk_s_day_changed_is_held_not_resent(
         wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
         make_recipients(wsd, 500, languages=("en",))
         notice = make_notice(wsd, tier=Tier.TARGETED)
-        env = make_env(worker_env, dt.base_url)
+        # DingTalk's clock, which we control: moved forward (the simulator's and the engine's
+        # view of it alike) so its midnight, Asia/Shanghai, comes LEAD_S from now.
+        lead_s = 30.0
+        now = timezone.now()
+        midnight = (now.astimezone(uncertain.DINGTALK_DAY_ZONE) + timedelta(days=1)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        offset_s = (midnight - now).total_seconds() - lead_s
+        dt.sim.clock.advance(offset_s)
+        settings.DELIVERY_DINGTALK_CLOCK_OFFSET_S = offset_s
+        env = make_env(
+            worker_env,
+            dt.base_url,
+            extra={"DELIVERY_DINGTALK_CLOCK_OFFSET_S": str(offset_s)},
+        )
         app = publisher(env)
         dt.sim.inject("asyncsend_v2", "timeout", times=1)
         worker = start_worker(env, name="dayturn", log=worker_env["log"])
         unknown = Batch.objects.filter(dispatch__plan__notice=notice, status=BatchStatus.UNKNOWN)
         try:
+            assert wait_for(lambda: bool(app.control.ping(timeout=0.5)), 20), "worker not up"
+            # The call whose answer is lost goes out 4 s before DingTalk's midnight; its
+            # outcome is unknown only after midnight (the client waits longer than that).
+            to_go = lead_s - 4.0 - (timezone.now() - now).total_seconds()
+            assert to_go > 0, "the worker took too long to start"
+            time.sleep(to_go)
             app.send_task("delivery.plan_notice", args=[notice.pk], queue="send")
             assert wait_for(unknown.exists, 40), worker_env["log"].read_text()[-3000:]
-            # The clock we control: the lost call was made before DingTalk's midnight.
-            first = timezone.now().astimezone(uncertain.DINGTALK_DAY_ZONE)
-            yesterday = (first - timedelta(days=1)).replace(hour=23, minute=59, second=50)
-            unknown.update(uncertain_since=yesterday)
+            first = unknown.get().uncertain_since
+            assert first is not None
+            assert uncertain.dingtalk_day(first) != uncertain.dingtalk_day(timezone.now())
             held = unknown.get()
             assert wait_for(
                 lambda: finished(notice),
