@@ -131,6 +131,13 @@ def grant_ahead() -> int:
     return min(GRANT_AHEAD, calls_per_second // 20)
 
 
+def api_window_s(limits: Mapping[str, float], scale: float) -> float:
+    """The calls-per-second window: DingTalk's second (scaled with a sped-up clock) plus
+    ``call_window_margin_s`` real seconds, because a call reaches DingTalk a little after its
+    grant and a late call must not land in the next second beside that second's own calls."""
+    return 1.0 / scale + float(limits.get("call_window_margin_s", 0.0))
+
+
 def urgent_reserve(limits: Mapping[str, float]) -> int:
     """People an urgent send may use above the bulk ceiling (``recipients_per_minute``).
 
@@ -410,7 +417,7 @@ class RedisGovernor:
         ]
         args: list[str | int | float] = [
             int(limits["calls_per_second"]),
-            1.0 / scale,
+            api_window_s(limits, scale),
             int(limits["ip_calls_per_window"]),
             limits["ip_window_s"] / scale,
             int(limits["recipients_per_minute"]),
@@ -494,7 +501,7 @@ class RedisGovernor:
                 ex=math.ceil(limits["recipients_window_s"] / scale) + 1,
             )
             for key, window in (
-                (api_key, 1.0 / scale),
+                (api_key, api_window_s(limits, scale)),
                 (rpm_key, limits["recipients_window_s"] / scale),
             ):
                 pipe.expire(key, math.ceil(window) + 1)
@@ -577,7 +584,7 @@ class DatabaseGovernor:
                     return Decision(False, pause.until - now, "paused")
                 horizon = now - max(limits["recipients_window_s"], limits["ip_window_s"]) / scale
                 GovernorEntry.objects.filter(at__lt=horizon - 1).delete()
-                api_window = 1.0 / scale
+                api_window = api_window_s(limits, scale)
                 recent = GovernorEntry.objects.filter(
                     key=f"api:{app_key}:{api}", at__gt=now - api_window
                 )

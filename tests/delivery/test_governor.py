@@ -43,7 +43,7 @@ def test_calls_per_second_are_limited_per_api(governor) -> None:
     decisions = [governor.acquire(app_key="a", api="asyncsend_v2") for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert decisions[-1].reason == "calls_per_second"
-    assert 0 < decisions[-1].wait_s <= 1.0
+    assert 0 < decisions[-1].wait_s <= 1.0 + LIMITS["call_window_margin_s"]
     # Another API has its own per-second budget.
     assert governor.acquire(app_key="a", api="getsendresult").allowed
 
@@ -114,7 +114,7 @@ def test_acquire_many_grants_the_prefix_that_fits_the_calls_per_second(governor)
     grant = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[1, 1, 1, 1, 1])
     assert grant.granted == 3
     assert grant.reason == "calls_per_second"
-    assert 0 < grant.wait_s <= 1.0
+    assert 0 < grant.wait_s <= 1.0 + LIMITS["call_window_margin_s"]
     # The three granted calls are in the window: the next one waits.
     assert not governor.acquire(app_key="a", api="asyncsend_v2").allowed
 
@@ -334,6 +334,15 @@ def test_urgent_sends_use_the_margin_above_the_bulk_ceiling(governor) -> None:
     )
     refused = governor.acquire_many(app_key="a", api="asyncsend_v2", recipients=[1], urgent=True)
     assert (refused.granted, refused.reason) == (0, "recipients_per_minute")
+
+
+def test_the_call_window_adds_real_seconds_a_sped_up_clock_does_not_shrink() -> None:
+    from delivery.governor import api_window_s
+
+    limits = {"call_window_margin_s": 0.05}
+    assert api_window_s(limits, 1.0) == pytest.approx(1.05)
+    # At twelve times, DingTalk's second is 83 ms of ours; a call's lateness is not scaled.
+    assert api_window_s(limits, 12.0) == pytest.approx(1 / 12 + 0.05)
 
 
 def test_the_urgent_margin_never_passes_dingtalks_minute() -> None:
