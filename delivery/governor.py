@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
 from accounts.models import Department
 from delivery.models import Batch, BatchStatus, GovernorCounter, GovernorEntry
@@ -170,6 +170,8 @@ class Governor(Protocol):
 
     def monthly_used(self, *, app_key: str) -> int: ...
 
+    def waits(self) -> dict[str, tuple[int, float]]: ...
+
     def healthy(self) -> bool: ...
 
 
@@ -185,6 +187,12 @@ local month_limit = tonumber(ARGV[7]); local month_ttl = tonumber(ARGV[8])
 local member = ARGV[9]; local metered = tonumber(ARGV[10])
 local urgency = tonumber(ARGV[11]); local lease_s = tonumber(ARGV[12])
 local first = 15
+-- KEYS[9] / KEYS[10]: refusals and the seconds they asked callers to wait, per reason.
+local function refuse(w, why)
+  redis.call('HINCRBY', KEYS[9], why, 1)
+  redis.call('HINCRBYFLOAT', KEYS[10], why, w)
+  return {0, tostring(w), why}
+end
 -- Urgent work may use the margin between the bulk ceiling and DingTalk's minute (ARGV[13]).
 if urgency == 1 then rpm_limit = rpm_limit + tonumber(ARGV[13]) end
 local n = #ARGV - 14
@@ -202,11 +210,11 @@ for claim in string.gmatch(ARGV[14], '%d+') do
   end
 end
 local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
-if pause > now then return {0, tostring(pause - now), 'paused'} end
+if pause > now then return refuse(pause - now, 'paused') end
 -- KEYS[8]: while an urgent notice of this app sends, its bulk sends wait.
 local urgent_until = tonumber(redis.call('GET', KEYS[8]) or '0')
 if urgency == 0 and urgent_until > now then
-  return {0, tostring(urgent_until - now), 'urgent_first'}
+  return refuse(urgent_until - now, 'urgent_first')
 end
 local granted = n
 local wait = 0
@@ -276,7 +284,7 @@ if urgency == 1 and (granted > 0 or window_wait) then
     redis.call('SET', KEYS[8], tostring(lease), 'PX', math.ceil((lease - now) * 1000) + 1)
   end
 end
-if granted == 0 then return {0, tostring(math.max(wait, 0)), reason} end
+if granted == 0 then return refuse(math.max(wait, 0), reason) end
 total = 0
 for i = 1, granted do
   total = total + tonumber(ARGV[first + i - 1])
@@ -414,6 +422,8 @@ class RedisGovernor:
             self._key("rpm-total", app_key),
             self._key("epoch"),
             self._key("urgent", app_key),
+            self._key("waits"),
+            self._key("waits-s"),
         ]
         args: list[str | int | float] = [
             int(limits["calls_per_second"]),
@@ -543,6 +553,20 @@ class RedisGovernor:
             ) from None
         return int(value or 0)
 
+    def waits(self) -> dict[str, tuple[int, float]]:
+        """Refusals since the store started and the seconds they asked for, per reason."""
+        try:
+            counts = self._redis.hgetall(self._key("waits"))
+            seconds = self._redis.hgetall(self._key("waits-s"))
+        except self._errors as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        return {
+            reason.decode(): (int(count), float(seconds.get(reason, 0)))
+            for reason, count in counts.items()
+        }
+
     def healthy(self) -> bool:
         try:
             return bool(self._redis.ping())
@@ -652,7 +676,7 @@ class DatabaseGovernor:
         if urgent is False:
             held = self._urgent_lease(app_key, False, 0.0)
             if held > 0:
-                return Grant(0, held, "urgent_first")
+                return self._refused(Grant(0, held, "urgent_first"))
         granted = 0
         for count in recipients:
             decision = self.acquire(
@@ -662,11 +686,40 @@ class DatabaseGovernor:
                 window_wait = decision.reason in WINDOW_REASONS
                 if urgent and (granted or window_wait):
                     self._urgent_lease(app_key, True, decision.wait_s if window_wait else 0.0)
-                return Grant(granted, decision.wait_s, decision.reason)
+                grant = Grant(granted, decision.wait_s, decision.reason)
+                return self._refused(grant) if not granted else grant
             granted += 1
         if urgent:
             self._urgent_lease(app_key, True, 0.0)
         return Grant(granted)
+
+    def _refused(self, grant: Grant) -> Grant:
+        """Tally a refusal: a row per reason, ``value`` refusals and ``until`` their seconds."""
+        try:
+            key = f"waits:{grant.reason}"
+            GovernorCounter.objects.get_or_create(key=key, defaults={"value": 0})
+            GovernorCounter.objects.filter(key=key).update(
+                value=F("value") + 1, until=F("until") + grant.wait_s
+            )
+        except DatabaseError as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        return grant
+
+    def waits(self) -> dict[str, tuple[int, float]]:
+        """Refusals and the seconds they asked for, per reason."""
+        try:
+            rows = list(
+                GovernorCounter.objects.filter(key__startswith="waits:").values_list(
+                    "key", "value", "until"
+                )
+            )
+        except DatabaseError as exc:
+            raise GovernorUnavailable(
+                f"rate governor store unavailable: {type(exc).__name__}"
+            ) from None
+        return {key.split(":", 1)[1]: (int(value), float(until)) for key, value, until in rows}
 
     def _urgent_lease(self, app_key: str, urgent: bool, wait_s: float) -> float:
         """Urgent: extend the app's urgent lease past ``wait_s``; bulk: how long it still runs."""

@@ -24,7 +24,8 @@ class GovernorEntry(models.Model):
 
 
 class GovernorCounter(models.Model):
-    """A named counter (the month's metered calls), lock row or pause deadline."""
+    """A named counter (the month's metered calls), lock row, pause deadline, or a tally of
+    the governor's refusals (``waits:<reason>``: ``value`` refusals, ``until`` their seconds)."""
 
     key = models.CharField(max_length=200, unique=True)
     value = models.BigIntegerField(default=0)

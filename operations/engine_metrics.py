@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Min, Sum
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from accounts.models import Department
 from audit.models import AuditEvent
@@ -106,6 +106,14 @@ def quota_use() -> tuple[list[Sample], list[Sample]]:
     return used, quota
 
 
+def governor_waits() -> tuple[list[Sample], list[Sample]]:
+    """The governor's refusals and the seconds they asked senders to wait, per reason."""
+    waits = get_governor().waits()
+    counts = [({"reason": reason}, float(n)) for reason, (n, _s) in sorted(waits.items())]
+    seconds = [({"reason": reason}, float(s)) for reason, (_n, s) in sorted(waits.items())]
+    return counts, seconds
+
+
 def trigger_to_alert_latency() -> float:
     """Longest seconds from a trigger (last 24 h) to its approvers' alert; 0 when none."""
     since = timezone.now() - RECENT
@@ -170,7 +178,10 @@ def compute() -> dict[str, Any]:
     calls, people = sent_last_minute()
     used, quota = quota_use()
     depths, ages = queue_depths()
+    wait_counts, wait_seconds = governor_waits()
     return {
+        "governor_waits": wait_counts,
+        "governor_wait_seconds": wait_seconds,
         "notices": notices_by_status(),
         "calls": calls,
         "people": people,
@@ -196,6 +207,13 @@ def snapshot() -> dict[str, Any]:
 
 def gauge(name: str, documentation: str, labels: list[str], samples: list[Sample]) -> Metric:
     family = GaugeMetricFamily(name, documentation, labels=labels)
+    for values, value in samples:
+        family.add_metric([values[label] for label in labels], value)
+    return family
+
+
+def counter(name: str, documentation: str, labels: list[str], samples: list[Sample]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=labels)
     for values, value in samples:
         family.add_metric([values[label] for label in labels], value)
     return family
@@ -248,6 +266,18 @@ class EngineCollector:
             "Metered DingTalk calls allowed a month, per department.",
             ["department"],
             s["quota"],
+        )
+        yield counter(
+            "portal_governor_waits",
+            "Sends the rate governor held back, per reason (DingTalk limit, urgent first, pause).",
+            ["reason"],
+            s["governor_waits"],
+        )
+        yield counter(
+            "portal_governor_wait_seconds",
+            "Seconds the rate governor asked held-back sends to wait, per reason.",
+            ["reason"],
+            s["governor_wait_seconds"],
         )
         yield gauge(
             "portal_trigger_to_approver_alert_seconds",

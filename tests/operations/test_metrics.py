@@ -135,3 +135,28 @@ def test_request_counts_add_up_across_processes(tmp_path) -> None:
         sample(out, "portal_http_requests_total", method="GET", status="200", view="health-live")
         == 7
     )
+
+
+@pytest.mark.django_db
+def test_governor_waits_are_counted_per_reason(scraper) -> None:
+    from delivery.governor import get_governor
+
+    def waits(text: str) -> tuple[float, float]:
+        try:
+            return (
+                sample(text, "portal_governor_waits_total", reason="paused"),
+                sample(text, "portal_governor_wait_seconds_total", reason="paused"),
+            )
+        except AssertionError:
+            return 0.0, 0.0
+
+    before = waits(scraper.get("/metrics").content.decode())
+    governor = get_governor()
+    app_key = f"metrics-{uuid.uuid4().hex[:8]}"
+    governor.pause(app_key=app_key, seconds=30)
+    refused = governor.acquire_many(app_key=app_key, api="asyncsend_v2", recipients=[10])
+    assert (refused.granted, refused.reason) == (0, "paused")
+    cache.delete(CACHE_KEY)
+    count, seconds = waits(scraper.get("/metrics").content.decode())
+    assert count == before[0] + 1
+    assert seconds - before[1] == pytest.approx(refused.wait_s, abs=0.5)
