@@ -563,7 +563,10 @@ class RedisGovernor:
                 f"rate governor store unavailable: {type(exc).__name__}"
             ) from None
         return {
-            reason.decode(): (int(count), float(seconds.get(reason, 0)))
+            (reason.decode() if isinstance(reason, bytes) else str(reason)): (
+                int(count),
+                float(seconds.get(reason, 0)),
+            )
             for reason, count in counts.items()
         }
 
