@@ -78,6 +78,11 @@ class DeliveryPlan(models.Model):
     pause_reason = models.CharField(max_length=300, blank=True)
     pause_code = models.CharField(max_length=40, blank=True)
     planned = models.PositiveIntegerField(default=0)
+    # Who the strategy reaches (delivery.reach): an organisation- or department-wide send
+    # reaches every DingTalk member there, portal recipients or not; scope says which count.
+    reach = models.PositiveIntegerField(null=True, blank=True)
+    reach_scope = models.CharField(max_length=16, blank=True, default="")
+    reach_counted_at = models.DateTimeField(null=True, blank=True)
     snapshot_cursor = models.BigIntegerField(default=0)
     snapshot_done = models.BooleanField(default=False)
     urgent = models.BooleanField(default=False)

@@ -27,9 +27,10 @@ from accounts.models import Department, Edition
 from audiences.models import Recipient, Segment, SubscriptionState
 from audiences.selectors import segments_recipients
 from delivery import planning, readiness
+from delivery import reach as delivery_reach
 from delivery.governor import GovernorUnavailable
-from delivery.quota import monthly_calls_used, org_wide_sends_today
-from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Tier
+from delivery.quota import monthly_calls_used
+from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Notice, Tier
 
 MONTHLY_CALLS: dict[str, int] = {Edition.STANDARD: 5_000, Edition.PROFESSIONAL: 200_000}
 IDS_PER_CALL = 100
@@ -97,6 +98,14 @@ def audience_count(
     return AudienceCount(count, now, cached=False, everyone_subscribed=everyone)
 
 
+def true_reach(notice: Notice, *, fresh: bool = True) -> delivery_reach.Reach:
+    """What the notice's send reaches now: its strategy's reach (delivery.reach), counted fresh
+    unless told otherwise. The approvers' confirmation, the two-approver rule and the send-time
+    check all use this number."""
+    portal = audience_count(notice.department, notice.tier, notice.segments.all(), fresh=fresh)
+    return delivery_reach.notice_reach(notice, portal_recipients=portal.count)
+
+
 def calls_used_this_month(department: Department) -> int | None:
     """Metered calls the department's app used this month (delivery's governor counts them).
 
@@ -129,27 +138,33 @@ def preflight(
     monthly = MONTHLY_CALLS.get(department.dingtalk_edition, MONTHLY_CALLS[Edition.STANDARD])
     used = calls_used_this_month(department)
     calls_left = None if used is None else max(0, monthly - used)
-    # The same choices delivery.services makes when it plans the send.
-    tracked = tier != Tier.CITYWIDE
-    org_wide = tier == Tier.CITYWIDE and not requires_confirmation and reach.everyone_subscribed
+    # The same choice the planner makes (delivery.reach), and what that send really reaches:
+    # a to_all_user or dept_id_list send reaches every DingTalk member there.
     # A file or voice notice's text goes in a companion card beside the media: two calls per
-    # batch, and two of the day's three organisation-wide sends (as choose_plan_strategy counts).
+    # batch, and two of the day's three organisation-wide sends.
     companion = kind in COMPANION_KINDS
+    strategy, layout = delivery_reach.choose_strategy(
+        department, tier=tier, requires_confirmation=requires_confirmation, companion=companion
+    )
+    reached = delivery_reach.reach_for(
+        department, strategy=strategy, portal_recipients=reach.count, layout=layout
+    )
     figures = planning.estimate(
         tier=tier,
-        recipients=reach.count,
+        recipients=reached.count,
         languages=max(1, languages),
-        tracked=tracked,
-        org_wide_possible=org_wide,
+        tracked=tier != Tier.CITYWIDE,
+        org_wide_possible=strategy == planning.Strategy.ORG_WIDE,
+        dept_count=len(layout.dept_ids) if layout is not None else 0,
         personal_links=requires_confirmation,
-        org_wide_used_today=(org_wide_sends_today(department) + int(companion)) if org_wide else 0,
         calls_left=calls_left,
         companion=companion,
         media_uploads=1 if kind in MEDIA_KINDS else 0,
     )
     eta_s = figures.eta_s
     return {
-        "recipients": reach.count,
+        **reached.as_dict(),
+        "recipients": reached.count,
         "recipients_cached": reach.cached,
         "recipients_age_s": reach.age_s,
         "strategy": figures.strategy,

@@ -24,6 +24,7 @@ from delivery.models import (
 from delivery.services import lifecycle, planner, receipts, sender, sweeper
 from delivery.testing import (
     connect_demo_app,
+    count_directory,
     make_notice,
     make_recipients,
     stopped_clock_simulator,
@@ -253,10 +254,13 @@ def test_a_citywide_broadcast_uses_one_organisation_wide_call(sim, wsd, settings
     settings.DELIVERY_SNAPSHOT_FIRST_CHUNK = 50
     settings.DELIVERY_SNAPSHOT_CHUNK = 100
     make_recipients(wsd, 400)
+    members = count_directory(wsd, sim)  # what to_all_user reaches: needed before it is chosen
     notice = make_notice(wsd, tier=Tier.CITYWIDE)
     enqueue.plan_notice(notice.pk, urgent=notice.is_urgent)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.strategy == "org_wide"
+    assert (plan.reach, plan.reach_scope) == (members, "organisation")
+    assert members == 400  # the simulated directory (also 400 people)
     batch = Batch.objects.get(dispatch__plan=plan)
     assert batch.to_all
     assert batch.status == BatchStatus.ACCEPTED

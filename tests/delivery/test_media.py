@@ -20,6 +20,7 @@ from delivery.models import Batch, Delivery, DeliveryPlan, PauseCode, PlanStatus
 from delivery.services import lifecycle, planner, sender, sweeper
 from delivery.testing import (
     connect_demo_app,
+    count_directory,
     make_notice,
     make_recipients,
     stopped_clock_simulator,
@@ -424,6 +425,7 @@ def test_a_media_message_is_never_built_without_an_uploaded_id(cast_a) -> None:
 
 def test_an_organisation_wide_file_notice_sends_the_file_and_its_card_to_everyone(sim, wsd) -> None:
     make_recipients(wsd, 40)
+    count_directory(wsd, sim)
     item = attachment(wsd, "file", "shelters.pdf", PDF)
     notice = media_notice(wsd, "file", item, tier=Tier.CITYWIDE, title="Shelters open")
     tasks.plan_notice_task.delay(*roundtrip(notice.pk))
@@ -447,6 +449,7 @@ def test_an_organisation_wide_file_notice_sends_the_file_and_its_card_to_everyon
 
 def test_a_file_notice_needs_two_organisation_wide_sends_or_goes_in_batches(sim, wsd) -> None:
     make_recipients(wsd, 20, languages=("en",))
+    count_directory(wsd, sim)
     for n in range(2):
         planner.plan_notice(make_notice(wsd, title=f"Heat warning {n}").pk)
     item = attachment(wsd, "file", "shelters.pdf", PDF)
