@@ -22,11 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Count, Max, Min
+
 from accounts.models import Department
 from audiences.membercount import member_counts
 from audiences.models import Recipient, SubscriptionState
 from delivery import deptwide, planning
-from delivery.quota import org_wide_sends_today
+from delivery.governor import GovernorUnavailable
+from delivery.models import Batch, BatchStatus
+from delivery.quota import monthly_calls_left, org_wide_sends_today
 from notices.models import COMPANION_KINDS, Notice, Tier
 
 
@@ -167,12 +171,54 @@ def notice_reach(notice: Notice, *, portal_recipients: int) -> Reach:
     )
 
 
+def fast_receipts_allowed(notice: Notice, *, strategy: str, recipients: int) -> bool:
+    """Poll a small closed-loop notice's receipts sooner (planning.FAST_RECEIPT_POLL_OFFSETS_S)
+    when the month's metered calls left cover its calls with the longer schedule."""
+    if not planning.is_closed_loop(notice.tier) or strategy in BROADCAST_STRATEGIES:
+        return False
+    if not 0 < recipients <= planning.FAST_RECEIPTS_MAX_PEOPLE:
+        return False
+    try:
+        left = monthly_calls_left(notice.department)
+    except GovernorUnavailable:
+        return False
+    messages = 2 if notice.kind in COMPANION_KINDS else 1
+    tasks = messages * planning.send_calls(strategy=strategy, recipients=recipients, messages=3)
+    calls = tasks + planning.receipt_calls(strategy=strategy, tracked_tasks=tasks, fast=True)
+    return calls * (1 + int(notice.max_reminders or 0)) <= left
+
+
 def plan_reach(plan: Any) -> dict[str, Any]:
-    """The dashboard's reach keys of a plan (stored when the plan started)."""
+    """The dashboard's reach and receipt keys of a plan: what the send reaches (stored when the
+    plan started), whether DingTalk reports per-person reads, what getsendprogress said, and
+    when receipts were last and will next be polled (reads are seen at polls, not as they
+    happen). A handful of aggregate queries over the plan's batches."""
     scope = plan.reach_scope or ReachScope.RECIPIENTS
+    per_person = plan.strategy not in BROADCAST_STRATEGIES
+    batches = Batch.objects.filter(dispatch__plan=plan)
+    polls = batches.aggregate(last=Max("last_polled_at"))
+    upcoming = batches.filter(status=BatchStatus.ACCEPTED, receipts_done=False).aggregate(
+        next=Min("next_poll_at")
+    )
+    progress = None
+    if not per_person:
+        figures = batches.filter(to_all=True) if scope == ReachScope.ORGANISATION else batches
+        row = figures.exclude(task_id__isnull=True).aggregate(
+            tasks=Count("pk"), polled=Count("send_progress"), low=Min("send_progress")
+        )
+        progress = {
+            "tasks": row["tasks"],
+            "polled": row["polled"],
+            "percent": row["low"] if row["polled"] else None,
+            "done": bool(row["tasks"]) and row["polled"] == row["tasks"] and row["low"] == 100,
+        }
     return {
         "reach": plan.reach if plan.reach is not None else plan.planned,
         "reach_scope": scope,
-        "reach_counted_at": plan.reach_counted_at,
-        "per_person_reads": plan.strategy not in BROADCAST_STRATEGIES,
+        "reach_counted_at": plan.reach_counted_at.isoformat() if plan.reach_counted_at else None,
+        "per_person_reads": per_person,
+        "send_progress": progress,
+        "last_poll_at": polls["last"].isoformat() if polls["last"] else None,
+        "next_poll_at": upcoming["next"].isoformat() if upcoming["next"] else None,
+        "fast_receipts": plan.fast_receipts,
     }

@@ -99,6 +99,9 @@ def plan_start(notice_id: int) -> DeliveryPlan | None:
             reach=reached.count,
             reach_scope=reached.scope,
             reach_counted_at=reached.counted_at,
+            fast_receipts=reach.fast_receipts_allowed(
+                notice, strategy=strategy, recipients=reached.portal_recipients
+            ),
             next_reminder_at=(
                 timezone.now() + timedelta(minutes=notice.remind_after_minutes)
                 if notice.max_reminders and notice.remind_after_minutes

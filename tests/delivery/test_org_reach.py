@@ -13,14 +13,16 @@ from audit.models import AuditEvent
 from delivery import reach
 from delivery.audit_actions import DeliveryAuditAction
 from delivery.models import Batch, DeliveryPlan
-from delivery.services import planner
+from delivery.services import planner, receipts
 from delivery.testing import (
     connect_demo_app,
     count_directory,
+    make_notice,
     make_recipients,
     stopped_clock_simulator,
 )
 from notices import approval
+from notices.models import Tier
 from notices.preflight import preflight, true_reach
 from notices.testing import citywide_fields, current_code, submitted_notice
 
@@ -129,3 +131,58 @@ def test_org_reach_unknown_without_a_count_falls_back_to_batches(cast_a, wsd) ->
     assert (found.strategy, found.count, found.scope) == ("org_wide", 500, "organisation")
     assert not found.per_person_reads
     assert reach.reach_for(wsd, strategy="user_batches", portal_recipients=7).count == 7
+
+
+def test_org_reach_dashboard_says_dingtalk_gives_no_per_person_reads(
+    cast_a, wsd, sim, verified_client
+) -> None:
+    count_directory(wsd, sim)
+    notice = make_notice(wsd, tier=Tier.CITYWIDE)
+    planner.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.strategy == "org_wide"
+    batch = Batch.objects.get(dispatch__plan=plan, to_all=True)
+    sim.sim.advance(60)
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now())
+    receipts.batch_poll_receipts(batch.pk)
+    client = verified_client(cast_a.pr_officer)
+    data = client.get(f"/delivery/notices/{notice.pk}/status.json").json()
+    assert (data["reach"], data["reach_scope"]) == (ORGANISATION, "organisation")
+    assert data["per_person_reads"] is False
+    assert data["send_progress"]["percent"] == 100  # what getsendprogress reported
+    assert data["last_poll_at"] is not None
+    html = client.get(f"/delivery/notices/{notice.pk}/").content.decode()
+    assert 'id="delivery-no-reads"' in html
+    assert "DingTalk reports no per-person reads" in html
+    assert f'id="fig-reach">{ORGANISATION}<' in html
+    assert "99.6%" not in html  # no reference comparison against a read rate of 0%
+    assert 'id="fig-reach-rate"' not in html
+
+
+def test_small_closed_loop_notices_poll_sooner_and_the_dashboard_shows_poll_times(
+    cast_a, wsd, sim, verified_client
+) -> None:
+    notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
+    planner.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    assert plan.fast_receipts
+    batch = Batch.objects.filter(dispatch__plan=plan).first()
+    assert (batch.next_poll_at - batch.accepted_at).total_seconds() == pytest.approx(30, abs=1)
+    sim.sim.advance(60)
+    Batch.objects.filter(dispatch__plan=plan).update(next_poll_at=timezone.now())
+    for pk in Batch.objects.filter(dispatch__plan=plan).values_list("pk", flat=True):
+        receipts.batch_poll_receipts(pk)
+    batch.refresh_from_db()
+    assert batch.polls_done == 1
+    assert (batch.next_poll_at - batch.accepted_at).total_seconds() == pytest.approx(60, abs=1)
+    data = verified_client(cast_a.pr_officer).get(f"/delivery/notices/{notice.pk}/status.json")
+    figures = data.json()
+    assert figures["per_person_reads"] is True
+    assert figures["last_poll_at"] is not None
+    assert figures["next_poll_at"] is not None
+    html = verified_client(cast_a.pr_officer).get(f"/delivery/notices/{notice.pk}/").content
+    assert b"Reads are seen when DingTalk is polled" in html
+    # A targeted notice (or a large one) keeps DingTalk's schedule: first poll at +1 min.
+    other = make_notice(wsd, tier=Tier.TARGETED, title="Other")
+    planner.plan_notice(other.pk)
+    assert not DeliveryPlan.objects.get(notice=other).fast_receipts
