@@ -171,21 +171,29 @@ def notice_reach(notice: Notice, *, portal_recipients: int) -> Reach:
     )
 
 
-def fast_receipts_allowed(notice: Notice, *, strategy: str, recipients: int) -> bool:
+def fast_receipts_allowed(
+    department: Department,
+    *,
+    tier: str,
+    strategy: str,
+    recipients: int,
+    companion: bool = False,
+    reminders: int = 0,
+) -> bool:
     """Poll a small closed-loop notice's receipts sooner (planning.FAST_RECEIPT_POLL_OFFSETS_S)
     when the month's metered calls left cover its calls with the longer schedule."""
-    if not planning.is_closed_loop(notice.tier) or strategy in BROADCAST_STRATEGIES:
+    if not planning.is_closed_loop(tier) or strategy in BROADCAST_STRATEGIES:
         return False
     if not 0 < recipients <= planning.FAST_RECEIPTS_MAX_PEOPLE:
         return False
     try:
-        left = monthly_calls_left(notice.department)
+        left = monthly_calls_left(department)
     except GovernorUnavailable:
         return False
-    messages = 2 if notice.kind in COMPANION_KINDS else 1
+    messages = 2 if companion else 1
     tasks = messages * planning.send_calls(strategy=strategy, recipients=recipients, messages=3)
     calls = tasks + planning.receipt_calls(strategy=strategy, tracked_tasks=tasks, fast=True)
-    return calls * (1 + int(notice.max_reminders or 0)) <= left
+    return calls * (1 + max(0, reminders)) <= left
 
 
 def plan_reach(plan: Any) -> dict[str, Any]:

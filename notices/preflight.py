@@ -21,12 +21,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.utils.translation import gettext
 
-from accounts.models import Department, Edition
+from accounts.models import Department, Edition, Membership, Role
 from audiences.models import Recipient, Segment, SubscriptionState
 from audiences.selectors import segments_recipients
-from delivery import planning, readiness
+from delivery import forecast, planning, readiness
 from delivery import reach as delivery_reach
 from delivery.governor import GovernorUnavailable
 from delivery.quota import monthly_calls_used
@@ -106,6 +107,54 @@ def true_reach(notice: Notice, *, fresh: bool = True) -> delivery_reach.Reach:
     return delivery_reach.notice_reach(notice, portal_recipients=portal.count)
 
 
+def by_message_language(audience: QuerySet[Recipient], languages: int) -> dict[str, int]:
+    """Recipients by the message they get: English readers the English one, everyone else the
+    Chinese one (delivery.messages.recipient_language); one message when written in one."""
+    counts = dict(audience.order_by().values_list("language").annotate(n=Count("pk")))
+    total = sum(counts.values())
+    if languages < 2:
+        return {"only": total}
+    english = int(counts.get("en", 0))
+    return {"en": english, "zh": total - english}
+
+
+def call_forecast(
+    department: Department,
+    *,
+    tier: str,
+    strategy: str,
+    audience: QuerySet[Recipient],
+    languages: int,
+    dept_count: int,
+    kind: str,
+    reminders: int,
+) -> forecast.Forecast:
+    """Every metered call the notice will cause (delivery.forecast), as the engine will make them."""
+    by_language = by_message_language(audience, languages)
+    companion = kind in COMPANION_KINDS
+    fast = delivery_reach.fast_receipts_allowed(
+        department,
+        tier=tier,
+        strategy=strategy,
+        recipients=sum(by_language.values()),
+        companion=companion,
+        reminders=reminders,
+    )
+    alerted = Membership.objects.filter(
+        department=department, role=Role.SUPERVISOR, user__is_active=True
+    ).exclude(dingtalk_user_id="")
+    return forecast.forecast(
+        strategy=strategy,
+        by_language=by_language,
+        dept_count=dept_count,
+        companion=companion,
+        media_uploads=1 if kind in MEDIA_KINDS else 0,
+        reminders=reminders,
+        fast_receipts=fast,
+        approvers_alerted=alerted.count(),
+    )
+
+
 def calls_used_this_month(department: Department) -> int | None:
     """Metered calls the department's app used this month (delivery's governor counts them).
 
@@ -131,6 +180,7 @@ def preflight(
     requires_confirmation: bool,
     kind: str = MessageKind.TEXT,
     fresh: bool = False,
+    reminders: int = 0,
 ) -> dict[str, Any]:
     """The figures of the pre-flight panel, JSON-ready."""
     segment_list = list(segments)
@@ -157,10 +207,20 @@ def preflight(
         org_wide_possible=strategy == planning.Strategy.ORG_WIDE,
         dept_count=len(layout.dept_ids) if layout is not None else 0,
         personal_links=requires_confirmation,
-        calls_left=calls_left,
         companion=companion,
         media_uploads=1 if kind in MEDIA_KINDS else 0,
     )
+    calls = call_forecast(
+        department,
+        tier=tier,
+        strategy=strategy,
+        audience=audience_queryset(department, tier, segment_list),
+        languages=languages,
+        dept_count=len(layout.dept_ids) if layout is not None else 0,
+        kind=kind,
+        reminders=reminders,
+    )
+    over = calls_left is not None and calls.total > calls_left
     eta_s = figures.eta_s
     return {
         **reached.as_dict(),
@@ -169,7 +229,8 @@ def preflight(
         "recipients_age_s": reach.age_s,
         "strategy": figures.strategy,
         "calls": figures.send_calls,
-        "calls_total": figures.calls,
+        "calls_total": calls.total,
+        "forecast": calls.as_dict(),
         "monthly_calls": monthly,
         "calls_used": used,
         "calls_left": calls_left,
@@ -181,6 +242,17 @@ def preflight(
         "warnings": [
             *send_problems(department, audience_queryset(department, tier, segment_list)),
             *figures.warnings,
+            *(
+                [
+                    gettext(
+                        "The notice needs up to %(total)s metered calls but only %(left)s are "
+                        "left this month."
+                    )
+                    % {"total": f"{calls.total:,}", "left": f"{calls_left:,}"}
+                ]
+                if over
+                else []
+            ),
         ],
         "source": "delivery.planning",
         "two_approvers_above": int(settings.NOTICES_TWO_APPROVER_AUDIENCE),

@@ -214,6 +214,7 @@ def preview(request: AuthenticatedRequest, code: str) -> JsonResponse:
         languages=len(content.languages()) or 1,
         requires_confirmation=content.requires_confirmation,
         kind=content.kind,
+        reminders=int(data.get("max_reminders") or 0),
     )
     return JsonResponse(
         {

@@ -100,7 +100,12 @@ def plan_start(notice_id: int) -> DeliveryPlan | None:
             reach_scope=reached.scope,
             reach_counted_at=reached.counted_at,
             fast_receipts=reach.fast_receipts_allowed(
-                notice, strategy=strategy, recipients=reached.portal_recipients
+                notice.department,
+                tier=notice.tier,
+                strategy=strategy,
+                recipients=reached.portal_recipients,
+                companion=messages.has_companion(notice),
+                reminders=notice.max_reminders or 0,
             ),
             next_reminder_at=(
                 timezone.now() + timedelta(minutes=notice.remind_after_minutes)
