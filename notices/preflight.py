@@ -155,6 +155,17 @@ def call_forecast(
     )
 
 
+def quota_warning(total: int, left: int | None) -> list[str]:
+    if left is None or total <= left:
+        return []
+    return [
+        gettext(
+            "The notice needs up to %(total)s metered calls but only %(left)s are left this month."
+        )
+        % {"total": f"{total:,}", "left": f"{left:,}"}
+    ]
+
+
 def calls_used_this_month(department: Department) -> int | None:
     """Metered calls the department's app used this month (delivery's governor counts them).
 
@@ -220,7 +231,6 @@ def preflight(
         kind=kind,
         reminders=reminders,
     )
-    over = calls_left is not None and calls.total > calls_left
     eta_s = figures.eta_s
     return {
         **reached.as_dict(),
@@ -242,17 +252,7 @@ def preflight(
         "warnings": [
             *send_problems(department, audience_queryset(department, tier, segment_list)),
             *figures.warnings,
-            *(
-                [
-                    gettext(
-                        "The notice needs up to %(total)s metered calls but only %(left)s are "
-                        "left this month."
-                    )
-                    % {"total": f"{calls.total:,}", "left": f"{calls_left:,}"}
-                ]
-                if over
-                else []
-            ),
+            *quota_warning(calls.total, calls_left),
         ],
         "source": "delivery.planning",
         "two_approvers_above": int(settings.NOTICES_TWO_APPROVER_AUDIENCE),
