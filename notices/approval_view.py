@@ -46,7 +46,7 @@ def decision_for(user: UserLike, notice: Notice) -> Decision:
         return Decision(False, False, _("This notice is not waiting for approval."))
     kinds = set(
         NoticeContribution.objects.filter(
-            notice=notice, version=notice.version, user_id=user.pk
+            notice=notice, version=notice.version, user_id=int(user.pk or 0)
         ).values_list("kind", flat=True)
     )
     if ContributionKind.WROTE in kinds:
@@ -56,7 +56,10 @@ def decision_for(user: UserLike, notice: Notice) -> Decision:
         why = _("You edited or submitted this version, so another supervisor must approve it.")
         return Decision(False, True, why)
     mine = Approval.objects.filter(
-        notice=notice, version_hash=notice.version_hash, approver_id=user.pk, voided_at__isnull=True
+        notice=notice,
+        version_hash=notice.version_hash,
+        approver_id=int(user.pk or 0),
+        voided_at__isnull=True,
     ).exists()
     if mine:
         return Decision(

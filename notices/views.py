@@ -372,7 +372,7 @@ def reject(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 def inbox(request: AuthenticatedRequest) -> HttpResponse:
     now = timezone.now()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for notice in selectors.approval_inbox_for_user(user=request.user).prefetch_related("segments"):
         rows.append(
             {
