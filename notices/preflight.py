@@ -25,6 +25,7 @@ from django.db.models import Count, QuerySet
 from django.utils.translation import gettext
 
 from accounts.models import Department, Edition, Membership, Role
+from audiences.membercount import member_counts
 from audiences.models import Recipient, Segment, SubscriptionState
 from audiences.selectors import segments_recipients
 from delivery import forecast, planning, readiness
@@ -155,6 +156,28 @@ def call_forecast(
     )
 
 
+def cached_strategy(
+    department: Department, tier: str, *, requires_confirmation: bool, companion: bool, fresh: bool
+) -> tuple[str, Any]:
+    """delivery.reach.choose_strategy, cached like the counts: for a citywide notice it reads
+    the department's whole audience (opt-outs, the department layout), too slow per keystroke."""
+    counted = member_counts(department)
+    parts = [
+        department.pk, tier, requires_confirmation, companion,
+        department.broadcast_to_all_members, counted.counted_at if counted else None,
+    ]  # fmt: skip
+    key = "notices:strategy:" + hashlib.sha256(repr(parts).encode()).hexdigest()
+    if not fresh:
+        hit = cache.get(key)
+        if isinstance(hit, tuple) and len(hit) == 2:
+            return hit
+    found = delivery_reach.choose_strategy(
+        department, tier=tier, requires_confirmation=requires_confirmation, companion=companion
+    )
+    cache.set(key, found, COUNT_CACHE_SECONDS)
+    return found
+
+
 def quota_warning(total: int, left: int | None) -> list[str]:
     if left is None or total <= left:
         return []
@@ -204,9 +227,10 @@ def preflight(
     # A file or voice notice's text goes in a companion card beside the media: two calls per
     # batch, and two of the day's three organisation-wide sends.
     companion = kind in COMPANION_KINDS
-    strategy, layout = delivery_reach.choose_strategy(
-        department, tier=tier, requires_confirmation=requires_confirmation, companion=companion
-    )
+    strategy, layout = cached_strategy(
+        department, tier, requires_confirmation=requires_confirmation, companion=companion,
+        fresh=fresh,
+    )  # fmt: skip
     reached = delivery_reach.reach_for(
         department, strategy=strategy, portal_recipients=reach.count, layout=layout
     )
