@@ -4,6 +4,8 @@ out, unless the department's policy sends emergency broadcasts to every member."
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.utils import timezone
 
@@ -21,6 +23,7 @@ from delivery.testing import (
     make_recipients,
     stopped_clock_simulator,
 )
+from dingtalk.simulator.testing import running_simulator
 from notices import approval
 from notices.models import Tier
 from notices.preflight import preflight, true_reach
@@ -186,3 +189,25 @@ def test_small_closed_loop_notices_poll_sooner_and_the_dashboard_shows_poll_time
     other = make_notice(wsd, tier=Tier.TARGETED, title="Other")
     planner.plan_notice(other.pk)
     assert not DeliveryPlan.objects.get(notice=other).fast_receipts
+
+
+def test_count_directory_members_command_counts_the_organisation(cast_a, settings) -> None:
+    from django.core.management import CommandError, call_command
+
+    with running_simulator(
+        directory_size=80, time_scale=0, limits={"per_app_api_calls_per_s": None}
+    ) as dt:
+        settings.DINGTALK_BASE_URL = dt.base_url
+        settings.AUDIENCES_SYNC_CALLS_PER_SECOND = 1000
+        connect_demo_app(cast_a.department, dt, "WSD")
+        out = io.StringIO()
+        call_command("count_directory_members", "WSD", stdout=out)
+        assert out.getvalue().strip() == "WSD: 80 members"
+        assert member_counts(cast_a.department).total == 80
+        assert Recipient.objects.filter(department=cast_a.department).count() == 0  # untouched
+        cast_a.department.dingtalk_secret_ref = "env:NO_SUCH_SECRET_FOR_TESTS"
+        cast_a.department.save()
+        with pytest.raises(CommandError):
+            call_command(
+                "count_directory_members", "WSD", stdout=io.StringIO(), stderr=io.StringIO()
+            )

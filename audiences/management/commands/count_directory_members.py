@@ -2,14 +2,14 @@
 
 What an organisation- or department-wide send reaches (audiences.membercount); recipients are
 left as they are. Without codes, every active department with a DingTalk app is counted; a
-department whose directory cannot be read is reported and skipped.
+department whose directory cannot be read is reported, and the command then exits non-zero.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Department
 from audiences.membercount import directory_members_count
@@ -27,10 +27,14 @@ class Command(BaseCommand):
         departments = Department.objects.filter(is_active=True).exclude(dingtalk_app_key="")
         if options["codes"]:
             departments = departments.filter(code__in=options["codes"])
+        failed = []
         for department in departments:
             try:
                 counts = directory_members_count(department)
             except (ApplicationError, DingTalkError, OSError, ValueError) as exc:
                 self.stderr.write(f"{department.code}: not counted ({type(exc).__name__})")
+                failed.append(department.code)
                 continue
             self.stdout.write(f"{department.code}: {counts.total} members")
+        if failed:
+            raise CommandError(f"Not counted: {', '.join(failed)}")
