@@ -43,6 +43,7 @@ class DepartmentAdmin(admin.ModelAdmin[Department]):
         "dingtalk_secret_ref",
         "dingtalk_edition",
         "reach_growth_percent",
+        "broadcast_to_all_members",
         "is_active",
         "created_at",
     ]

@@ -52,6 +52,7 @@ from audit.actions import AuditAction
 from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.urls import portal_url
 from dingtalk import messages as dt
 from dingtalk.errors import DingTalkError
 
@@ -369,9 +370,7 @@ def user_tell(*, change_id: int) -> str:
             token_hash=_token_hash(token),
             expires_at=timezone.now() + timedelta(hours=hours),
         )
-        url = settings.NOTICES_PORTAL_BASE_URL.rstrip("/") + reverse(
-            "accounts:enrolment-link", args=[token]
-        )
+        url = portal_url(reverse("accounts:enrolment-link", args=[token]))
         text += (
             f"\n\nChoose a new password and enrol your authenticator within {hours} hours, "
             f"once: {url}\n請於 {hours} 小時內使用此一次性連結重設密碼及驗證器。"

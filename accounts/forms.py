@@ -54,6 +54,7 @@ class DepartmentSettingsForm(forms.ModelForm[Department]):
             "dingtalk_secret_ref",
             "dingtalk_edition",
             "reach_growth_percent",
+            "broadcast_to_all_members",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

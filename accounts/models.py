@@ -55,6 +55,16 @@ class Department(models.Model):
         default=10,
         validators=[MaxValueValidator(500)],
     )
+    # Policy: a citywide (emergency) broadcast may go to every member of the DingTalk
+    # organisation with to_all_user even though some of them opted out in the portal.
+    broadcast_to_all_members = models.BooleanField(
+        _("emergency broadcasts go to every member"),
+        default=False,
+        help_text=_(
+            "When set, a citywide notice may be sent to every member of the DingTalk "
+            "organisation, including people who opted out in the portal."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -102,6 +102,7 @@ DEPARTMENT_EDITABLE_FIELDS = (
     "dingtalk_secret_ref",
     "dingtalk_edition",
     "reach_growth_percent",
+    "broadcast_to_all_members",
 )
 
 

@@ -396,6 +396,12 @@ class DirectorySettings(models.Model):
     # The DingTalk department tree the last sync walked: {"root": id, "parents": {"child": parent}}.
     # Delivery needs it to know what a dept_id_list send reaches (sub-departments included).
     dept_tree = models.JSONField(default=dict, blank=True, editable=False)
+    # What an organisation- or department-wide send reaches: the directory's members (portal
+    # recipients or not) counted by the last sync or member count, and when they were counted.
+    member_count = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # {"dept id": distinct members in that department and everything below it}
+    dept_member_counts = models.JSONField(default=dict, blank=True, editable=False)
+    members_counted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "directory settings"

@@ -29,6 +29,7 @@ from audiences.directory import (
     person_from_user,
     walk_directory,
 )
+from audiences.membercount import count_members, member_counts_store
 from audiences.models import (
     DirectorySettings,
     DirectorySync,
@@ -252,6 +253,11 @@ def _record_sync_done(
     DirectorySettings.objects.update_or_create(
         department=department, defaults={"last_synced_at": now, "dept_tree": tree}
     )
+    # What an organisation- or department-wide send reaches, portal recipients or not.
+    total, by_dept = count_members(
+        (p.dept_ids for p in snapshot.people.values()), snapshot.parents, snapshot.root
+    )
+    member_counts_store(department, total, by_dept, now)
     audit_record(
         actor=None,
         action=AudienceAuditAction.SYNCED,

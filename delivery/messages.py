@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 
 from common.errors import ApplicationError
+from common.urls import portal_url
 from dingtalk import messages as dt
 from dingtalk.errors import MessageInvalid
 from notices.content import notice_message
@@ -266,7 +266,7 @@ def notice_from_token(token: str) -> int | None:
 def notice_page_url(notice_id: int) -> str:
     """The public page with a notice's whole text (where an image card leads)."""
     path = reverse("delivery:notice-page", args=[notice_token(notice_id)])
-    return str(settings.DELIVERY_PUBLIC_BASE_URL).rstrip("/") + path
+    return portal_url(path)
 
 
 def personalise(message: dict[str, Any], confirm_url: str) -> dict[str, Any]:

@@ -79,6 +79,13 @@ class DeliveryPlan(models.Model):
     pause_reason = models.CharField(max_length=300, blank=True)
     pause_code = models.CharField(max_length=40, blank=True)
     planned = models.PositiveIntegerField(default=0)
+    # Who the strategy reaches (delivery.reach): an organisation- or department-wide send
+    # reaches every DingTalk member there, portal recipients or not; scope says which count.
+    reach = models.PositiveIntegerField(null=True, blank=True)
+    reach_scope = models.CharField(max_length=16, blank=True, default="")
+    reach_counted_at = models.DateTimeField(null=True, blank=True)
+    # A small closed-loop notice whose quota allows it polls receipts sooner (+30 s, +2 min).
+    fast_receipts = models.BooleanField(default=False)
     snapshot_cursor = models.BigIntegerField(default=0)
     snapshot_done = models.BooleanField(default=False)
     urgent = models.BooleanField(default=False)
@@ -172,6 +179,10 @@ class Batch(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     polls_done = models.PositiveSmallIntegerField(default=0)
+    # When a receipt poll last answered, and what getsendprogress said (organisation- and
+    # department-wide sends have no per-person read lists: this is all DingTalk reports).
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    send_progress = models.PositiveSmallIntegerField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True)
     receipts_done = models.BooleanField(default=False)
     recalled_at = models.DateTimeField(null=True, blank=True)

@@ -28,7 +28,15 @@ SMS_COST_HKD = 0.25
 PUSH_COST_HKD = 0.03
 # Receipt polls per tracked task: +1, +3, +10, +30 min, +2, +6, +23 h (stops early when all read).
 RECEIPT_POLL_OFFSETS_S: tuple[int, ...] = (60, 180, 600, 1800, 7200, 21600, 82800)
+# A small closed-loop notice polls sooner too (+30 s, +2 min), when the month's quota allows, so a
+# trainee sees reads within a minute (delivery.reach.fast_receipts_allowed).
+FAST_RECEIPT_POLL_OFFSETS_S: tuple[int, ...] = (30, 60, 120, *RECEIPT_POLL_OFFSETS_S[1:])
+FAST_RECEIPTS_MAX_PEOPLE = 200
 RECEIPT_WINDOW_S = 24 * 3600
+
+
+def poll_offsets(fast: bool = False) -> tuple[int, ...]:
+    return FAST_RECEIPT_POLL_OFFSETS_S if fast else RECEIPT_POLL_OFFSETS_S
 
 
 class Tier:
@@ -92,12 +100,12 @@ def send_calls(*, strategy: str, recipients: int, messages: int, dept_count: int
     return math.ceil(recipients / MAX_USERIDS_PER_CALL) + max(0, messages - 1)
 
 
-def receipt_calls(*, strategy: str, tracked_tasks: int) -> int:
+def receipt_calls(*, strategy: str, tracked_tasks: int, fast: bool = False) -> int:
     """Worst-case getsendresult/getsendprogress calls over the 24-hour window."""
     if strategy in (Strategy.ORG_WIDE, Strategy.DEPT_WIDE):
         # Progress is polled until done: a handful of calls per task.
         return tracked_tasks * 3
-    return tracked_tasks * len(RECEIPT_POLL_OFFSETS_S)
+    return tracked_tasks * len(poll_offsets(fast))
 
 
 def eta_seconds(recipients: int, per_minute: int = RECIPIENTS_PER_MINUTE) -> float:
@@ -254,8 +262,9 @@ def split_batches(ids: list[T], size: int = MAX_USERIDS_PER_CALL) -> list[list[T
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
-def next_poll_offset(polls_done: int) -> int | None:
+def next_poll_offset(polls_done: int, fast: bool = False) -> int | None:
     """Seconds after acceptance of the next receipt poll, or None when the schedule is over."""
-    if polls_done < len(RECEIPT_POLL_OFFSETS_S):
-        return RECEIPT_POLL_OFFSETS_S[polls_done]
+    offsets = poll_offsets(fast)
+    if polls_done < len(offsets):
+        return offsets[polls_done]
     return None

@@ -31,6 +31,7 @@ from delivery.models import (
     effective_accepted_at,
     effective_state,
 )
+from delivery.reach import plan_reach
 
 UserLike = AbstractBaseUser | AnonymousUser
 
@@ -223,6 +224,7 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "outreach_open": people.filter(outreach="open").count(),
         "held": held_batches(plan),
         "updated_at": moment.isoformat(),
+        **plan_reach(plan),  # reach, per-person reads, getsendprogress, last and next poll
     }
 
 

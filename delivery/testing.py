@@ -24,10 +24,13 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import Department
+from accounts.secrets import resolve_secret_ref
+from audiences.membercount import directory_members_count
 from audiences.models import District, Recipient, Segment, SubscriptionSource, SubscriptionState
 from config.settings.celery import Queues
 from delivery.models import Batch, BatchStatus
 from delivery.services import planner, sender
+from dingtalk.client import DingTalkClient
 from dingtalk.simulator.config import AppConfig
 from dingtalk.simulator.testing import RunningSimulator, running_simulator
 from notices.models import Notice, Status, Tier
@@ -67,6 +70,38 @@ def connect_department(department: Department, app: AppConfig) -> Department:
     department.dingtalk_edition = app.edition
     department.save()
     return department
+
+
+class _SteppingClient(DingTalkClient):
+    """A client that moves a stopped simulator's clock on a little before each directory call,
+    so the per-second API limit lets a walk of every department through."""
+
+    def __init__(self, sim: RunningSimulator, department: Department) -> None:
+        super().__init__(
+            department.dingtalk_app_key,
+            resolve_secret_ref(department.dingtalk_secret_ref),
+            department.dingtalk_agent_id or 0,
+            base_url=sim.base_url,
+        )
+        self.stepped = sim
+
+    def list_sub_department_ids(self, dept_id: int = 1) -> list[int]:
+        self.stepped.sim.advance(0.06)
+        return super().list_sub_department_ids(dept_id)
+
+    def list_user_ids(self, dept_id: int) -> list[str]:
+        self.stepped.sim.advance(0.06)
+        return super().list_user_ids(dept_id)
+
+
+def count_directory(department: Department, sim: RunningSimulator | None = None) -> int:
+    """Count the department's DingTalk members from its (simulated) directory, as
+    ``manage.py count_directory_members`` does: what an organisation-wide send reaches.
+    With ``sim`` (a stopped-clock simulator), its clock steps on between calls."""
+    if sim is None:
+        return directory_members_count(department).total
+    with _SteppingClient(sim, department) as client:
+        return directory_members_count(department, client=client).total
 
 
 def sim_userid(department_code: str, index: int) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
@@ -18,6 +17,7 @@ from accounts.channel import client_for_department
 from accounts.models import Membership, Role
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.urls import portal_url
 from dingtalk import messages as dt
 from dingtalk.errors import DingTalkError
 from notices.audit_actions import NoticeAuditAction as Action
@@ -67,7 +67,7 @@ def approvers_alert(*, notice_id: int) -> AlertResult:
         .select_related("user")
         .order_by("user_id")
     )
-    url = settings.NOTICES_PORTAL_BASE_URL.rstrip("/") + reverse("notices:inbox")
+    url = portal_url(reverse("notices:inbox"))
     result = AlertResult()
     by_dingtalk = [m for m in supervisors if m.dingtalk_user_id]
     by_email = [m for m in supervisors if not m.dingtalk_user_id]

@@ -40,7 +40,7 @@ from notices.audit_actions import NoticeOperation as Operation
 from notices.errors import ApprovalRefused
 from notices.guards import lock_notice, notice_get_visible, run_auditing_refusal
 from notices.models import Approval, Notice, NoticeContribution, Status, Tier
-from notices.preflight import audience_count
+from notices.preflight import true_reach
 from notices.requeue import audience_changed
 from notices.versions import compute_version_hash
 
@@ -71,15 +71,16 @@ def required_approvals(notice: Notice, *, reach: int | None = None) -> int:
     if reach is None:
         reach = notice.reach
     if reach is None:
-        reach = audience_count(notice.department, notice.tier, notice.segments.all()).count
+        reach = true_reach(notice, fresh=False).count
     if reach > int(settings.NOTICES_TWO_APPROVER_AUDIENCE):
         return 2
     return 1
 
 
 def current_reach(notice: Notice) -> int:
-    """The audience counted now (never from the cache): what an approval acknowledges."""
-    return audience_count(notice.department, notice.tier, notice.segments.all(), fresh=True).count
+    """What the send reaches now (never from the cache): what an approval acknowledges. For an
+    organisation- or department-wide send, every DingTalk member there (notices.preflight)."""
+    return true_reach(notice).count
 
 
 def approval_count(notice: Notice) -> int:

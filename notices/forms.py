@@ -38,7 +38,11 @@ class NoticeForm(forms.Form):
         queryset=Segment.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text=_("A citywide notice reaches every subscriber; the segments are then ignored."),
+        help_text=_(
+            "A citywide notice ignores the segments. Sent organisation-wide it reaches every "
+            "member of the DingTalk organisation, portal recipient or not (the pre-flight says "
+            "how many); otherwise every subscriber."
+        ),
     )
     high_risk = forms.BooleanField(label=_("Treat as high risk (two approvers)"), required=False)
     requires_confirmation = forms.BooleanField(label=_("Requires confirmation"), required=False)

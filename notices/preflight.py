@@ -21,15 +21,18 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.utils.translation import gettext
 
-from accounts.models import Department, Edition
+from accounts.models import Department, Edition, Membership, Role
+from audiences.membercount import member_counts
 from audiences.models import Recipient, Segment, SubscriptionState
 from audiences.selectors import segments_recipients
-from delivery import planning, readiness
+from delivery import forecast, planning, readiness
+from delivery import reach as delivery_reach
 from delivery.governor import GovernorUnavailable
-from delivery.quota import monthly_calls_used, org_wide_sends_today
-from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Tier
+from delivery.quota import monthly_calls_used
+from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Notice, Tier
 
 MONTHLY_CALLS: dict[str, int] = {Edition.STANDARD: 5_000, Edition.PROFESSIONAL: 200_000}
 IDS_PER_CALL = 100
@@ -97,6 +100,95 @@ def audience_count(
     return AudienceCount(count, now, cached=False, everyone_subscribed=everyone)
 
 
+def true_reach(notice: Notice, *, fresh: bool = True) -> delivery_reach.Reach:
+    """What the notice's send reaches now: its strategy's reach (delivery.reach), counted fresh
+    unless told otherwise. The approvers' confirmation, the two-approver rule and the send-time
+    check all use this number."""
+    portal = audience_count(notice.department, notice.tier, notice.segments.all(), fresh=fresh)
+    return delivery_reach.notice_reach(notice, portal_recipients=portal.count)
+
+
+def by_message_language(audience: QuerySet[Recipient], languages: int) -> dict[str, int]:
+    """Recipients by the message they get: English readers the English one, everyone else the
+    Chinese one (delivery.messages.recipient_language); one message when written in one."""
+    counts = dict(audience.order_by().values_list("language").annotate(n=Count("pk")))
+    total = sum(counts.values())
+    if languages < 2:
+        return {"only": total}
+    english = int(counts.get("en", 0))
+    return {"en": english, "zh": total - english}
+
+
+def call_forecast(
+    department: Department,
+    *,
+    tier: str,
+    strategy: str,
+    audience: QuerySet[Recipient],
+    languages: int,
+    dept_count: int,
+    kind: str,
+    reminders: int,
+) -> forecast.Forecast:
+    """Every metered call the notice will cause (delivery.forecast), as the engine will make them."""
+    by_language = by_message_language(audience, languages)
+    companion = kind in COMPANION_KINDS
+    fast = delivery_reach.fast_receipts_allowed(
+        department,
+        tier=tier,
+        strategy=strategy,
+        recipients=sum(by_language.values()),
+        companion=companion,
+        reminders=reminders,
+    )
+    alerted = Membership.objects.filter(
+        department=department, role=Role.SUPERVISOR, user__is_active=True
+    ).exclude(dingtalk_user_id="")
+    return forecast.forecast(
+        strategy=strategy,
+        by_language=by_language,
+        dept_count=dept_count,
+        companion=companion,
+        media_uploads=1 if kind in MEDIA_KINDS else 0,
+        reminders=reminders,
+        fast_receipts=fast,
+        approvers_alerted=alerted.count(),
+    )
+
+
+def cached_strategy(
+    department: Department, tier: str, *, requires_confirmation: bool, companion: bool, fresh: bool
+) -> tuple[str, Any]:
+    """delivery.reach.choose_strategy, cached like the counts: for a citywide notice it reads
+    the department's whole audience (opt-outs, the department layout), too slow per keystroke."""
+    counted = member_counts(department)
+    parts = [
+        department.pk, tier, requires_confirmation, companion,
+        department.broadcast_to_all_members, counted.counted_at if counted else None,
+    ]  # fmt: skip
+    key = "notices:strategy:" + hashlib.sha256(repr(parts).encode()).hexdigest()
+    if not fresh:
+        hit = cache.get(key)
+        if isinstance(hit, tuple) and len(hit) == 2:
+            return hit
+    found = delivery_reach.choose_strategy(
+        department, tier=tier, requires_confirmation=requires_confirmation, companion=companion
+    )
+    cache.set(key, found, COUNT_CACHE_SECONDS)
+    return found
+
+
+def quota_warning(total: int, left: int | None) -> list[str]:
+    if left is None or total <= left:
+        return []
+    return [
+        gettext(
+            "The notice needs up to %(total)s metered calls but only %(left)s are left this month."
+        )
+        % {"total": f"{total:,}", "left": f"{left:,}"}
+    ]
+
+
 def calls_used_this_month(department: Department) -> int | None:
     """Metered calls the department's app used this month (delivery's governor counts them).
 
@@ -122,6 +214,7 @@ def preflight(
     requires_confirmation: bool,
     kind: str = MessageKind.TEXT,
     fresh: bool = False,
+    reminders: int = 0,
 ) -> dict[str, Any]:
     """The figures of the pre-flight panel, JSON-ready."""
     segment_list = list(segments)
@@ -129,32 +222,49 @@ def preflight(
     monthly = MONTHLY_CALLS.get(department.dingtalk_edition, MONTHLY_CALLS[Edition.STANDARD])
     used = calls_used_this_month(department)
     calls_left = None if used is None else max(0, monthly - used)
-    # The same choices delivery.services makes when it plans the send.
-    tracked = tier != Tier.CITYWIDE
-    org_wide = tier == Tier.CITYWIDE and not requires_confirmation and reach.everyone_subscribed
+    # The same choice the planner makes (delivery.reach), and what that send really reaches:
+    # a to_all_user or dept_id_list send reaches every DingTalk member there.
     # A file or voice notice's text goes in a companion card beside the media: two calls per
-    # batch, and two of the day's three organisation-wide sends (as choose_plan_strategy counts).
+    # batch, and two of the day's three organisation-wide sends.
     companion = kind in COMPANION_KINDS
+    strategy, layout = cached_strategy(
+        department, tier, requires_confirmation=requires_confirmation, companion=companion,
+        fresh=fresh,
+    )  # fmt: skip
+    reached = delivery_reach.reach_for(
+        department, strategy=strategy, portal_recipients=reach.count, layout=layout
+    )
     figures = planning.estimate(
         tier=tier,
-        recipients=reach.count,
+        recipients=reached.count,
         languages=max(1, languages),
-        tracked=tracked,
-        org_wide_possible=org_wide,
+        tracked=tier != Tier.CITYWIDE,
+        org_wide_possible=strategy == planning.Strategy.ORG_WIDE,
+        dept_count=len(layout.dept_ids) if layout is not None else 0,
         personal_links=requires_confirmation,
-        org_wide_used_today=(org_wide_sends_today(department) + int(companion)) if org_wide else 0,
-        calls_left=calls_left,
         companion=companion,
         media_uploads=1 if kind in MEDIA_KINDS else 0,
     )
+    calls = call_forecast(
+        department,
+        tier=tier,
+        strategy=strategy,
+        audience=audience_queryset(department, tier, segment_list),
+        languages=languages,
+        dept_count=len(layout.dept_ids) if layout is not None else 0,
+        kind=kind,
+        reminders=reminders,
+    )
     eta_s = figures.eta_s
     return {
-        "recipients": reach.count,
+        **reached.as_dict(),
+        "recipients": reached.count,
         "recipients_cached": reach.cached,
         "recipients_age_s": reach.age_s,
         "strategy": figures.strategy,
         "calls": figures.send_calls,
-        "calls_total": figures.calls,
+        "calls_total": calls.total,
+        "forecast": calls.as_dict(),
         "monthly_calls": monthly,
         "calls_used": used,
         "calls_left": calls_left,
@@ -166,6 +276,7 @@ def preflight(
         "warnings": [
             *send_problems(department, audience_queryset(department, tier, segment_list)),
             *figures.warnings,
+            *quota_warning(calls.total, calls_left),
         ],
         "source": "delivery.planning",
         "two_approvers_above": int(settings.NOTICES_TWO_APPROVER_AUDIENCE),

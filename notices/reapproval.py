@@ -19,7 +19,7 @@ from django.utils.translation import gettext_noop
 from notices.approval import approval_count, required_approvals
 from notices.guards import lock_notice
 from notices.models import Notice, Status
-from notices.preflight import audience_count
+from notices.preflight import true_reach
 from notices.requeue import return_for_approval
 from notices.versions import compute_version_hash
 
@@ -58,7 +58,7 @@ def send_check(notice: Notice) -> SendCheck:
     approved_hash = notice.version_hash
     if compute_version_hash(notice) != approved_hash:
         return SendCheck(code="changed_at_send", reason=CHANGED_AT_SEND)
-    reach = audience_count(notice.department, notice.tier, notice.segments.all(), fresh=True).count
+    reach = true_reach(notice).count
     have = approval_count(notice)
     needed = required_approvals(notice, reach=reach)
     approved_reach = notice.approved_reach if notice.approved_reach is not None else notice.reach

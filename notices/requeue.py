@@ -25,7 +25,7 @@ from notices import enqueue
 from notices.audit_actions import NoticeAuditAction as Action
 from notices.guards import lock_notice
 from notices.models import Approval, ContributionKind, Notice, Status
-from notices.preflight import audience_count
+from notices.preflight import true_reach
 from notices.versions import carry_contributions, compute_version_hash, record_version
 
 # Not sent yet, approvals standing or awaited: a change to the audience returns these.
@@ -90,9 +90,7 @@ def _count_now(notice: Notice) -> int | None:
     """The audience now; None when its segments no longer combine (one moved to another
     department behind the app's back), which the approvers then see as an unknown reach."""
     try:
-        return audience_count(
-            notice.department, notice.tier, notice.segments.all(), fresh=True
-        ).count
+        return true_reach(notice).count
     except ValueError:
         return None
 

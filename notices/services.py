@@ -50,7 +50,7 @@ from notices.models import (
     Status,
     Tier,
 )
-from notices.preflight import audience_count
+from notices.preflight import true_reach
 from notices.validation import apply_fields, check_segments, validate_notice
 from notices.versions import (
     carry_contributions,
@@ -229,7 +229,7 @@ def notice_submit(*, actor: Actor, notice: Notice) -> Notice:
             record_version(locked, actor)
             void_approvals(locked)
             carry_contributions(locked, previous)
-        reach = audience_count(locked.department, locked.tier, segments, fresh=True).count
+        reach = true_reach(locked).count
         if reach == 0:
             raise NoticeInvalid(
                 {"segments": [_("The audience is empty: nobody would receive it.")]}

@@ -26,7 +26,7 @@ from audit.models import AuditEvent
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
 from dingtalk import messages as dt
-from notices import approval, selectors, services, templating
+from notices import approval, approval_view, selectors, services, templating
 from notices import content as nc
 from notices.audit_actions import NoticeOperation
 from notices.errors import NoticeInvalid
@@ -214,6 +214,7 @@ def preview(request: AuthenticatedRequest, code: str) -> JsonResponse:
         languages=len(content.languages()) or 1,
         requires_confirmation=content.requires_confirmation,
         kind=content.kind,
+        reminders=int(data.get("max_reminders") or 0),
     )
     return JsonResponse(
         {
@@ -260,6 +261,9 @@ def detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
                 request.user, perms.APPROVE_NOTICE, department
             ),
             "approve_form": ApproveForm(initial={"version_hash": notice.version_hash}),
+            "decision": approval_view.decision_for(request.user, notice),
+            # What the author saw, for the approver (previews, pre-flight, rule, authors).
+            **(approval_view.review_context(notice) if notice.status == Status.SUBMITTED else {}),
             # What would stop the send (the app, paused notices, daily caps), told to the
             # approver as the compose page's pre-flight told the author.
             "send_problems": (
@@ -368,18 +372,26 @@ def reject(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 def inbox(request: AuthenticatedRequest) -> HttpResponse:
     now = timezone.now()
-    rows = []
-    for notice in selectors.approval_inbox_for_user(user=request.user):
+    rows: list[dict[str, Any]] = []
+    for notice in selectors.approval_inbox_for_user(user=request.user).prefetch_related("segments"):
         rows.append(
             {
                 "notice": notice,
+                "decision": approval_view.decision_for(request.user, notice),
                 "required": approval.required_approvals(notice),
                 "have": approval.approval_count(notice),
                 "waited_minutes": int((now - (notice.submitted_at or now)).total_seconds() // 60),
                 "form": ApproveForm(initial={"version_hash": notice.version_hash}),
             }
         )
-    return render(request, "notices/inbox.html", {"rows": rows, "reason_form": ReasonForm()})
+    # Waiting for this person first; then what waits for someone else, and why.
+    mine = [row for row in rows if row["decision"].may_approve]
+    others = [row for row in rows if not row["decision"].may_approve]
+    return render(
+        request,
+        "notices/inbox.html",
+        {"rows": mine, "others": others, "reason_form": ReasonForm()},
+    )
 
 
 def _json_body(request: AuthenticatedRequest) -> dict[str, Any]:

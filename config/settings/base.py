@@ -223,6 +223,12 @@ DINGTALK_SECRETS_DIR = Path(env_str("DINGTALK_SECRETS_DIR", str(VAR_DIR / "secre
 
 PORTAL_DEMO_MODE = env_bool("PORTAL_DEMO_MODE", False)
 
+# The portal's public address: every link in every DingTalk message (confirmations, the notice
+# page, approver alerts, credential links) starts with it. `make run` starts the web app on
+# PORT (bin/run-dev), so by default links follow that port.
+PORT = env_int("PORT", 8000)
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+
 # /metrics answers a scraper showing this bearer token, or one connecting from these networks
 # (CIDRs, comma-separated); with neither set it answers 404 to everyone.
 METRICS_TOKEN = env_secret("METRICS_TOKEN", "")

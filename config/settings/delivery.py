@@ -49,8 +49,6 @@ DELIVERY_INLINE_WAIT_S = float(env_str("DELIVERY_INLINE_WAIT_S", "2"))
 DELIVERY_ACCEPT_WRITE_S = float(env_str("DELIVERY_ACCEPT_WRITE_S", "120"))
 # Accepted calls are written at least this often (seconds) while a group is being sent.
 DELIVERY_FLUSH_S = float(env_str("DELIVERY_FLUSH_S", "0.5"))
-# Where the public confirmation page is reached from a phone (absolute URL prefix).
-DELIVERY_PUBLIC_BASE_URL = env_str("DELIVERY_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # Age after which a notice attachment is uploaded to DingTalk again before it is sent. DingTalk's
 # media page says media ids do not expire (dingtalk-api.md §5); this is a safety margin costing
 # one metered call per media notice (see delivery.media).

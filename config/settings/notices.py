@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.env import env_int, env_str
+from config.env import env_int
 
 NOTICES_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
@@ -16,6 +16,3 @@ NOTICES_PUSH_PRICE_HKD = "0.03"
 
 # Attachments: DingTalk's own limits (dingtalk.messages.MEDIA_TYPES) apply on top.
 NOTICES_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
-
-# Links in approver alerts point here (the portal as staff reach it).
-NOTICES_PORTAL_BASE_URL = env_str("NOTICES_PORTAL_BASE_URL", "http://127.0.0.1:8000")

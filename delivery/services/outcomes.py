@@ -51,6 +51,7 @@ def record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
         by_plan: dict[int, list[tuple[Batch, int]]] = defaultdict(list)
         for batch, task_id in moved:
             by_plan[batch.dispatch.plan_id].append((batch, task_id))
+        _poll_fast_plans_sooner(moved, now)
         for group in by_plan.values():
             plan = group[0][0].dispatch.plan
             # Every batch outcome is on the trail, with DingTalk's task id for reconciliation;
@@ -80,6 +81,16 @@ def record_accepted_many(accepted: list[tuple[Batch, int]]) -> None:
             DeliveryPlan.objects.filter(pk=plan_id, first_accepted_at__isnull=True).update(
                 first_accepted_at=now
             )
+
+
+def _poll_fast_plans_sooner(moved: list[tuple[Batch, int]], now: datetime) -> None:
+    """A small closed-loop plan's batches are first polled at +30 s (planning.poll_offsets)."""
+    fast = [batch.pk for batch, _ in moved if batch.dispatch.plan.fast_receipts]
+    if fast:
+        first = planning.FAST_RECEIPT_POLL_OFFSETS_S[0] / time_scale()
+        Batch.objects.filter(pk__in=fast, polls_done=0).update(
+            next_poll_at=now + timedelta(seconds=first)
+        )
 
 
 def _accept_claimed(task_ids: dict[int, int], now: datetime, first_poll: datetime) -> set[int]:

@@ -14,13 +14,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audiences.models import Recipient, SubscriptionState
 from audit.services import audit_record
 from common.errors import ApplicationError
-from delivery import deptwide, enqueue, media, messages, planning
+from delivery import deptwide, enqueue, media, messages, planning, reach
 from delivery.audit_actions import DeliveryAuditAction as Action
 from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, Dispatch, PlanStatus
-from delivery.quota import org_wide_sends_today
 from delivery.services.lifecycle import APPROVAL_VOIDED, plan_finish_if_complete, plan_pause
 from delivery.services.outbox import (
     SnapshotRaced,
@@ -31,7 +29,8 @@ from delivery.services.outbox import (
 )
 from delivery.services.outbox_pg import pg_snapshot_chunk, pg_snapshot_fits
 from notices.delivery_status import notice_mark_sending
-from notices.models import Notice, Status, Tier
+from notices.models import Notice, Status
+from notices.preflight import audience_count
 from notices.reapproval import notice_check_before_send
 
 
@@ -88,7 +87,8 @@ def plan_start(notice_id: int) -> DeliveryPlan | None:
             return None
         if not notice_mark_sending(notice_id):
             return None
-        strategy = choose_plan_strategy(notice)
+        reached = plan_start_reach(notice)
+        strategy = reached.strategy
         plan = DeliveryPlan.objects.create(
             notice=notice,
             department=notice.department,
@@ -96,6 +96,17 @@ def plan_start(notice_id: int) -> DeliveryPlan | None:
             status=PlanStatus.SENDING,
             urgent=notice.is_urgent,
             approved_at=notice.approved_at,
+            reach=reached.count,
+            reach_scope=reached.scope,
+            reach_counted_at=reached.counted_at,
+            fast_receipts=reach.fast_receipts_allowed(
+                notice.department,
+                tier=notice.tier,
+                strategy=strategy,
+                recipients=reached.portal_recipients,
+                companion=messages.has_companion(notice),
+                reminders=notice.max_reminders or 0,
+            ),
             next_reminder_at=(
                 timezone.now() + timedelta(minutes=notice.remind_after_minutes)
                 if notice.max_reminders and notice.remind_after_minutes
@@ -107,9 +118,15 @@ def plan_start(notice_id: int) -> DeliveryPlan | None:
             action=Action.DISPATCH_STARTED,
             target=notice,
             department=notice.department,
-            data={"strategy": strategy, "version_hash": notice.version_hash},
+            data={"strategy": strategy, "version_hash": notice.version_hash, **reached.as_dict()},
         )
     return plan
+
+
+def plan_start_reach(notice: Notice) -> reach.Reach:
+    """The strategy and what it reaches, counted as the pre-flight and the approvers saw it."""
+    portal = audience_count(notice.department, notice.tier, notice.segments.all()).count
+    return reach.notice_reach(notice, portal_recipients=portal)
 
 
 def _restart_reapproved(plan: DeliveryPlan, notice: Notice) -> DeliveryPlan:
@@ -144,37 +161,8 @@ def _restart_reapproved(plan: DeliveryPlan, notice: Notice) -> DeliveryPlan:
 
 
 def choose_plan_strategy(notice: Notice) -> str:
-    """The notice's send strategy (planning.choose_strategy on what the database says now).
-
-    DingTalk allows three to_all_user calls a day, and a file or voice notice needs two (the
-    media and its companion card), so it counts as one more used. The department layout
-    (several queries) is only worked out when an organisation-wide send is out of the question.
-    """
-    possible = org_wide_possible(notice)
-    used = 0
-    if possible:
-        used = org_wide_sends_today(notice.department) + int(messages.has_companion(notice))
-    dept_ids = None
-    if not possible or used >= planning.ORG_WIDE_SENDS_PER_DAY:
-        dept_ids = deptwide.dept_wide_ids(notice)
-    return planning.choose_strategy(
-        tier=notice.tier,
-        tracked=notice.tier != Tier.CITYWIDE,
-        org_wide_possible=possible,
-        dept_ids=dept_ids,
-        personal_links=notice.requires_confirmation,
-        org_wide_used_today=used,
-    )
-
-
-def org_wide_possible(notice: Notice) -> bool:
-    """to_all_user reaches the whole DingTalk organisation: only when nobody there opted out."""
-    if notice.tier != Tier.CITYWIDE or notice.requires_confirmation:
-        return False
-    others = Recipient.objects.filter(department_id=notice.department_id).exclude(
-        subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True
-    )
-    return not others.exists()
+    """The notice's send strategy on what the database says now (delivery.reach)."""
+    return reach.notice_strategy(notice)
 
 
 def is_due(notice: Notice) -> bool:

@@ -20,6 +20,7 @@ from django.db.models import (
     Case,
     DateTimeField,
     F,
+    PositiveSmallIntegerField,
     Q,
     QuerySet,
     Value,
@@ -94,6 +95,7 @@ class Poll:
     done: bool = False
     counted: bool = True  # the poll counts against the schedule (polls_done + 1)
     result_unread: bool = False
+    progress: int | None = None  # getsendprogress's percent (broadcast batches)
 
 
 def _claim_polls(
@@ -221,9 +223,15 @@ def _poll_one(batch: Batch, clients: dict[int, DingTalkClient], moment: datetime
             client = clients[department.pk] = client_for_department(department)
         if not batch.userids:
             progress = client.get_send_progress(batch.task_id)
+            percent = progress.progress_in_percent
             if progress.done:
-                return Poll(batch, "done", done=True)
-            return Poll(batch, "in_progress", next_poll_at=moment + timedelta(seconds=30 / scale))
+                return Poll(batch, "done", done=True, progress=percent)
+            return Poll(
+                batch,
+                "in_progress",
+                next_poll_at=moment + timedelta(seconds=30 / scale),
+                progress=percent,
+            )
         result = client.get_send_result(batch.task_id)
     except ResultUnavailable:
         return Poll(
@@ -254,7 +262,7 @@ def _record_polls(polls: list[Poll], moment: datetime) -> None:
             batch = poll.batch
             polls_done = batch.polls_done + int(poll.counted)
             if poll.outcome in ("polled", "requeued"):
-                offset = planning.next_poll_offset(polls_done)
+                offset = planning.next_poll_offset(polls_done, batch.dispatch.plan.fast_receipts)
                 # Dropped people went into a new batch (once): with nobody left unread the
                 # original batch is settled, whatever its later polls would repeat.
                 settled = not poll.result_unread
@@ -279,6 +287,21 @@ def _record_polls(polls: list[Poll], moment: datetime) -> None:
                 ),
                 default=Value(None),
                 output_field=DateTimeField(),
+            ),
+            # When DingTalk last answered, and its progress figure (reach.plan_reach shows both).
+            last_polled_at=Case(
+                When(pk__in=[p.batch.pk for p in polls if p.counted], then=Value(moment)),
+                default=F("last_polled_at"),
+                output_field=DateTimeField(),
+            ),
+            send_progress=Case(
+                *(
+                    When(pk=p.batch.pk, then=Value(p.progress))
+                    for p in polls
+                    if p.progress is not None
+                ),
+                default=F("send_progress"),
+                output_field=PositiveSmallIntegerField(),
             ),
             polls_done=F("polls_done")
             + Case(

@@ -22,6 +22,7 @@ from django.utils.translation import gettext_noop
 
 from accounts.channel import client_for_department
 from common.errors import ApplicationError
+from common.urls import portal_url
 from delivery import media, messages
 from delivery.governor import (
     Governor,
@@ -176,7 +177,7 @@ def _confirm_links(batches: list[Batch]) -> dict[int, str]:
 
 def confirm_url(delivery_id: int) -> str:
     path = reverse("delivery:confirm", args=[messages.confirm_token(delivery_id)])
-    return str(settings.DELIVERY_PUBLIC_BASE_URL).rstrip("/") + path
+    return portal_url(path)
 
 
 def batches_send(batch_ids: list[int], *, inline_wait_s: float | None = None) -> SendReport:

@@ -28,6 +28,8 @@
     });
   }
 
+  function when(iso) { return iso ? new Date(iso).toLocaleTimeString() : null; }
+
   function show(data) {
     text("delivery-status", data.status_label);
     text("fig-planned", data.planned);
@@ -40,17 +42,27 @@
     text("fig-reach-rate", data.reach_rate === null ? "—" : data.reach_rate + "%");
     text("fig-median", data.curve.median_first_read_min);
     text("fig-avg", data.curve.avg_first_read_min);
+    text("fig-reach", data.reach);
+    text("fig-last-poll", when(data.last_poll_at));
+    text("fig-next-poll", when(data.next_poll_at));
+    if (data.send_progress) {
+      text("fig-send-progress", data.send_progress.percent === null ? null : data.send_progress.percent + "%");
+    }
     text("fig-outreach", data.outreach_open);
     text("curve-minutes", data.curve.minutes);
     width("bar-accepted", data.bars.accepted);
     width("bar-read", data.bars.read);
     width("bar-confirmed", data.bars.confirmed);
-    document.getElementById("curve-line").setAttribute("points", data.curve.points);
+    var curve = document.getElementById("curve-line");
+    if (curve) { curve.setAttribute("points", data.curve.points); }
     var pause = document.getElementById("delivery-pause");
     pause.hidden = !data.pause_reason;
     text("delivery-pause-reason", data.pause_reason);
     rows("delivery-districts", data.districts, function (r) {
-      return [r.district, r.planned, r.read, r.reach === null ? "—" : r.reach + "%"];
+      // Broadcasts have no per-person reads: no read columns rather than 0%.
+      return data.per_person_reads
+        ? [r.district, r.planned, r.read, r.reach === null ? "—" : r.reach + "%"]
+        : [r.district, r.planned];
     });
     rows("delivery-failures", data.failures, function (r) { return [r.state, r.code, r.count]; });
     text("delivery-updated", new Date(data.updated_at).toLocaleTimeString());
@@ -63,5 +75,9 @@
       .catch(function () { /* keep the last figures; the next poll retries */ })
       .then(function () { window.setTimeout(poll, 2000); });
   }
+  ["fig-last-poll", "fig-next-poll"].forEach(function (id) {
+    var el = document.getElementById(id);
+    if (el && el.getAttribute("data-at")) { el.textContent = when(el.getAttribute("data-at")); }
+  });
   window.setTimeout(poll, 2000);
 })();

@@ -126,6 +126,14 @@
     var age = pf.recipients_cached ? strings.cached.replace("%s", pf.recipients_age_s) : strings.fresh;
     document.getElementById("pf-recipients").textContent = pf.recipients.toLocaleString() + " (" + age + ")";
     document.getElementById("pf-calls").textContent = pf.calls.toLocaleString() + " (" + pf.strategy + ")";
+    var scope = (strings["scope" + pf.reach_scope.charAt(0).toUpperCase() + pf.reach_scope.slice(1)] || "")
+      .replace("%s", pf.reach_counted_at ? new Date(pf.reach_counted_at).toLocaleString() : "");
+    document.getElementById("pf-scope").textContent = scope + (pf.all_members_policy ? " " + strings.policy : "");
+    var f = pf.forecast;
+    document.getElementById("pf-forecast").textContent = f.total.toLocaleString() + " (" + strings.forecast
+      .replace("%1", f.sends).replace("%2", f.companion_cards).replace("%3", f.uploads)
+      .replace("%4", f.receipt_polls).replace("%5", f.reminders).replace("%6", f.reminder_polls)
+      .replace("%7", f.approver_alerts).replace("%8", f.recall) + ")";
     document.getElementById("pf-quota").textContent = pf.calls_left === null
       ? pf.monthly_calls.toLocaleString() + " / " + strings.unknown
       : pf.calls_left.toLocaleString() + " / " + pf.monthly_calls.toLocaleString();

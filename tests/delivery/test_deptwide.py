@@ -320,6 +320,10 @@ def test_a_citywide_notice_that_maps_onto_departments_goes_out_by_department_onc
     assert sorted(batch.dept_ids) == sorted([*DISTRICTS, SHELTER])
     assert (batch.userids, batch.to_all, batch.status) == ([], False, BatchStatus.ACCEPTED)
     assert sim.sim.counters()["calls"]["asyncsend_v2"] == 1
+    # Its reach is the chosen departments' members as the directory sync counted them, which
+    # is what DingTalk's task reached.
+    assert plan.reach_scope == "departments"
+    assert plan.reach == sim.sim.task(batch.task_id).total_recipients == PEOPLE - 1
     # Every member of the audience got it exactly once; nobody outside it got it.
     audience = audience_ids(wsd)
     assert len(audience) == PEOPLE - 1

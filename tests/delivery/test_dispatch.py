@@ -24,6 +24,7 @@ from delivery.models import (
 from delivery.services import lifecycle, planner, receipts, sender, sweeper
 from delivery.testing import (
     connect_demo_app,
+    count_directory,
     make_notice,
     make_recipients,
     stopped_clock_simulator,
@@ -253,10 +254,13 @@ def test_a_citywide_broadcast_uses_one_organisation_wide_call(sim, wsd, settings
     settings.DELIVERY_SNAPSHOT_FIRST_CHUNK = 50
     settings.DELIVERY_SNAPSHOT_CHUNK = 100
     make_recipients(wsd, 400)
+    members = count_directory(wsd, sim)  # what to_all_user reaches: needed before it is chosen
     notice = make_notice(wsd, tier=Tier.CITYWIDE)
     enqueue.plan_notice(notice.pk, urgent=notice.is_urgent)
     plan = DeliveryPlan.objects.get(notice=notice)
     assert plan.strategy == "org_wide"
+    assert (plan.reach, plan.reach_scope) == (members, "organisation")
+    assert members == 400  # the simulated directory (also 400 people)
     batch = Batch.objects.get(dispatch__plan=plan)
     assert batch.to_all
     assert batch.status == BatchStatus.ACCEPTED
@@ -299,7 +303,8 @@ def test_people_at_the_daily_cap_are_recorded_not_sent(sim, wsd, settings) -> No
 def test_receipt_polls_follow_a_sped_up_simulator_clock(sim, wsd, settings) -> None:
     settings.DELIVERY_GOVERNOR_TIME_SCALE = 60.0  # a simulated minute per real second
     make_recipients(wsd, 30, languages=("en",))
-    notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
+    # A targeted notice keeps DingTalk's schedule (a small closed-loop one polls sooner).
+    notice = make_notice(wsd, tier=Tier.TARGETED)
     planner.plan_notice(notice.pk)
     batch = Batch.objects.get(dispatch__plan__notice=notice)
     # The schedule's first poll is one simulated minute after acceptance.

@@ -67,7 +67,7 @@ def test_black_rainstorm_on_the_feed_reaches_phones_after_two_approvals(
         settings.DINGTALK_BASE_URL = sim.base_url
         settings.DELIVERY_GOVERNOR_URL = "db"
         settings.INTEGRATIONS_HKO_WARNSUM_URL = feed.url
-        settings.NOTICES_PORTAL_BASE_URL = live_server.url
+        settings.PORTAL_BASE_URL = live_server.url
         cache.clear()
         app = next(a for a in sim.apps if a.code == "WSD")
         department = connect_department(cast_a.department, app)

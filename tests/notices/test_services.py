@@ -616,10 +616,13 @@ def test_attachments_are_checked_for_type_and_size(cast_a, audience, settings):
 
 
 def test_preflight_follows_delivery_strategy(cast_a):
+    from audiences.membercount import member_counts_store
     from audiences.models import Recipient, SubscriptionState
     from notices.preflight import preflight
 
     add_recipients(cast_a.department, 250)
+    # The directory's count says what to_all_user reaches: the organisation is the audience.
+    member_counts_store(cast_a.department, 250, {}, timezone.now())
     figures = preflight(
         department=cast_a.department,
         tier="citywide",
@@ -628,6 +631,7 @@ def test_preflight_follows_delivery_strategy(cast_a):
         requires_confirmation=False,
     )
     assert figures["recipients"] == 250
+    assert figures["strategy"] == "org_wide"
     assert figures["calls"] == 1  # one organisation-wide send
     assert figures["sms_saving_hkd"] == pytest.approx(250 * 0.22)
     assert figures["monthly_calls"] == 5000

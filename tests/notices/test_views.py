@@ -401,9 +401,12 @@ def test_inbox_refuses_contributors(cast_a, verified_client, audience, role):
         actor=dual if role == "submitted" else cast_a.pr_officer, notice=notice
     )
     client = verified_client(dual)
-    assert [r["notice"].pk for r in client.get(reverse("notices:inbox")).context["rows"]] == [
-        notice.pk
-    ]
+    page = client.get(reverse("notices:inbox"))
+    # Not waiting for them: listed as waiting for someone else, with the reason and no Approve.
+    assert [r["notice"].pk for r in page.context["rows"]] == []
+    assert [r["notice"].pk for r in page.context["others"]] == [notice.pk]
+    assert "so another supervisor must approve it" in page.content.decode()
+    assert b'name="approve"' not in page.content
     before = state(notice)
     client.post(
         reverse("notices:approve", args=[notice.pk]),
@@ -499,3 +502,47 @@ def test_compose_with_an_image_and_nothing_half_saved_on_error(
     notice = Notice.objects.get()
     assert notice.attachment.media_type == "image"
     assert notice.attachment.size == 68
+
+
+def test_approval_page_shows_what_the_author_saw_and_who_may_act(cast_a, verified_client, audience):
+    notice = services.notice_create(
+        actor=cast_a.pr_officer,
+        department=cast_a.department,
+        **targeted_fields(
+            audience, body_en="Tonight **no water** in [Sha Tin](https://www.wsd.gov.hk/)."
+        ),
+    )
+    notice = services.notice_submit(actor=cast_a.pr_officer, notice=notice)
+    html = verified_client(cast_a.supervisor).get(reverse("notices:detail", args=[notice.pk]))
+    page = html.content.decode()
+    assert "<strong>no water</strong>" in page  # markdown rendered, not raw **
+    assert "**no water**" not in page
+    assert 'href="https://www.wsd.gov.hk/"' in page
+    assert 'id="approval-review"' in page
+    assert 'id="review-reach">' in page
+    assert "One supervisor" in page  # the rule that applies
+    assert cast_a.pr_officer.username in page  # who wrote it
+    assert 'name="approve"' in page
+    # The author sees why not instead of Approve.
+    own = verified_client(cast_a.pr_officer).get(reverse("notices:detail", args=[notice.pk]))
+    assert b'name="approve"' not in own.content
+    # After approving, a supervisor no longer sees it as waiting for them.
+    citywide = services.notice_submit(
+        actor=cast_a.pr_officer,
+        notice=services.notice_create(
+            actor=cast_a.pr_officer, department=cast_a.department, **citywide_fields()
+        ),
+    )
+    approval.notice_approve(
+        actor=cast_a.supervisor,
+        notice=citywide,
+        version_hash=citywide.version_hash,
+        totp_token=current_code(cast_a.supervisor),
+        reach_acknowledged=True,
+    )
+    inbox = verified_client(cast_a.supervisor).get(reverse("notices:inbox"))
+    assert citywide.pk not in [r["notice"].pk for r in inbox.context["rows"]]
+    assert "Waiting for a second supervisor" in inbox.content.decode()
+    second = verified_client(cast_a.supervisor2).get(reverse("notices:inbox"))
+    assert citywide.pk in [r["notice"].pk for r in second.context["rows"]]
+    assert cast_a.pr_officer.username in second.content.decode()  # the author

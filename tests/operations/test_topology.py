@@ -258,8 +258,7 @@ def write_env_file(path: Path, services: dict[str, str], sim_url: str, port: int
         "PORTAL_VAR_DIR": str(path.parent / "var"),
         "PORTAL_STATIC_ROOT": str(path.parent / "static"),
         "AUDIT_ANCHOR_FILE": str(path.parent / "anchors.jsonl"),
-        "NOTICES_PORTAL_BASE_URL": f"https://{host}",
-        "DELIVERY_PUBLIC_BASE_URL": f"https://{host}",
+        "PORTAL_BASE_URL": f"https://{host}",
         "PORTAL_BIND": host,
         "WEB_CONCURRENCY": "2",
         # A targeted notice to the test's 1,000 people needs two approvers, like a citywide one
