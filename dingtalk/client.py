@@ -247,7 +247,9 @@ def new_api_error(api: str, status: int, data: Mapping[str, Any]) -> DingTalkErr
             f"throttled: {code}", retry_after=1.0, scope=ThrottleScope.APP_API, **common
         )
     if "QpsLimitForApi" in code or status == 429:
-        return Throttled(f"throttled: {code}", retry_after=1.0, scope=ThrottleScope.GLOBAL, **common)
+        return Throttled(
+            f"throttled: {code}", retry_after=1.0, scope=ThrottleScope.GLOBAL, **common
+        )
     if "ApiCountLimitForOrg" in code:
         return QuotaExhausted("monthly API call quota exhausted", **common)
     if "IpNotInWhiteList" in code:
@@ -277,9 +279,10 @@ class DingTalkClient:
         self.agent_id = int(agent_id)
         self.base_url = base_url.rstrip("/")
         # The new API lives on its own host; a simulator serves both families on one address.
-        self.new_api_base_url = (new_api_base_url or (
-            NEW_API_BASE_URL if self.base_url == DEFAULT_BASE_URL else self.base_url
-        )).rstrip("/")
+        self.new_api_base_url = (
+            new_api_base_url
+            or (NEW_API_BASE_URL if self.base_url == DEFAULT_BASE_URL else self.base_url)
+        ).rstrip("/")
         self.timeout = timeout
         self._clock = clock
         self.token_cache: TokenCache = (

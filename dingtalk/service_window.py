@@ -143,7 +143,7 @@ def send(
 
 def recall(client: DingTalkClient, task_id: str) -> None:
     """Withdraw a send of the last 24 hours."""
-    client._call(RECALL_PATH, "mass_recall", {"task_id": str(task_id)})  # noqa: SLF001
+    client._call(RECALL_PATH, "mass_recall", {"task_id": str(task_id)})
 
 
 def records(client: DingTalkClient, page: int = 1, size: int = 20) -> RecordsPage:
@@ -182,7 +182,7 @@ def record_for_uuid(client: DingTalkClient, uuid: str, pages: int = 5) -> SendRe
 def failed_pushes(client: DingTalkClient) -> FailedPushes:
     """Event pushes DingTalk gave up on (each handed out once, at most 200 a call)."""
     token = client.get_access_token()
-    answer = client._http(  # noqa: SLF001
+    answer = client._http(
         "GET", FAILED_PUSHES_PATH, "get_call_back_failed_result", params={"access_token": token}
     )
     if answer.get("errcode", 0) != 0:

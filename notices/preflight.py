@@ -24,7 +24,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 
 from accounts.models import Department, Edition
-from audiences.models import Recipient, Segment, SubscriptionState
+from audiences.models import Recipient, RecipientChannel, Segment, SubscriptionState
 from audiences.selectors import segments_recipients
 from delivery import planning, readiness
 from delivery.governor import GovernorUnavailable
@@ -88,7 +88,7 @@ def audience_count(
     if tier == Tier.CITYWIDE:
         # The same test delivery applies before it chooses an organisation-wide send.
         everyone = (
-            not Recipient.objects.filter(department=department)
+            not Recipient.objects.filter(department=department, channel=RecipientChannel.MEMBER)
             .exclude(subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True)
             .exists()
         )

@@ -88,6 +88,7 @@ def segment_definition(segment: Segment) -> dict[str, Any]:
         "department": segment.department_id,
         "kind": segment.kind,
         "subscription": segment.subscription,
+        "channel": segment.channel,
         "districts": [
             {"id": d.pk, "code": d.code, "name_en": d.name_en, "name_zh": d.name_zh}
             for d in segment.districts.order_by("pk")

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audiences.models import Recipient, SubscriptionState
+from audiences.models import Recipient, RecipientChannel, SubscriptionState
 from audit.services import audit_record
 from common.errors import ApplicationError
 from delivery import deptwide, enqueue, media, messages, planning
@@ -171,9 +171,9 @@ def org_wide_possible(notice: Notice) -> bool:
     """to_all_user reaches the whole DingTalk organisation: only when nobody there opted out."""
     if notice.tier != Tier.CITYWIDE or notice.requires_confirmation:
         return False
-    others = Recipient.objects.filter(department_id=notice.department_id).exclude(
-        subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True
-    )
+    others = Recipient.objects.filter(
+        department_id=notice.department_id, channel=RecipientChannel.MEMBER
+    ).exclude(subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True)
     return not others.exists()
 
 

@@ -39,8 +39,11 @@ def _message(state: AppState, params: dict[str, Any]) -> dict[str, Any]:
     """The send's message, in the work-notification shape the phones page reads."""
     kind = str(params.get("msg_type") or "")
     if kind not in MSG_TYPES:
-        raise ApiError(40035, f"不合法的参数 msg_type ({kind or 'missing'}; allowed: text, "
-                       "news_card, image, markdown, single_news_card, link, action_card)")
+        raise ApiError(
+            40035,
+            f"不合法的参数 msg_type ({kind or 'missing'}; allowed: text, "
+            "news_card, image, markdown, single_news_card, link, action_card)",
+        )
     if kind == "text":
         content = str(params.get("text_content") or "")
         if not content:
@@ -76,14 +79,18 @@ def _audience(
     people = [u for u in dict.fromkeys(userids) if u in followers]
     task.invalid_userids = [u for u in dict.fromkeys(userids) if u not in followers]
     depts = [int(d) for d in dept_raw if d.isdigit() and int(d) in state.directory.departments]
-    task.invalid_dept_ids = [int(d) if d.lstrip("-").isdigit() else -1 for d in dept_raw
-                             if not (d.isdigit() and int(d) in state.directory.departments)]
+    task.invalid_dept_ids = [
+        int(d) if d.lstrip("-").isdigit() else -1
+        for d in dept_raw
+        if not (d.isdigit() and int(d) in state.directory.departments)
+    ]
     task.dept_id_list = depts
     if depts:
         seen = set(people)
         roots = [ROOT_DEPT_ID] if ROOT_DEPT_ID in depts else depts
-        people += [u for u in state.directory.iter_recipients(roots)
-                   if u in followers and u not in seen]
+        people += [
+            u for u in state.directory.iter_recipients(roots) if u in followers and u not in seen
+        ]
     return people, bool(depts)
 
 
@@ -118,9 +125,12 @@ def follow_message_send(
         return {"task_id": str(task.task_id)}
     state.roll_day(now)
     dedupe = len(people) > 1 and sim.limits.get("same_content_once_per_day")
-    key = "sw:" + hashlib.sha1(  # noqa: S324 - a content fingerprint, not security
-        json.dumps(msg, sort_keys=True, ensure_ascii=False).encode()
-    ).hexdigest()
+    key = (
+        "sw:"
+        + hashlib.sha1(  # noqa: S324 - a content fingerprint, not security
+            json.dumps(msg, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
+    )
     for userid in people:
         if dedupe and (userid, key) in state.seen_content:
             task.forbidden.append((userid, 143106, 1))

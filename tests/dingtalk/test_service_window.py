@@ -47,7 +47,9 @@ def test_to_all_reaches_every_follower_in_one_call_and_is_recalled(dt, client):
     inbox = dt.sim.inbox("fan-hko-0003")
     assert inbox[0]["msg"] == {"msgtype": "text", "text": {"content": "黑色暴雨警告"}}
     record = sw.record_for_uuid(client, "u-1")
-    assert record is not None and record.status_name == "sent" and record.receivers == 5
+    assert record is not None
+    assert record.status_name == "sent"
+    assert record.receivers == 5
     sw.recall(client, sent.task_id)
     assert dt.sim.inbox("fan-hko-0003")[0]["recalled"] is True
     assert sw.record_for_uuid(client, "u-1").status_name == "recalled"
@@ -90,7 +92,8 @@ def test_lists_kinds_and_dedupe(dt, client):
         headers={"x-acs-dingtalk-access-token": client.get_access_token()},
         timeout=5,
     )
-    assert answer.status_code == 400 and answer.json()["code"] == "InvalidParameter"
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "InvalidParameter"
     with pytest.raises(InvalidRequest):
         sw.send(client, "sa-someone-else", sw.text_body("x"), uuid="d", to_all=True)
 
