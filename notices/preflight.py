@@ -27,6 +27,7 @@ from accounts.models import Department, Edition
 from audiences.models import Recipient, RecipientChannel, Segment, SubscriptionState
 from audiences.selectors import segments_recipients
 from delivery import planning, readiness
+from delivery.channels import preflight_channels
 from delivery.governor import GovernorUnavailable
 from delivery.quota import monthly_calls_used, org_wide_sends_today
 from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Tier
@@ -167,6 +168,10 @@ def preflight(
             *send_problems(department, audience_queryset(department, tier, segment_list)),
             *figures.warnings,
         ],
+        # Members by work notification, followers by the Service Window, and why.
+        "channels": preflight_channels(
+            department, tier, segment_list, requires_confirmation=requires_confirmation, kind=kind
+        ).as_json(),
         "source": "delivery.planning",
         "two_approvers_above": int(settings.NOTICES_TWO_APPROVER_AUDIENCE),
     }

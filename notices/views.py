@@ -39,7 +39,7 @@ from notices.forms import (
     template_initial,
 )
 from notices.models import Notice, NoticeTemplate, Status
-from notices.preflight import audience_queryset, preflight, send_problems
+from notices.preflight import audience_queryset, preflight, preflight_channels, send_problems
 
 
 def _flash_error(request: AuthenticatedRequest, exc: Exception) -> None:
@@ -271,6 +271,15 @@ def detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
                 else []
             ),
             "reason_form": ReasonForm(),
+            "channels": preflight_channels(
+                department,
+                notice.tier,
+                list(notice.segments.all()),
+                requires_confirmation=notice.requires_confirmation,
+                kind=notice.kind,
+            )
+            if notice.status == Status.SUBMITTED
+            else None,
         },
     )
 
