@@ -394,6 +394,12 @@ class DingTalkClient:
                 f"{type(exc).__name__} calling {api}", api=api, ambiguous=True
             ) from None
         elapsed_ms = (time.monotonic() - started) * 1000
+        return self._payload(api, response, elapsed_ms, new_api=json_body is not None)
+
+    def _payload(
+        self, api: str, response: requests.Response, elapsed_ms: float, *, new_api: bool
+    ) -> dict[str, Any]:
+        """The answer's JSON object, or the typed error its status, page or body means."""
         body = response.content
         if response.status_code >= 500:
             logger.warning("dingtalk %s: HTTP %s in %.0f ms", api, response.status_code, elapsed_ms)
@@ -427,7 +433,7 @@ class DingTalkClient:
                 api=api,
             )
         if response.status_code >= 400 and "errcode" not in payload:
-            if "code" in payload and json_body is not None:
+            if "code" in payload and new_api:
                 raise new_api_error(api, response.status_code, payload)
             if response.status_code == 429:
                 raise Throttled(
