@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -130,7 +131,8 @@ def followers_reconcile(*, department_id: int) -> dict[str, int]:
             page = sw.failed_pushes(client)
             for entry in page.entries:
                 fetched += 1
-                event = entry.get("event") if isinstance(entry.get("event"), dict) else entry
+                nested = entry.get("event")
+                event: dict[str, Any] = nested if isinstance(nested, dict) else entry
                 tag = str(entry.get("call_back_tag") or event.get("EventType") or "")
                 if tag not in set(FollowEvent):
                     continue

@@ -42,6 +42,7 @@ class SegmentForm(forms.Form):
         label=_("Reached through"),
         choices=SegmentChannel.choices,
         initial=SegmentChannel.MEMBERS,
+        required=False,
         help_text=_(
             "Members get work notifications (read receipts, confirmations); Service Window "
             "followers get the department's Service Window broadcasts (no read receipts)."
@@ -126,7 +127,7 @@ class SegmentForm(forms.Form):
             description=d.get("description", ""),
             kind=d["kind"],
             subscription=d["subscription"],
-            channel=d["channel"],
+            channel=d.get("channel") or SegmentChannel.MEMBERS,
             districts=list(d.get("districts") or []),
             function_tags=d.get("function_tags") or [],
             risk_levels=d.get("risk_levels") or [],
@@ -163,7 +164,7 @@ class SegmentCountForm(SegmentForm):
             department_id=self.department.pk,
             kind=d["kind"],
             subscription=d["subscription"],
-            channel=d["channel"],
+            channel=d.get("channel") or SegmentChannel.MEMBERS,
             district_ids=[x.pk for x in d.get("districts") or []],
             function_tags=d.get("function_tags") or [],
             risk_levels=d.get("risk_levels") or [],

@@ -25,6 +25,7 @@ from accounts.selectors import department_get_for_user, department_list_for_user
 from audit.models import AuditEvent
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
+from delivery.channels import preflight_channels
 from dingtalk import messages as dt
 from notices import approval, selectors, services, templating, voice
 from notices import content as nc
@@ -39,7 +40,7 @@ from notices.forms import (
     template_initial,
 )
 from notices.models import MessageKind, Notice, NoticeTemplate, Status
-from notices.preflight import audience_queryset, preflight, preflight_channels, send_problems
+from notices.preflight import audience_queryset, preflight, send_problems
 from notices.voice_clips import notice_transcript
 
 

@@ -127,7 +127,9 @@ def speak_wav(transcript: str) -> bytes:
 
 def wav_seconds(wav: bytes) -> float:
     with wave.open(io.BytesIO(_fix_wav_sizes(wav))) as reader:
-        return reader.getnframes() / float(reader.getframerate())
+        frames: int = reader.getnframes()
+        rate: int = reader.getframerate()
+    return frames / float(rate)
 
 
 def _fix_wav_sizes(wav: bytes) -> bytes:
