@@ -37,8 +37,9 @@ class NoticeForm(forms.Form):
         label=_("Add a Cantonese voice clip read from the Chinese text"),
         required=False,
         help_text=_(
-            "Sent as a voice message followed by the text. Under 60 seconds: for a long text, "
-            "write a short summary below and the clip reads that instead."
+            "Sent as a voice message followed by the text (without buttons or a link). Under 60 "
+            "seconds: for a long text, write a short summary below and the clip reads that "
+            "instead."
         ),
     )
     voice_summary = forms.CharField(

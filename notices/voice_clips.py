@@ -43,7 +43,10 @@ def voice_apply(actor: Actor, notice: Notice) -> None:
     be made (no espeak-ng, no Chinese text, too long)."""
     if not notice.voice_from_text:
         return
+    # The voice message's text companion is a plain card: no buttons or link go with it.
     notice.kind = MessageKind.VOICE
+    notice.buttons = []
+    notice.link_url = notice.link_pic_url = ""
     if clip_matches(notice):
         return
     try:

@@ -86,6 +86,7 @@ def test_rainstorm_voice_plays_in_the_page_and_reaches_the_phones(
         sim.sim.advance(5)
         inbox = sim.sim.inbox("wsd0000100", APP_KEY)
         assert sorted(m["msg"]["msgtype"] for m in inbox) == ["markdown", "voice"]
+        assert sim.sim.counters()["calls"]["media_upload"] == 1  # the clip, uploaded once
         browser.get(f"{sim.base_url}/_sim/phones/wsd0000100?app={APP_KEY}")
         page = browser.find_element(By.TAG_NAME, "body").text
         assert "Voice message 語音訊息" in page
