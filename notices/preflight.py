@@ -136,9 +136,14 @@ def preflight(
     # A file or voice notice's text goes in a companion card beside the media: two calls per
     # batch, and two of the day's three organisation-wide sends (as choose_plan_strategy counts).
     companion = kind in COMPANION_KINDS
+    # Members by work notification, followers by the Service Window, and why.
+    channels = preflight_channels(
+        department, tier, segment_list, requires_confirmation=requires_confirmation, kind=kind
+    )
     figures = planning.estimate(
         tier=tier,
-        recipients=reach.count,
+        # Work-notification arithmetic counts the members only (followers: channels).
+        recipients=max(0, reach.count - channels.followers),
         languages=max(1, languages),
         tracked=tracked,
         org_wide_possible=org_wide,
@@ -168,10 +173,7 @@ def preflight(
             *send_problems(department, audience_queryset(department, tier, segment_list)),
             *figures.warnings,
         ],
-        # Members by work notification, followers by the Service Window, and why.
-        "channels": preflight_channels(
-            department, tier, segment_list, requires_confirmation=requires_confirmation, kind=kind
-        ).as_json(),
+        "channels": channels.as_json(),
         "source": "delivery.planning",
         "two_approvers_above": int(settings.NOTICES_TWO_APPROVER_AUDIENCE),
     }
