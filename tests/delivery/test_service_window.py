@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from audiences.models import (
@@ -117,7 +118,7 @@ def test_a_swept_batch_resent_with_the_same_uuid_is_not_delivered_twice(sim, wsd
 
 
 @pytest.mark.django_db
-def test_members_and_followers_are_split_by_channel(sim, wsd) -> None:
+def test_members_and_followers_are_split_by_channel(sim, wsd, cast_a, verified_client) -> None:
     make_recipients(wsd, 130)
     segment = Segment.objects.create(department=wsd, name="All", channel=SegmentChannel.BOTH)
     notice = make_notice(wsd, tier=Tier.TARGETED)
@@ -142,6 +143,13 @@ def test_members_and_followers_are_split_by_channel(sim, wsd) -> None:
     assert sorted(batch.userids) == FOLLOWERS
     assert inbox_counts(sim, FOLLOWERS) == Counter({1: 20})
     assert channel_figures(plan)["service_window"]["sent"] == 20
+    # The dashboard and the receipt report show each channel and what it cannot report.
+    for url in (f"/delivery/notices/{notice.pk}/", reverse("receipts:report", args=[notice.pk])):
+        user = cast_a.pr_officer if url.startswith("/delivery") else cast_a.auditor
+        html = verified_client(user).get(url).content.decode()
+        assert 'id="channel-service-window"' in html, url
+        assert "20 sent, 0 waiting, 0 failed, 0 recalled (1 calls)" in html
+        assert "who read it, confirmations" in html
 
 
 @pytest.mark.django_db
