@@ -103,6 +103,7 @@ def recall_notice_task(plan_id: int) -> int:
 
 
 @shared_task(
+    bind=True,
     name=enqueue.SEND_SERVICE_WINDOW,
     queue=TASK_QUEUES[enqueue.SEND_SERVICE_WINDOW],
     autoretry_for=(Throttled, ServerError),
@@ -110,7 +111,11 @@ def recall_notice_task(plan_id: int) -> int:
     retry_backoff_max=30,
     max_retries=8,
 )
-def send_service_window_task(batch_id: int) -> str:
+def send_service_window_task(self: Task[Any, Any], batch_id: int) -> str:
     """One Service Window send with the batch's own uuid (delivery.services.service_window);
-    a second run finds nothing to claim, and a resent call is refused as uuid.repeat."""
-    return service_window.sw_send_batch(int(batch_id))
+    a second run finds nothing to claim, and a resent call is refused as uuid.repeat. Held
+    back by the governor: tried again in a second (an eager run leaves it to the sweeper)."""
+    outcome = service_window.sw_send_batch(int(batch_id))
+    if outcome == "wait" and not getattr(self.request, "is_eager", False):
+        raise self.retry(countdown=_countdown(1.0), max_retries=None)
+    return outcome
