@@ -23,3 +23,4 @@ class AudienceAuditAction(models.TextChoices):
     SYNCED = "audiences.synced", "Directory synced"
     SYNC_FAILED = "audiences.sync_failed", "Directory sync failed"
     DIRECTORY_EVENT = "audiences.directory_event_applied", "Directory event applied"
+    FOLLOWER_CHANGED = "audiences.follower_changed", "Service Window follower changed"

@@ -16,6 +16,7 @@ DIRECTORY_SYNC = "audiences.sync_directory"
 DIRECTORY_EVENT_APPLY = "audiences.apply_directory_event"
 # Queued by the beat schedule (config.settings.audiences), never by our code.
 STALE_WORK_SWEEP = "audiences.sweep_stale_work"
+FOLLOWERS_RECONCILE = "audiences.reconcile_followers"
 
 TASK_QUEUES: dict[str, str] = {
     IMPORT_VALIDATE: Queues.BULK,
@@ -23,6 +24,7 @@ TASK_QUEUES: dict[str, str] = {
     DIRECTORY_SYNC: Queues.BULK,
     DIRECTORY_EVENT_APPLY: Queues.BULK,
     STALE_WORK_SWEEP: Queues.DEFAULT,
+    FOLLOWERS_RECONCILE: Queues.BULK,
 }
 
 

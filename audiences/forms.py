@@ -13,6 +13,7 @@ from audiences.models import (
     Recipient,
     RiskLevel,
     Segment,
+    SegmentChannel,
     SegmentKind,
     SegmentMember,
     SubscriptionFilter,
@@ -36,6 +37,16 @@ class SegmentForm(forms.Form):
         label=_("Subscription"),
         choices=SubscriptionFilter.choices,
         initial=SubscriptionFilter.SUBSCRIBED,
+    )
+    channel = forms.ChoiceField(
+        label=_("Reached through"),
+        choices=SegmentChannel.choices,
+        initial=SegmentChannel.MEMBERS,
+        required=False,
+        help_text=_(
+            "Members get work notifications (read receipts, confirmations); Service Window "
+            "followers get the department's Service Window broadcasts (no read receipts)."
+        ),
     )
     districts = forms.ModelMultipleChoiceField(
         label=_("Districts"),
@@ -116,6 +127,7 @@ class SegmentForm(forms.Form):
             description=d.get("description", ""),
             kind=d["kind"],
             subscription=d["subscription"],
+            channel=d.get("channel") or SegmentChannel.MEMBERS,
             districts=list(d.get("districts") or []),
             function_tags=d.get("function_tags") or [],
             risk_levels=d.get("risk_levels") or [],
@@ -152,6 +164,7 @@ class SegmentCountForm(SegmentForm):
             department_id=self.department.pk,
             kind=d["kind"],
             subscription=d["subscription"],
+            channel=d.get("channel") or SegmentChannel.MEMBERS,
             district_ids=[x.pk for x in d.get("districts") or []],
             function_tags=d.get("function_tags") or [],
             risk_levels=d.get("risk_levels") or [],
@@ -175,6 +188,7 @@ def segment_initial(segment: Segment) -> dict[str, Any]:
         "description": segment.description,
         "kind": segment.kind,
         "subscription": segment.subscription,
+        "channel": segment.channel,
         "districts": list(segment.districts.all()),
         "function_tags": ", ".join(segment.function_tags or []),
         "risk_levels": segment.risk_levels,

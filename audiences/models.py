@@ -54,6 +54,22 @@ class SubscriptionSource(models.TextChoices):
     DIRECTORY = "directory", _("Directory sync")
     EVENT = "event", _("Directory event")
     ERASURE = "erasure", _("Erasure request")
+    FOLLOW_EVENT = "follow_event", _("Service Window event")
+    FOLLOW_SYNC = "follow_sync", _("Service Window reconciliation")
+
+
+class RecipientChannel(models.TextChoices):
+    """How DingTalk reaches a person: a member of the department's DingTalk organisation gets
+    work notifications; a follower of its Service Window (互动服务窗) gets its mass sends."""
+
+    MEMBER = "member", _("Organisation member (work notifications)")
+    FOLLOWER = "follower", _("Service Window follower")
+
+
+class SegmentChannel(models.TextChoices):
+    MEMBERS = "members", _("Organisation members")
+    FOLLOWERS = "followers", _("Service Window followers")
+    BOTH = "both", _("Members and followers")
 
 
 class Tag(models.Model):
@@ -124,6 +140,14 @@ class Recipient(models.Model):
     )
     subscription_changed_at = models.DateTimeField(_("subscription changed"))
     dingtalk_dept_ids = models.JSONField(_("DingTalk departments"), default=list, blank=True)
+    # A database default too: the bulk importers' own INSERTs (audiences.merge) leave it out.
+    channel = models.CharField(
+        _("channel"),
+        max_length=8,
+        choices=RecipientChannel.choices,
+        default=RecipientChannel.MEMBER,
+        db_default=RecipientChannel.MEMBER,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     erased_at = models.DateTimeField(_("erased"), null=True, blank=True)
@@ -145,6 +169,7 @@ class Recipient(models.Model):
                     "district",
                     "risk_level",
                     "function_tag",
+                    "channel",
                 ],
                 name="recipient_segment_idx",
                 condition=models.Q(erased_at__isnull=True),
@@ -270,6 +295,12 @@ class Segment(models.Model):
         choices=SubscriptionFilter.choices,
         default=SubscriptionFilter.SUBSCRIBED,
     )
+    channel = models.CharField(
+        _("reached through"),
+        max_length=10,
+        choices=SegmentChannel.choices,
+        default=SegmentChannel.MEMBERS,
+    )
     districts = models.ManyToManyField(District, blank=True, related_name="+")
     function_tags = models.JSONField(_("functions"), default=list, blank=True)
     risk_levels = models.JSONField(_("risk levels"), default=list, blank=True)
@@ -392,6 +423,8 @@ class DirectorySettings(models.Model):
         blank=True,
         help_text=_("env:NAME or file:/path; never the key itself."),
     )
+    # The Service Window's account id (the ``unionid`` of its mass sends); blank: none.
+    service_account_id = models.CharField(_("Service Window account id"), max_length=64, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     # The DingTalk department tree the last sync walked: {"root": id, "parents": {"child": parent}}.
     # Delivery needs it to know what a dept_id_list send reaches (sub-departments included).

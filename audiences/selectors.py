@@ -24,8 +24,10 @@ from audiences.models import (
     CheckIn,
     ImportJob,
     Recipient,
+    RecipientChannel,
     RecipientTag,
     Segment,
+    SegmentChannel,
     SegmentKind,
     SegmentMember,
     SubscriptionFilter,
@@ -45,6 +47,7 @@ class SegmentRule:
     department_id: int
     kind: str = SegmentKind.FILTER
     subscription: str = SubscriptionFilter.SUBSCRIBED
+    channel: str = SegmentChannel.MEMBERS
     district_ids: list[int] = field(default_factory=list)
     function_tags: list[str] = field(default_factory=list)
     risk_levels: list[str] = field(default_factory=list)
@@ -67,6 +70,7 @@ class SegmentRule:
             department_id=segment.department_id,
             kind=segment.kind,
             subscription=segment.subscription,
+            channel=segment.channel,
             district_ids=[d.pk for d in segment.districts.all()],
             function_tags=list(segment.function_tags or []),
             risk_levels=list(segment.risk_levels or []),
@@ -135,6 +139,10 @@ def segment_q(rule: SegmentRule) -> Q:
         q &= Q(subscription_state=SubscriptionState.SUBSCRIBED)
     elif rule.subscription == SubscriptionFilter.UNSUBSCRIBED:
         q &= Q(subscription_state=SubscriptionState.UNSUBSCRIBED)
+    if rule.channel == SegmentChannel.MEMBERS:
+        q &= Q(channel=RecipientChannel.MEMBER)
+    elif rule.channel == SegmentChannel.FOLLOWERS:
+        q &= Q(channel=RecipientChannel.FOLLOWER)
     if rule.kind == SegmentKind.LIST:
         if rule.member_ids is not None:
             return q & Q(pk__in=rule.member_ids)

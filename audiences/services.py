@@ -32,6 +32,7 @@ from audiences.models import (
     RecipientTag,
     RiskLevel,
     Segment,
+    SegmentChannel,
     SegmentKind,
     SegmentMember,
     SubscriptionFilter,
@@ -62,6 +63,7 @@ class SegmentInput:
     description: str = ""
     kind: str = SegmentKind.FILTER
     subscription: str = SubscriptionFilter.SUBSCRIBED
+    channel: str = SegmentChannel.MEMBERS
     districts: Sequence[District] = ()
     function_tags: Sequence[str] = ()
     risk_levels: Sequence[str] = ()
@@ -82,6 +84,7 @@ def _segment_snapshot(segment: Segment) -> dict[str, Any]:
         "name": segment.name,
         "kind": segment.kind,
         "subscription": segment.subscription,
+        "channel": segment.channel,
         "districts": sorted(d.code for d in segment.districts.all()),
         "function_tags": sorted(segment.function_tags or []),
         "risk_levels": sorted(segment.risk_levels or []),
@@ -151,6 +154,7 @@ def _apply_segment(segment: Segment, data: SegmentInput, member_ids: list[int]) 
     segment.description = data.description.strip()
     segment.kind = data.kind
     segment.subscription = data.subscription
+    segment.channel = data.channel
     segment.function_tags = sorted(set(data.function_tags))
     segment.risk_levels = sorted(set(data.risk_levels))
     segment.venue_rule = data.venue_rule and data.kind == SegmentKind.FILTER

@@ -35,6 +35,7 @@ from audiences.models import (
     DirectorySync,
     DistrictMapping,
     Recipient,
+    RecipientChannel,
     SubscriptionSource,
     SubscriptionState,
     SyncState,
@@ -151,6 +152,7 @@ _SYNCED_FIELDS = [
     "subscription_state",
     "subscription_source",
     "subscription_changed_at",
+    "channel",
     "updated_at",
 ]
 
@@ -175,7 +177,13 @@ def _apply_snapshot(*, sync: DirectorySync, snapshot: DirectorySnapshot) -> dict
         for r in Recipient.objects.filter(department=department, erased_at__isnull=True)
     }
     changes = _compare_people(department, snapshot, existing, now)
-    _mark_absent(changes, [r for uid, r in existing.items() if uid not in snapshot.people], now)
+    # Service Window followers are not in the directory: its walk never unsubscribes them.
+    absent = [
+        r
+        for uid, r in existing.items()
+        if uid not in snapshot.people and r.channel == RecipientChannel.MEMBER
+    ]
+    _mark_absent(changes, absent, now)
     for chunk in _chunks(changes.creates):
         Recipient.objects.bulk_create(chunk)
     for chunk in _chunks(changes.updates + changes.leavers + changes.departed):
@@ -276,6 +284,8 @@ def _values_for(
         "district_id": district_of(person.dept_ids),
         "dingtalk_dept_ids": sorted(person.dept_ids),
         "subscription_state": SubscriptionState.SUBSCRIBED,
+        # A follower found in the directory is a member now: work notifications reach them.
+        "channel": RecipientChannel.MEMBER,
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from audiences import enqueue, import_jobs, maintenance, sync
+from audiences import enqueue, followers, import_jobs, maintenance, sync
 from dingtalk.errors import ServerError, Throttled
 
 
@@ -59,3 +59,22 @@ def apply_directory_event_task(department_id: int, event_type: str, userids: lis
 def sweep_stale_work_task() -> dict[str, int]:
     """Beat: import jobs and syncs whose worker died are marked failed (see audiences.maintenance)."""
     return maintenance.stale_work_sweep()
+
+
+@shared_task(
+    name=enqueue.FOLLOWERS_RECONCILE,
+    queue=enqueue.TASK_QUEUES[enqueue.FOLLOWERS_RECONCILE],
+    autoretry_for=(Throttled, ServerError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def reconcile_followers_task(department_id: int | None = None) -> dict[str, int]:
+    """Beat (no argument: every department with a Service Window): apply the follow events
+    DingTalk failed to push (see audiences.followers)."""
+    totals = {"fetched": 0, "changed": 0}
+    ids = [department_id] if department_id else followers.departments_to_reconcile()
+    for one in ids:
+        for key, value in followers.followers_reconcile(department_id=one).items():
+            totals[key] += value
+    return totals

@@ -14,6 +14,7 @@ from accounts import permissions as perms
 from accounts.models import Department
 from accounts.selectors import department_get_for_user
 from audiences import enqueue, selectors, services
+from audiences.followers import FollowEvent, event_time, follow_event_apply
 from audiences.forms import CsvUploadForm, SegmentCountForm, SegmentForm, segment_initial
 from audiences.import_jobs import import_job_confirm
 from audiences.models import ImportState
@@ -213,7 +214,16 @@ def dingtalk_callback(request: HttpRequest, code: str) -> HttpResponse:
     except CallbackCryptoError:
         return JsonResponse({"error": "bad signature"}, status=403)
     event_type = str(event.get("EventType", ""))
-    if event_type in set(DirectoryEvent):
+    if event_type in set(FollowEvent):
+        raw = event.get("UserId") or []
+        department_id = Department.objects.filter(code=code).values_list("pk", flat=True).get()
+        follow_event_apply(
+            department_id=department_id,
+            event_type=event_type,
+            userids=[str(u) for u in (raw if isinstance(raw, list) else [raw])][:100],
+            at=event_time(event.get("TimeStamp")),
+        )
+    elif event_type in set(DirectoryEvent):
         userids = [str(u) for u in event.get("UserId") or []][:100]
         department_id = Department.objects.filter(code=code).values_list("pk", flat=True).get()
         # Handled by a task: DingTalk wants the reply within 2.5 s, and fetching users is network I/O.

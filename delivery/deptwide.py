@@ -43,14 +43,18 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 
 from accounts.models import Department
-from audiences.models import DirectorySettings, Recipient, SubscriptionState
+from audiences.models import DirectorySettings, Recipient, RecipientChannel, SubscriptionState
 from delivery.planning import MAX_DEPTS_PER_CALL
 from notices.models import Notice, Tier
 
 MAX_REACH_PER_CALL = 5_000  # dingtalk-api.md §2.2: an internal app's call reaches 5,000 people
 
 # Must stay the citywide audience of delivery.services.audience_recipients (a test checks it).
-AUDIENCE = Q(subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True)
+AUDIENCE = Q(
+    subscription_state=SubscriptionState.SUBSCRIBED,
+    erased_at__isnull=True,
+    channel=RecipientChannel.MEMBER,
+)
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,10 @@ def dept_wide_plan(
     tree = DeptTree.from_json(row.dept_tree)
     if tree is None or tree.root != row.root_dept_id:
         return None
-    people = Recipient.objects.filter(department_id=notice.department_id).order_by()
+    # Service Window followers are outside the DingTalk organisation (delivery.channels).
+    people = Recipient.objects.filter(
+        department_id=notice.department_id, channel=RecipientChannel.MEMBER
+    ).order_by()
     if people.filter(erased_at__gte=synced).exists():
         return None  # erased since the sync: where they sit in DingTalk is unknown
     audience = _audience_by_departments(people)

@@ -27,6 +27,7 @@ POLL_BATCH_RECEIPTS = "delivery.poll_batch_receipts"
 SWEEP_DISPATCHES = "delivery.sweep_dispatches"
 SEND_REMINDERS = "delivery.send_reminders"
 RECALL_NOTICE = "delivery.recall_notice"
+SEND_SERVICE_WINDOW = "delivery.send_service_window"
 
 # Each task name and the queue its task is declared on (tests/test_celery_queues.py checks both).
 TASK_QUEUES: dict[str, str] = {
@@ -37,6 +38,7 @@ TASK_QUEUES: dict[str, str] = {
     SWEEP_DISPATCHES: Queues.URGENT,
     SEND_REMINDERS: Queues.SEND,
     RECALL_NOTICE: Queues.URGENT,
+    SEND_SERVICE_WINDOW: Queues.SEND,
 }
 
 # A lower number goes first on both brokers (config.settings.celery.Priority).
@@ -74,6 +76,21 @@ def send_batches(batch_ids: list[int], *, urgent: bool, countdown: float = 0) ->
         priority=priority_for(urgent),
         countdown=countdown,
     )
+
+
+def send_service_window(batch_ids: Iterable[int], *, urgent: bool) -> None:
+    """Queue one Service Window send per batch (delivery.services.service_window). A lost
+    message leaves the batch queued; the sweeper queues it again."""
+    for batch_id in batch_ids:
+        try:
+            send_by_name(
+                SEND_SERVICE_WINDOW,
+                (batch_id,),
+                queue=queue_for(urgent),
+                priority=priority_for(urgent),
+            )
+        except Exception:
+            logger.exception("delivery: could not enqueue Service Window batch %s", batch_id)
 
 
 def send_group_size() -> int:

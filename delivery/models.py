@@ -366,3 +366,36 @@ def effective_state_in(states: tuple[str, ...] | list[str]) -> models.Q:
             batch__status=BatchStatus.ACCEPTED
         )
     return condition
+
+
+class ServiceWindowBatch(models.Model):
+    """One Service Window mass send (delivery.services.service_window) to the notice's followers:
+    all of them (``to_all``) or up to 1,000 user ids. Its ``uuid`` is fixed when the batch is
+    created, so a retried, swept or resent call is refused by DingTalk as ``uuid.repeat`` instead
+    of being delivered twice."""
+
+    plan = models.ForeignKey(DeliveryPlan, on_delete=models.CASCADE, related_name="sw_batches")
+    seq = models.PositiveIntegerField()
+    uuid = models.CharField(max_length=64, unique=True)
+    to_all = models.BooleanField(default=False)
+    userids = models.JSONField(default=list)
+    size = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=16, choices=BatchStatus.choices, default=BatchStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    task_id = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    recalled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "seq"], name="swbatch_unique_plan_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"service window batch {self.plan_id}/{self.seq}"

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import permissions as perms
 from common.types import AuthenticatedRequest
 from delivery import receipt_report
+from delivery.channels import channel_figures
 from delivery.receipt_forms import ReceiptExportForm, ReceiptFilterForm
 
 RECEIPT_PAGE_SIZE = 100
@@ -42,6 +43,7 @@ def _receipts_context(
     return {
         "notice": notice,
         "plan": receipt_report.notice_plan(notice),
+        "channels": channel_figures(receipt_report.notice_plan(notice)),
         "form": form,
         "page": page,
         "counts": receipt_report.state_counts(notice),

@@ -16,7 +16,8 @@ from django.conf import settings
 
 from delivery import enqueue
 from delivery.enqueue import TASK_QUEUES
-from delivery.services import followup, planner, receipts, sender, sweeper
+from delivery.services import followup, planner, receipts, sender, service_window, sweeper
+from dingtalk.errors import ServerError, Throttled
 
 logger = logging.getLogger("delivery.tasks")
 
@@ -99,3 +100,22 @@ def send_reminders_task() -> int:
 @shared_task(name=enqueue.RECALL_NOTICE, queue=TASK_QUEUES[enqueue.RECALL_NOTICE])
 def recall_notice_task(plan_id: int) -> int:
     return followup.plan_recall_calls(plan_id)
+
+
+@shared_task(
+    bind=True,
+    name=enqueue.SEND_SERVICE_WINDOW,
+    queue=TASK_QUEUES[enqueue.SEND_SERVICE_WINDOW],
+    autoretry_for=(Throttled, ServerError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=8,
+)
+def send_service_window_task(self: Task[Any, Any], batch_id: int) -> str:
+    """One Service Window send with the batch's own uuid (delivery.services.service_window);
+    a second run finds nothing to claim, and a resent call is refused as uuid.repeat. Held
+    back by the governor: tried again in a second (an eager run leaves it to the sweeper)."""
+    outcome = service_window.sw_send_batch(int(batch_id))
+    if outcome == "wait" and not getattr(self.request, "is_eager", False):
+        raise self.retry(countdown=_countdown(1.0), max_retries=None)
+    return outcome

@@ -19,6 +19,7 @@ from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
 from common.views import public_view
 from delivery import selectors
+from delivery.channels import channel_figures
 from delivery.forms import ConfirmForm, OutreachCloseForm, RecallForm
 from delivery.models import Delivery, PlanStatus
 from delivery.services import followup, lifecycle
@@ -42,6 +43,7 @@ def dashboard(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
             "plan": plan,
             "notice": plan.notice,
             "figures": selectors.plan_figures(plan),
+            "channels": channel_figures(plan),
             "can_recall": selectors.can_recall(user=request.user, plan=plan),
             "can_resume": plan.status == "paused"
             and perms.has_department_perm(request.user, perms.APPROVE_NOTICE, plan.department),

@@ -39,6 +39,7 @@ from dingtalk.errors import (
     ThrottleScope,
     TokenExpired,
     TransportError,
+    UuidRepeated,
 )
 from dingtalk.messages import encode_msg, validate_media_upload, validate_msg
 from dingtalk.tokens import InMemoryTokenCache, TokenCache
@@ -46,6 +47,7 @@ from dingtalk.tokens import InMemoryTokenCache, TokenCache
 logger = logging.getLogger("dingtalk.client")
 
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
+NEW_API_BASE_URL = "https://api.dingtalk.com"
 TOKEN_REFRESH_MARGIN_S = 300
 TOKEN_MIN_TTL_S = 60
 MAX_USERIDS_PER_CALL = 100
@@ -225,6 +227,38 @@ def error_for(api: str, data: Mapping[str, Any]) -> DingTalkError:
     return InvalidRequest(f"request rejected: {errmsg}", **common)
 
 
+def new_api_error(api: str, status: int, data: Mapping[str, Any]) -> DingTalkError:
+    """Map a refusal of the new API (HTTP 4xx ``{code, message, requestid}``, §0)."""
+    code = str(data.get("code", ""))
+    rid = data.get("requestid")
+    common: dict[str, Any] = {
+        "api": api,
+        "errcode": status,
+        "errmsg": str(data.get("message", ""))[:300],
+        "sub_code": code or None,
+        "request_id": str(rid) if rid is not None else None,
+    }
+    if code == "uuid.repeat":
+        return UuidRepeated("uuid already used (uuid.repeat)", **common)
+    if code == "InvalidAuthentication":
+        return TokenExpired("access token rejected", **common)
+    if "QpsLimitForAppkeyAndApi" in code or "QpmLimitForAppkeyAndApi" in code:
+        return Throttled(
+            f"throttled: {code}", retry_after=1.0, scope=ThrottleScope.APP_API, **common
+        )
+    if "QpsLimitForApi" in code or status == 429:
+        return Throttled(
+            f"throttled: {code}", retry_after=1.0, scope=ThrottleScope.GLOBAL, **common
+        )
+    if "ApiCountLimitForOrg" in code:
+        return QuotaExhausted("monthly API call quota exhausted", **common)
+    if "IpNotInWhiteList" in code:
+        return IpNotWhitelisted("server IP not in the app's whitelist", **common)
+    if status in (401, 403):
+        return PermissionDenied(f"HTTP {status} {code}", **common)
+    return InvalidRequest(f"request rejected: {code}", **common)
+
+
 class DingTalkClient:
     """Client for one DingTalk app. Thread-safe for concurrent calls."""
 
@@ -238,11 +272,17 @@ class DingTalkClient:
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (3.05, 10),
         clock: Callable[[], float] = time.time,
+        new_api_base_url: str | None = None,
     ) -> None:
         self.app_key = app_key
         self._app_secret = app_secret
         self.agent_id = int(agent_id)
         self.base_url = base_url.rstrip("/")
+        # The new API lives on its own host; a simulator serves both families on one address.
+        self.new_api_base_url = (
+            new_api_base_url
+            or (NEW_API_BASE_URL if self.base_url == DEFAULT_BASE_URL else self.base_url)
+        ).rstrip("/")
         self.timeout = timeout
         self._clock = clock
         self.token_cache: TokenCache = (
@@ -321,12 +361,21 @@ class DingTalkClient:
         params: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
         files: Mapping[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        url = self.base_url + path
+        url = (self.new_api_base_url if json_body is not None else self.base_url) + path
         started = time.monotonic()
         try:
             response = self.session.request(
-                method, url, params=params, data=data, files=files, timeout=self.timeout
+                method,
+                url,
+                params=params,
+                data=data,
+                files=files,
+                json=json_body,
+                headers=headers,
+                timeout=self.timeout,
             )
         except requests.ConnectTimeout:
             raise TransportError(f"connect timeout calling {api}", api=api) from None
@@ -345,6 +394,12 @@ class DingTalkClient:
                 f"{type(exc).__name__} calling {api}", api=api, ambiguous=True
             ) from None
         elapsed_ms = (time.monotonic() - started) * 1000
+        return self._payload(api, response, elapsed_ms, new_api=json_body is not None)
+
+    def _payload(
+        self, api: str, response: requests.Response, elapsed_ms: float, *, new_api: bool
+    ) -> dict[str, Any]:
+        """The answer's JSON object, or the typed error its status, page or body means."""
         body = response.content
         if response.status_code >= 500:
             logger.warning("dingtalk %s: HTTP %s in %.0f ms", api, response.status_code, elapsed_ms)
@@ -378,6 +433,8 @@ class DingTalkClient:
                 api=api,
             )
         if response.status_code >= 400 and "errcode" not in payload:
+            if "code" in payload and new_api:
+                raise new_api_error(api, response.status_code, payload)
             if response.status_code == 429:
                 raise Throttled(
                     f"HTTP 429 from {api}", retry_after=1.0, scope=ThrottleScope.GLOBAL, api=api
@@ -419,6 +476,32 @@ class DingTalkClient:
                 continue
             logger.warning("dingtalk %s: %s", api, error)
             raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def call_new_api(self, path: str, api: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST JSON to the new API (token in a header); one refresh-and-retry on a token error.
+
+        Refusals come as HTTP 4xx ``{code, message}``; an oapi-style errcode body (the
+        simulator's injected faults) is mapped as on oapi.
+        """
+        for attempt in (1, 2):
+            token = self.get_access_token(force_refresh=attempt == 2)
+            try:
+                payload = self._http(
+                    "POST",
+                    path,
+                    api,
+                    json_body=body,
+                    headers={"x-acs-dingtalk-access-token": token},
+                )
+                if payload.get("errcode", 0) != 0:
+                    raise error_for(api, payload)
+            except TokenExpired:
+                if attempt == 2:
+                    raise
+                self.token_cache.delete(self.token_cache_key)
+                continue
+            return payload
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- work notifications ----------------------------------------------------------------------

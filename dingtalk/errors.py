@@ -117,6 +117,11 @@ class InvalidRequest(DingTalkError):  # noqa: N818 - names follow the issue's vo
     """DingTalk rejected the parameters (40035, 400002, 40056, 60003...)."""
 
 
+class UuidRepeated(InvalidRequest):
+    """The Service Window already has a send with this ``uuid`` (``uuid.repeat``): the earlier
+    call was accepted, so this one delivered nothing."""
+
+
 class ResultUnavailable(InvalidRequest):
     """getsendresult refused: task too large (41052) or outside its 24-hour window."""
 

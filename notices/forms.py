@@ -33,6 +33,21 @@ class NoticeForm(forms.Form):
     duration_s = forms.IntegerField(
         label=_("Voice length (seconds)"), required=False, min_value=1, max_value=59
     )
+    voice_from_text = forms.BooleanField(
+        label=_("Add a Cantonese voice clip read from the Chinese text"),
+        required=False,
+        help_text=_(
+            "Sent as a voice message followed by the text (without buttons or a link). Under 60 "
+            "seconds: for a long text, write a short summary below and the clip reads that "
+            "instead."
+        ),
+    )
+    voice_summary = forms.CharField(
+        label=_("Voice summary (Chinese, optional)"),
+        required=False,
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
     segments = forms.ModelMultipleChoiceField(
         label=_("Audience segments"),
         queryset=Segment.objects.none(),
@@ -101,8 +116,10 @@ class NoticeForm(forms.Form):
     def notice_fields(self) -> dict[str, Any]:
         """The cleaned data as notice_create/notice_update fields."""
         data = self.cleaned_data
-        kind = data["kind"]
+        kind = MessageKind.VOICE if data.get("voice_from_text") else data["kind"]
         return {
+            "voice_from_text": bool(data.get("voice_from_text")),
+            "voice_summary": data.get("voice_summary") or "",
             "tier": data["tier"],
             "kind": kind,
             "title_en": data.get("title_en") or "",
@@ -152,6 +169,8 @@ def notice_initial(notice: Notice) -> dict[str, Any]:
             "send_at",
             "expires_at",
             "classification",
+            "voice_from_text",
+            "voice_summary",
         )
     }
     initial["segments"] = list(notice.segments.all())

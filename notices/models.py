@@ -144,6 +144,7 @@ class NoticeTemplate(models.Model):
         choices=Classification.choices,
         default=Classification.UNCLASSIFIED,
     )
+    voice_from_text = models.BooleanField(_("Cantonese voice clip"), default=False)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -183,6 +184,10 @@ class Notice(models.Model):
         Attachment, null=True, blank=True, on_delete=models.PROTECT, related_name="notices"
     )
     # Audience: citywide tier = every subscriber of the department; otherwise these segments.
+    # A Cantonese voice clip made from the Chinese text (notices.voice_clips), or from this
+    # summary when the text is too long for a voice message.
+    voice_from_text = models.BooleanField(_("Cantonese voice clip"), default=False)
+    voice_summary = models.TextField(_("voice summary (Chinese)"), blank=True)
     segments = models.ManyToManyField("audiences.Segment", blank=True, related_name="notices")
     high_risk = models.BooleanField(_("high risk"), default=False)
     requires_confirmation = models.BooleanField(_("requires confirmation"), default=False)

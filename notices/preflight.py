@@ -26,10 +26,11 @@ from django.utils.translation import gettext
 
 from accounts.models import Department, Edition, Membership, Role
 from audiences.membercount import member_counts
-from audiences.models import Recipient, Segment, SubscriptionState
+from audiences.models import Recipient, RecipientChannel, Segment, SubscriptionState
 from audiences.selectors import segments_recipients
 from delivery import forecast, planning, readiness
 from delivery import reach as delivery_reach
+from delivery.channels import preflight_channels
 from delivery.governor import GovernorUnavailable
 from delivery.quota import monthly_calls_used
 from notices.models import COMPANION_KINDS, MEDIA_KINDS, MessageKind, Notice, Tier
@@ -91,7 +92,7 @@ def audience_count(
     if tier == Tier.CITYWIDE:
         # The same test delivery applies before it chooses an organisation-wide send.
         everyone = (
-            not Recipient.objects.filter(department=department)
+            not Recipient.objects.filter(department=department, channel=RecipientChannel.MEMBER)
             .exclude(subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True)
             .exists()
         )
@@ -227,12 +228,20 @@ def preflight(
     # A file or voice notice's text goes in a companion card beside the media: two calls per
     # batch, and two of the day's three organisation-wide sends.
     companion = kind in COMPANION_KINDS
+    # Members by work notification, followers by the Service Window, and why.
+    channels = preflight_channels(
+        department, tier, segment_list, requires_confirmation=requires_confirmation, kind=kind
+    )
     strategy, layout = cached_strategy(
         department, tier, requires_confirmation=requires_confirmation, companion=companion,
         fresh=fresh,
     )  # fmt: skip
+    # Work-notification arithmetic counts the members only (followers: channels).
     reached = delivery_reach.reach_for(
-        department, strategy=strategy, portal_recipients=reach.count, layout=layout
+        department,
+        strategy=strategy,
+        portal_recipients=max(0, reach.count - channels.followers),
+        layout=layout,
     )
     figures = planning.estimate(
         tier=tier,
@@ -278,6 +287,7 @@ def preflight(
             *figures.warnings,
             *quota_warning(calls.total, calls_left),
         ],
+        "channels": channels.as_json(),
         "source": "delivery.planning",
         "two_approvers_above": int(settings.NOTICES_TWO_APPROVER_AUDIENCE),
     }

@@ -76,6 +76,38 @@ def _rainstorm(code: str) -> dict[str, Any]:
         "remind_whom": "",
         "expires_after_minutes": 6 * 60,
         "classification": Classification.UNCLASSIFIED,
+        # A Cantonese voice clip of the Chinese text goes with it (notices.voice_clips).
+        "voice_from_text": True,
+        "is_active": True,
+    }
+
+
+def _typhoon_8() -> dict[str, Any]:
+    """No. 8 Gale or Storm Signal. No trigger code: the Observatory's TC8 has four directional
+    subtypes (TC8NE...), mapped by a department's warning settings, not by this template."""
+    return {
+        "code": "typhoon-8",
+        "name": "Typhoon Signal No. 8",
+        "description": "Observatory WTCSGNL TC8*: No. 8 Gale or Storm Signal issued.",
+        "trigger_code": "",
+        "tier": Tier.CITYWIDE,
+        "kind": MessageKind.MARKDOWN,
+        "title_en": "Typhoon Signal No. 8",
+        "title_zh": "八號烈風或暴風信號",
+        "body_en": (
+            "The Hong Kong Observatory issued the **No. 8 Gale or Storm Signal** at "
+            "{issue_time}. Stay indoors, keep away from windows and follow official advice."
+        ),
+        "body_zh": "香港天文台已於{issue_time}發出**八號烈風或暴風信號**。請留在室內，遠離窗戶，並留意政府公布。",
+        "buttons": [],
+        "link_url": "",
+        "requires_confirmation": False,
+        "remind_after_minutes": None,
+        "max_reminders": 0,
+        "remind_whom": "",
+        "expires_after_minutes": 12 * 60,
+        "classification": Classification.UNCLASSIFIED,
+        "voice_from_text": True,
         "is_active": True,
     }
 
@@ -145,6 +177,7 @@ def default_templates(department_code: str) -> list[dict[str, Any]]:
     """Template specs for a department: rainstorm warnings for all, the outage for WSD."""
     specs = [_rainstorm(code) for code in _RAINSTORM]
     specs.append(_rainstorm_cancelled())
+    specs.append(_typhoon_8())
     if department_code == "WSD":
         specs.append(_water_outage())
     return specs

@@ -59,6 +59,7 @@ from notices.versions import (
     record_version,
     void_approvals,
 )
+from notices.voice_clips import voice_apply
 
 # --- compose -------------------------------------------------------------------------------
 
@@ -126,6 +127,7 @@ def _notice_create(
         tier=fields.get("tier", Tier.TARGETED),
     )
     segments = apply_fields(notice, fields) or []
+    voice_apply(actor, notice)
     check_segments(department, segments)
     validate_notice(notice, segments)
     notice.version_hash = ""
@@ -169,6 +171,7 @@ def notice_update(*, actor: Actor, notice: Notice, changes: Mapping[str, Any]) -
         previous = locked.version
         previous_hash = locked.version_hash
         segments = apply_fields(locked, changes)
+        voice_apply(actor, locked)
         if segments is None:
             segments = list(locked.segments.all())
         check_segments(locked.department, segments)
@@ -367,6 +370,9 @@ def notice_save(
     fields = dict(fields)
     if notice is not None and upload is None and "attachment" not in fields:
         fields["attachment"] = notice.attachment
+    if fields.get("voice_from_text"):
+        fields["kind"] = MessageKind.VOICE  # the clip is made from the text (voice_apply)
+        upload = None
     if fields.get("kind") not in (MessageKind.IMAGE, MessageKind.FILE, MessageKind.VOICE):
         fields["attachment"] = None
         upload = None

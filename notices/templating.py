@@ -24,6 +24,7 @@ from notices.errors import NoticeInvalid
 from notices.guards import require_perm
 from notices.models import Notice, NoticeTemplate, Source
 from notices.seed import default_templates
+from notices.voice import voice_available
 
 
 def template_placeholders(template: NoticeTemplate) -> list[str]:
@@ -72,6 +73,8 @@ def template_fill(template: NoticeTemplate, values: Mapping[str, str]) -> dict[s
         "max_reminders": template.max_reminders,
         "remind_whom": template.remind_whom,
         "classification": template.classification,
+        # Where espeak-ng is missing the notice goes without its clip (notices.voice).
+        "voice_from_text": template.voice_from_text and voice_available(),
     }
 
 
@@ -102,16 +105,27 @@ def notice_create_from_template(
     if template.expires_after_minutes and "expires_at" not in (overrides or {}):
         start = fields.get("send_at") or timezone.now()
         fields["expires_at"] = start + timedelta(minutes=template.expires_after_minutes)
-    with transaction.atomic():
-        notice = services.notice_create(
-            actor=actor,
-            department=department,
-            source=source,
-            template=template,
-            triggered_at=triggered_at,
-            external_ref=external_ref,
-            **fields,
-        )
+
+    def create() -> Notice:
+        with transaction.atomic():
+            return services.notice_create(
+                actor=actor,
+                department=department,
+                source=source,
+                template=template,
+                triggered_at=triggered_at,
+                external_ref=external_ref,
+                **fields,
+            )
+
+    try:
+        notice = create()
+    except NoticeInvalid as exc:
+        if not fields.get("voice_from_text") or set(exc.errors) != {"voice_summary"}:
+            raise
+        # The filled text makes no voice clip (too long): the warning goes without one.
+        fields["voice_from_text"] = False
+        notice = create()
     if submit:
         notice = services.notice_submit(actor=actor, notice=notice)
     return notice

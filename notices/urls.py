@@ -13,6 +13,7 @@ urlpatterns = [
     path("preview/<str:code>/", views.preview, name="preview"),
     path("<int:pk>/", views.detail, name="detail"),
     path("<int:pk>/edit/", views.edit, name="edit"),
+    path("<int:pk>/voice.wav", views.voice_clip, name="voice"),
     path("<int:pk>/submit/", views.submit, name="submit"),
     path("<int:pk>/cancel/", views.cancel, name="cancel"),
     path("<int:pk>/approve/", views.approve, name="approve"),

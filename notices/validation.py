@@ -36,6 +36,8 @@ CONTENT_FIELDS = (
     "send_at",
     "expires_at",
     "classification",
+    "voice_from_text",
+    "voice_summary",
 )
 EDITABLE_FIELDS = frozenset((*CONTENT_FIELDS, "segments"))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from audiences.models import Segment, SegmentMember, Venue
+from audiences.models import Segment, SegmentChannel, SegmentMember, Venue
 from audiences.selectors import venues_within
 from common.types import Actor
 from notices.guards import acting_person
@@ -81,8 +81,10 @@ def _venue_rule(segment: Segment) -> dict[str, Any] | None:
 def segment_definition(segment: Segment) -> dict[str, Any]:
     """Everything of a segment that decides who it reaches, with the identities and names of the
     tags, districts and venues it names and their high-risk flags (see audiences.selectors.segment_q).
+    The channel is named only when it is not the default (members), so the hashes of notices
+    approved before channels existed do not change.
     """
-    return {
+    definition: dict[str, Any] = {
         "id": segment.pk,
         "name": segment.name,
         "department": segment.department_id,
@@ -101,48 +103,62 @@ def segment_definition(segment: Segment) -> dict[str, Any]:
         "members": _members_digest(segment),
         "venue_rule": _venue_rule(segment),
     }
+    if segment.channel != SegmentChannel.MEMBERS:
+        definition["channel"] = segment.channel
+    return definition
+
+
+def _with_voice(notice: Notice, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A voice-from-text notice's snapshot also names the clip's source (the clip's own hash is
+    in ``attachment``); other notices' snapshots, and so their hashes, are unchanged."""
+    if notice.voice_from_text:
+        snapshot["voice"] = {"from_text": True, "summary": notice.voice_summary}
+    return snapshot
 
 
 def notice_snapshot(notice: Notice) -> dict[str, Any]:
     """Everything that is sent, to whom and when: the canonical form the version hash covers."""
     attachment = notice.attachment
     segments = sorted(notice.segments.all(), key=lambda s: s.pk) if notice.pk else []
-    return {
-        "notice": notice.pk,
-        "version": notice.version,
-        "department": notice.department_id,
-        "tier": notice.tier,
-        "kind": notice.kind,
-        "title_en": notice.title_en,
-        "title_zh": notice.title_zh,
-        "body_en": notice.body_en,
-        "body_zh": notice.body_zh,
-        "buttons": notice.buttons,
-        "link_url": notice.link_url,
-        "link_pic_url": notice.link_pic_url,
-        "attachment": None
-        if attachment is None
-        else {
-            "id": attachment.pk,
-            "sha256": attachment.sha256,
-            "media_type": attachment.media_type,
-            "size": attachment.size,
-            "duration_s": attachment.duration_s,
+    return _with_voice(
+        notice,
+        {
+            "notice": notice.pk,
+            "version": notice.version,
+            "department": notice.department_id,
+            "tier": notice.tier,
+            "kind": notice.kind,
+            "title_en": notice.title_en,
+            "title_zh": notice.title_zh,
+            "body_en": notice.body_en,
+            "body_zh": notice.body_zh,
+            "buttons": notice.buttons,
+            "link_url": notice.link_url,
+            "link_pic_url": notice.link_pic_url,
+            "attachment": None
+            if attachment is None
+            else {
+                "id": attachment.pk,
+                "sha256": attachment.sha256,
+                "media_type": attachment.media_type,
+                "size": attachment.size,
+                "duration_s": attachment.duration_s,
+            },
+            "audience": "citywide"
+            if notice.tier == Tier.CITYWIDE
+            else [segment_definition(s) for s in segments],
+            "high_risk": notice.high_risk,
+            "requires_confirmation": notice.requires_confirmation,
+            "reminders": {
+                "after_minutes": notice.remind_after_minutes,
+                "max": notice.max_reminders,
+                "whom": notice.remind_whom,
+            },
+            "send_at": notice.send_at.isoformat() if notice.send_at else None,
+            "expires_at": notice.expires_at.isoformat() if notice.expires_at else None,
+            "classification": notice.classification,
         },
-        "audience": "citywide"
-        if notice.tier == Tier.CITYWIDE
-        else [segment_definition(s) for s in segments],
-        "high_risk": notice.high_risk,
-        "requires_confirmation": notice.requires_confirmation,
-        "reminders": {
-            "after_minutes": notice.remind_after_minutes,
-            "max": notice.max_reminders,
-            "whom": notice.remind_whom,
-        },
-        "send_at": notice.send_at.isoformat() if notice.send_at else None,
-        "expires_at": notice.expires_at.isoformat() if notice.expires_at else None,
-        "classification": notice.classification,
-    }
+    )
 
 
 def compute_version_hash(notice: Notice) -> str:

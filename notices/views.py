@@ -18,15 +18,16 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import permissions as perms
 from accounts.selectors import department_get_for_user, department_list_for_user
 from audit.models import AuditEvent
 from common.errors import ApplicationError
 from common.types import AuthenticatedRequest
+from delivery.channels import preflight_channels
 from dingtalk import messages as dt
-from notices import approval, approval_view, selectors, services, templating
+from notices import approval, approval_view, selectors, services, templating, voice
 from notices import content as nc
 from notices.audit_actions import NoticeOperation
 from notices.errors import NoticeInvalid
@@ -38,8 +39,9 @@ from notices.forms import (
     notice_initial,
     template_initial,
 )
-from notices.models import Notice, NoticeTemplate, Status
+from notices.models import MessageKind, Notice, NoticeTemplate, Status
 from notices.preflight import audience_queryset, preflight, send_problems
+from notices.voice_clips import notice_transcript
 
 
 def _flash_error(request: AuthenticatedRequest, exc: Exception) -> None:
@@ -153,8 +155,28 @@ def _editor(request: AuthenticatedRequest, department: Any, notice: Notice | Non
             "template": template,
             "values_form": values_form,
             "limits": _limits(),
+            "voice_available": voice.voice_available(),
+            "voice_unavailable": voice.unavailable_message(),
+            "transcript": notice_transcript(notice) if notice and notice.voice_from_text else "",
         },
     )
+
+
+@require_GET
+def voice_clip(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    """The notice's Cantonese clip as WAV for the page's player (browsers do not play AMR)."""
+    notice = selectors.notice_get_for_user(user=request.user, pk=pk)
+    clip = notice.attachment
+    if not notice.voice_from_text or clip is None or clip.media_type != MessageKind.VOICE:
+        raise Http404("This notice has no voice clip.")
+    try:
+        with clip.file.open("rb") as handle:
+            wav = voice.decode_to_wav(handle.read())
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(wav, content_type="audio/wav")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
 
 
 def _limits() -> dict[str, int]:
@@ -204,7 +226,9 @@ def preview(request: AuthenticatedRequest, code: str) -> JsonResponse:
     languages = {lang: nc.language_stats(content, lang).as_dict() for lang in content.languages()}
     errors: dict[str, list[str]] = {k: [str(e) for e in v] for k, v in form.errors.items()}
     for name, problems in nc.validate_content(content).items():
-        if name == "attachment" and request.POST.get("has_attachment"):
+        if name == "attachment" and (
+            request.POST.get("has_attachment") or request.POST.get("voice_from_text")
+        ):
             continue
         errors.setdefault(name, []).extend(problems)
     figures = preflight(
@@ -275,6 +299,16 @@ def detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
                 else []
             ),
             "reason_form": ReasonForm(),
+            "transcript": notice_transcript(notice) if notice.voice_from_text else "",
+            "channels": preflight_channels(
+                department,
+                notice.tier,
+                list(notice.segments.all()),
+                requires_confirmation=notice.requires_confirmation,
+                kind=notice.kind,
+            )
+            if notice.status == Status.SUBMITTED
+            else None,
         },
     )
 

@@ -39,4 +39,9 @@ AUDIENCES_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 600.0,
         "options": {"queue": Queues.DEFAULT},
     },
+    "audiences-reconcile-followers": {
+        "task": "audiences.reconcile_followers",
+        "schedule": 600.0,
+        "options": {"queue": Queues.BULK},
+    },
 }

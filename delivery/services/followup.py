@@ -45,6 +45,7 @@ from delivery.models import (
     effective_state_in,
 )
 from delivery.privacy import ERASED_PREFIX
+from delivery.services import service_window
 from dingtalk.errors import DingTalkError
 from notices.delivery_status import notice_mark_recalled
 from notices.models import Notice, RemindWhom, Status
@@ -270,6 +271,7 @@ def notice_recall(*, actor: Actor, notice: Notice, reason: str = "") -> Delivery
         Batch.objects.filter(dispatch__plan=plan, status=BatchStatus.QUEUED).update(
             status=BatchStatus.CANCELLED
         )
+        service_window.cancel_queued(plan)
         Delivery.objects.filter(effective_state_in((DeliveryState.QUEUED,)), plan=plan).update(
             state=DeliveryState.CANCELLED
         )
@@ -316,7 +318,9 @@ def plan_recall_calls(plan_id: int) -> int:
             recalled_at=timezone.now(), receipts_done=True
         )
         done += 1
-    if not pending.exists():
+    sw_done, sw_left = service_window.sw_recall(plan)
+    done += sw_done
+    if not pending.exists() and not sw_left:
         DeliveryPlan.objects.filter(pk=plan.pk, status=PlanStatus.RECALLING).update(
             status=PlanStatus.RECALLED
         )

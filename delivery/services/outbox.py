@@ -18,7 +18,7 @@ from django.db.models import (
     QuerySet,
 )
 
-from audiences.models import Recipient, SubscriptionState
+from audiences.models import Recipient, RecipientChannel, SubscriptionState
 from audiences.selectors import segments_recipients
 from delivery import deptwide, messages, planning
 from delivery.governor import content_fingerprint
@@ -59,17 +59,22 @@ Person = tuple[int, str, int | None]  # recipient pk, DingTalk user id, district
 
 
 def audience_recipients(notice: Notice) -> QuerySet[Recipient]:
-    """Citywide: every subscribed recipient of the department; otherwise the union of segments."""
+    """The work-notification audience: the department's subscribed members for citywide,
+    otherwise the members among the union of segments."""
     if notice.tier == Tier.CITYWIDE:
         return Recipient.objects.filter(
             department_id=notice.department_id,
             subscription_state=SubscriptionState.SUBSCRIBED,
             erased_at__isnull=True,
+            channel=RecipientChannel.MEMBER,
         )
     segments = list(notice.segments.all())
     if not segments:
         return Recipient.objects.none()
-    return segments_recipients(segments).filter(erased_at__isnull=True)
+    # Work notifications reach members only; followers go by the Service Window (channels).
+    return segments_recipients(segments).filter(
+        erased_at__isnull=True, channel=RecipientChannel.MEMBER
+    )
 
 
 def dispatch_for(plan: DeliveryPlan, notice: Notice, language: str, round_: int = 0) -> Dispatch:

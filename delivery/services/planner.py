@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from common.errors import ApplicationError
-from delivery import deptwide, enqueue, media, messages, planning, reach
+from delivery import channels, deptwide, enqueue, media, messages, planning, reach
 from delivery.audit_actions import DeliveryAuditAction as Action
 from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, Dispatch, PlanStatus
 from delivery.services.lifecycle import APPROVAL_VOIDED, plan_finish_if_complete, plan_pause
@@ -50,6 +50,8 @@ def plan_notice(notice_id: int) -> int:
     except ApplicationError as exc:
         plan_pause(plan.pk, code=exc.code, reason=exc.message)
         return 0
+    # Followers go by the Service Window, members by work notifications (delivery.channels).
+    channels.start_service_window(plan, notice)
     # Organisation- and department-wide calls go out before the snapshot is written.
     first = [*plan_broadcast_batch(plan, notice), *plan_dept_batches(plan, notice)]
     queued = [(batch.pk, plan.urgent) for batch in first if batch.status == BatchStatus.QUEUED]

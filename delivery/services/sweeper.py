@@ -24,7 +24,7 @@ from delivery.governor import GovernorUnavailable, get_governor
 from delivery.models import Batch, BatchStatus, DeliveryPlan, PauseCode, PlanStatus
 from delivery.privacy import anonymise_late_deliveries
 from delivery.quota import monthly_calls_left
-from delivery.services import uncertain
+from delivery.services import service_window, uncertain
 from delivery.services.lifecycle import plan_finish_if_complete, plan_resume
 from delivery.services.outcomes import record_accepted
 from dingtalk.errors import DingTalkError
@@ -65,6 +65,7 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     )
     counts["resent"], counts["held"] = _resend_unknown(moment)
     counts["requeued"] = _requeue_lost(lost)
+    counts["service_window"] = service_window.sw_sweep(moment)
     counts["resumed"] = _resume_cleared()
     counts["finished"] = sum(
         int(plan_finish_if_complete(plan_id))

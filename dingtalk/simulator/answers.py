@@ -49,3 +49,33 @@ def ban_response(sim: SimulatorState, style: str | None = None) -> Response:
         body = {"status": 1111, "wait": 5, "source": "x5", "punish": "deny"}
         return Response(200, list(JSON_HEADERS), json.dumps(body).encode())
     return Response(200, list(HTML_HEADERS), IP_BAN_HTML)
+
+
+# New-API refusals (§0): HTTP status and code for each oapi errcode the handlers raise.
+_NEW_API_CODES: dict[int, tuple[int, str]] = {
+    40014: (400, "InvalidAuthentication"),
+    41001: (400, "InvalidAuthentication"),
+    42001: (400, "InvalidAuthentication"),
+    40001: (400, "InvalidAuthentication"),
+    90018: (403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"),
+    90002: (403, "Forbidden.AccessDenied.QpsLimitForApi"),
+    90020: (403, "Forbidden.AccessDenied.ApiCountLimitForOrg"),
+    60020: (403, "Forbidden.AccessDenied.IpNotInWhiteList"),
+    60011: (403, "Forbidden.AccessDenied.AccessTokenPermissionDenied"),
+    -1: (429, "system.busy"),
+}
+
+
+def new_api_error(sim: SimulatorState, exc: ApiError) -> Response:
+    """A refusal of an api.dingtalk.com/v1.0 call: HTTP 4xx ``{code, message, requestid}``."""
+    sim.errcodes[exc.errcode] += 1
+    if exc.errmsg == "uuid.repeat":
+        status, code = 400, "uuid.repeat"
+    elif exc.errcode == 88:
+        status, code = _NEW_API_CODES.get(int(exc.sub_code or 0), (403, "Forbidden"))
+    else:
+        status, code = _NEW_API_CODES.get(exc.errcode, (400, "InvalidParameter"))
+    body = {"code": code, "message": exc.errmsg, "requestid": sim.next_request_id()}
+    response = json_response(body, status=status)
+    response.delay = sim.faults.latency_s
+    return response

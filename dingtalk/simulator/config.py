@@ -93,12 +93,16 @@ class AppConfig:
     ip_whitelist: list[str] | None = None
     # APIs the app may call; None = all. Others get 60011 (88/60011 on topapi paths).
     permissions: list[str] | None = None
+    # The Service Window's (互动服务窗) account id, the ``unionid`` of its mass-send calls.
+    service_account_id: str = ""
 
     def __post_init__(self) -> None:
         if self.edition not in EDITION_QUOTAS:
             raise ValueError(f"edition must be one of {sorted(map(str, EDITION_QUOTAS))}")
         if not self.corp_id:
             self.corp_id = f"ding-corp-{self.code.lower()}"
+        if not self.service_account_id:
+            self.service_account_id = f"sa-{self.code.lower()}"
 
 
 def demo_apps() -> list[AppConfig]:
@@ -147,6 +151,10 @@ class Limits:
     # The reference gives 7 days (header) and 24 h (field note); the stricter one is used.
     progress_window_s: float | None = 86_400.0
     status_bar_window_s: float | None = 7 * 86_400.0
+    # Service Window mass send (§8.1): all-follower and department sends reach at most this
+    # many people (else the task does not run); each list at most 1,000 ids (legacy API).
+    service_window_cap: int | None = 100_000
+    service_window_max_list: int | None = 1_000
 
     def get(self, name: str) -> Any:
         """A limit's value, or None/False when limits are switched off."""
@@ -186,6 +194,7 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     readers: ReaderConfig = field(default_factory=ReaderConfig)
     directory_size: int = 2_000  # users per app
+    followers_size: int = 20  # Service Window followers per app (fan-<code>-0001...)
     directory_seed: int = 852
     directory_file: str | None = None  # JSON seed file, see dingtalk.simulator.directory
     start_time: float | None = None

@@ -33,7 +33,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from dingtalk.simulator.auth import revoke_tokens
-from dingtalk.simulator.events import apply_directory_change, check_url, post_event
+from dingtalk.simulator.events import (
+    apply_directory_change,
+    apply_follow,
+    check_url,
+    post_event,
+    push_or_keep,
+)
 from dingtalk.simulator.faults import inject
 from dingtalk.simulator.limits import ban_ip, unban_ip
 from dingtalk.simulator.pages import mark_read_form, phone_page, phones_page
@@ -287,6 +293,17 @@ def _directory_events(r: ControlRequest) -> Response | None:
     return _json({"queued": True, "event": event, "userid": event["UserId"][0]})
 
 
+def _follow(r: ControlRequest) -> Response:
+    """``POST /_sim/follow {app, userid, name?, follow: true|false}``: a citizen follows or
+    leaves the Service Window; the event is pushed in the background."""
+    app_key = r.sim.app(r.app).config.app_key
+    follow = str(r.data.get("follow", "true")).lower() not in ("false", "0", "no")
+    name = r.data.get("name")
+    event = apply_follow(r.sim, app_key, str(r.data["userid"]), follow, name)
+    _in_background(push_or_keep, r.sim, app_key, event)
+    return _json({"queued": True, "event": event})
+
+
 def _check_url(r: ControlRequest) -> Response:
     _in_background(check_url, r.sim, r.sim.app(r.app).config.app_key)
     return _json({"queued": True})
@@ -327,6 +344,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "callback-url": Endpoint(_callback_url, post_only=True),
     "directory": Endpoint(_directory_events, post_only=True),
     "check-url": Endpoint(_check_url, post_only=True),
+    "follow": Endpoint(_follow, post_only=True),
     "events": Endpoint(_events),
     "phones": Endpoint(_phones),
     "hko": Endpoint(_hko),

@@ -119,6 +119,61 @@ def directory_event(
     return record
 
 
+class FollowEvent(enum.StrEnum):
+    """The Service Window's follow events (§7.2): a citizen follows or leaves the account."""
+
+    FOLLOW = "official_account_follow"
+    UNFOLLOW = "official_account_unfollow"
+
+
+def apply_follow(
+    sim: SimulatorState, app_key: str, userid: str, follow: bool = True, name: str | None = None
+) -> dict[str, Any]:
+    """Add or remove a Service Window follower; returns the event to push.
+
+    The event: ``{"EventType": "official_account_follow"|"official_account_unfollow",
+    "TimeStamp": "<ms>", "UserId": ["..."], "UnionId": "<service account>", "CorpId": "..."}``
+    (the reference lists these events but not their fields; this shape follows the directory
+    events').
+    """
+    with sim.lock:
+        state = sim.app(app_key)
+        now = sim.clock.now()
+        if follow:
+            state.followers[userid] = (name or userid, now)
+        else:
+            state.followers.pop(userid, None)
+        return {
+            "EventType": FollowEvent.FOLLOW if follow else FollowEvent.UNFOLLOW,
+            "TimeStamp": str(int(now * 1000)),
+            "UserId": [userid],
+            "UnionId": state.config.service_account_id,
+            "CorpId": state.config.corp_id,
+        }
+
+
+def push_or_keep(sim: SimulatorState, app_key: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Push an event; one that fails is kept for ``get_call_back_failed_result`` (§7.1)."""
+    record = post_event(sim, app_key, event)
+    if not record["ok"]:
+        with sim.lock:
+            sim.app(app_key).failed_pushes.append(
+                {
+                    "call_back_tag": str(event["EventType"]),
+                    "event_time": int(event["TimeStamp"]),
+                    "event": event,
+                }
+            )
+    return record
+
+
+def follow_event(
+    sim: SimulatorState, app_key: str, userid: str, follow: bool = True, name: str | None = None
+) -> dict[str, Any]:
+    """Follow or unfollow, then push the event (blocking). Returns the push record."""
+    return push_or_keep(sim, app_key, apply_follow(sim, app_key, userid, follow, name))
+
+
 def check_url(sim: SimulatorState, app_key: str) -> dict[str, Any]:
     """The registration handshake: push ``{"EventType": "check_url"}`` and check the reply."""
     return post_event(sim, app_key, {"EventType": "check_url"})

@@ -57,6 +57,8 @@ def _message_html(sim: SimulatorState, app_key: str, userid: str, entry: Mapping
     body = entry["msg"].get(entry["msg"].get("msgtype"), {})
     inner = body.get("body") if isinstance(body.get("body"), dict) else body
     text = inner.get("content") or inner.get("text") or inner.get("markdown") or ""
+    if entry["msg"].get("msgtype") == "voice":
+        text = f"\U0001f50a Voice message 語音訊息 · {inner.get('duration', '?')} s"
     bar = entry.get("status_bar")
     parts = [
         f"<div class='{' '.join(classes)}'><strong>{html.escape(entry['title'])}</strong>",

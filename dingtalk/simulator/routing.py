@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dingtalk.simulator import directory_api, media, messaging
-from dingtalk.simulator.answers import error_response, ok_response
+from dingtalk.simulator import directory_api, media, messaging, service_window
+from dingtalk.simulator.answers import error_response, new_api_error, ok_response
 from dingtalk.simulator.auth import authenticate, check_access, gettoken
 from dingtalk.simulator.control import handle_control
 from dingtalk.simulator.faults import pick_fault
@@ -36,6 +36,9 @@ class Route:
     metered: bool
     permission: str | None
     method: str = "POST"
+    # New-API family (api.dingtalk.com/v1.0): token in a header, answers without errcode,
+    # refusals as HTTP 4xx {code, message, requestid} (§0).
+    new_api: bool = False
 
 
 ROUTES: dict[str, Route] = {
@@ -54,6 +57,26 @@ ROUTES: dict[str, Route] = {
     ),
     "/topapi/message/corpconversation/status_bar/update": Route(
         "status_bar_update", messaging.status_bar_update, True, "qyapi_base"
+    ),
+    "/v1.0/exclusive/follow/message/send": Route(
+        "follow_message_send",
+        service_window.follow_message_send,
+        True,
+        "qyapi_service_account_message",
+        new_api=True,
+    ),
+    "/topapi/message/mass/recall": Route(
+        "mass_recall", service_window.mass_recall, True, "qyapi_service_account_message"
+    ),
+    "/v1.0/exclusive/follow/message/queryMsgSendRecords": Route(
+        "query_send_records",
+        service_window.query_send_records,
+        True,
+        "qyapi_service_account_message",
+        new_api=True,
+    ),
+    "/call_back/get_call_back_failed_result": Route(
+        "get_call_back_failed_result", service_window.failed_pushes, False, None, "GET"
     ),
     "/media/upload": Route("media_upload", media.media_upload, True, "qyapi_base"),
     "/topapi/v2/department/listsub": Route(
@@ -94,7 +117,7 @@ def handle(
         try:
             return serve(sim, route, method, path, query, headers, body, remote_ip)
         except ApiError as exc:
-            return error_response(sim, exc)
+            return new_api_error(sim, exc) if route.new_api else error_response(sim, exc)
         except Exception as exc:
             # A fake must answer like DingTalk, never with a traceback; the log shows the bug.
             logger.exception("simulator error serving %s", route.api)
@@ -141,24 +164,36 @@ def serve(
     if route.handler is None:
         payload = gettoken(sim, params, now)
     else:
-        state = authenticate(sim, path, query.get("access_token"), now)
+        token = _header(headers, "x-acs-dingtalk-access-token") if route.new_api else None
+        state = authenticate(sim, path, token or query.get("access_token"), now)
         check_access(state, route.permission, path, remote_ip)
         rate_limit(sim, state, route.api, now)
         if route.metered:
             meter(sim, state, now)
         payload = route.handler(sim, state, params, now)
+    if route.new_api:
+        sim.errcodes[0] += 1
+        response = json_response({**payload, "requestid": sim.next_request_id()})
+        response.delay = hold + sim.faults.latency_s
+        return response
     return ok_response(sim, payload, hold + sim.faults.latency_s)
 
 
-def _content_type(headers: Mapping[str, str]) -> str:
+def _header(headers: Mapping[str, str], name: str) -> str:
     for key, value in headers.items():
-        if key.lower() == "content-type":
+        if key.lower() == name:
             return value
     return ""
 
 
+def _content_type(headers: Mapping[str, str]) -> str:
+    return _header(headers, "content-type")
+
+
 def _check_method(route: Route, method: str) -> None:
     if route.method == "GET" and method != "GET" and route.api == "gettoken":
+        raise ApiError(43001, "需要GET请求 (GET required)")
+    if route.method == "GET" and method != "GET":
         raise ApiError(43001, "需要GET请求 (GET required)")
     if route.method == "POST" and method != "POST":
         raise ApiError(43002, "需要POST请求 (POST required)")

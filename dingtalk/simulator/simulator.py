@@ -90,6 +90,15 @@ class Simulator(SimulatorState):
         """
         return events.directory_event(self, app_key, event_type, userid, dept_id, **fields)
 
+    def follow(
+        self, app_key: str, userid: str, follow: bool = True, name: str | None = None
+    ) -> dict[str, Any]:
+        """Follow (or leave) the app's Service Window and push the event (blocking).
+
+        A push that fails is kept for ``get_call_back_failed_result``.
+        """
+        return events.follow_event(self, app_key, userid, follow, name)
+
     def check_url(self, app_key: str) -> dict[str, Any]:
         """Push the check_url handshake and verify the encrypted ``success`` reply."""
         return events.check_url(self, app_key)

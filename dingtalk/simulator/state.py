@@ -61,6 +61,11 @@ class Task:
     recalled_at: float | None = None
     status_bar: dict[str, str] | None = None
     reads: dict[str, float] = field(default_factory=dict)
+    # Service Window mass sends (dingtalk.simulator.service_window): channel "service_window",
+    # the caller's idempotency uuid, and the send-records status (0..4).
+    channel: str = "work"
+    uuid: str | None = None
+    record_status: int | None = None
 
     @property
     def position(self) -> dict[str, int]:
@@ -104,6 +109,11 @@ class AppState:
         self.minute_total = 0
         self.month = ""
         self.month_calls = 0
+        # Service Window: followers (userid -> name, followed at), uuids seen (-> task id),
+        # pushes of follow events that failed (fetched by get_call_back_failed_result).
+        self.followers: dict[str, tuple[str, float]] = {}
+        self.sw_uuids: dict[str, int] = {}
+        self.failed_pushes: list[dict[str, Any]] = []
 
     @property
     def inbox(self) -> dict[str, list[int]]:
@@ -175,6 +185,9 @@ class SimulatorState:
             if self.config.directory_file:
                 directory.load_seed_file(self.config.directory_file)
             state = AppState(app, directory)
+            for i in range(1, self.config.followers_size + 1):
+                userid = f"fan-{app.code.lower()}-{i:04d}"
+                state.followers[userid] = (f"Follower {i} 關注者{i}", 0.0)
             self.apps[app.app_key] = state
             self.by_agent[app.agent_id] = state
         # token -> (its app, when it expires); revoked tokens -> the errcode they now get.

@@ -141,6 +141,9 @@
       ? strings.minutes.replace("%s", pf.eta_minutes) : strings.immediate;
     document.getElementById("pf-saving").textContent = "HK$" + Number(pf.sms_saving_hkd).toLocaleString(undefined, {minimumFractionDigits: 2});
     document.getElementById("pf-approvers").textContent = String(data.required_approvals);
+    var channels = document.getElementById("pf-channels");
+    channels.replaceChildren();
+    (pf.channels ? pf.channels.lines : []).forEach(function (line) { channels.appendChild(el("li", "", line)); });
     var warnings = document.getElementById("pf-warnings");
     warnings.replaceChildren();
     pf.warnings.forEach(function (w) { warnings.appendChild(el("li", "", w)); });

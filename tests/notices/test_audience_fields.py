@@ -133,6 +133,7 @@ def build_world(cast_a: Any, cast_b: Any) -> World:
     _person(world, "o_risk", risk_level="low")
     _person(world, "o_sub", subscription_state=SubscriptionState.UNSUBSCRIBED)
     _person(world, "o_erased", erased_at=now)
+    _person(world, "o_channel", channel="follower")  # a Service Window follower
     _person(world, "o_dept", department=cast_b.department)
     _person(world, "o_tag", tags=[t2])
     _person(world, "o_venue", visit=(v2, now - timedelta(hours=1)))
@@ -248,6 +249,7 @@ SEGMENT: dict[str, tuple[str, Callable[[World], None]]] = {
     "description": (IRRELEVANT, seg(description="Who we mean")),
     "kind": (VOIDS_SERVICE, seg(kind="list", member_user_ids=["walk-in0"])),
     "subscription": (VOIDS_SERVICE, seg(subscription="any")),
+    "channel": (VOIDS_SERVICE, seg(channel="both")),
     "districts": (VOIDS_SERVICE, seg(districts=lambda w: [w.d1, w.d2])),
     "function_tags": (VOIDS_SERVICE, seg(function_tags=["frontline", "logistics"])),
     "risk_levels": (VOIDS_SERVICE, seg(risk_levels=["medium", "low"])),
@@ -357,6 +359,7 @@ RECIPIENT: dict[str, tuple[str, Callable[[World], None]]] = {
     "created_at": (IRRELEVANT, orm(Recipient, person("in0"), created_at=later(-9))),
     "updated_at": (IRRELEVANT, orm(Recipient, person("in0"), updated_at=later())),
     "erased_at": (POPULATION, orm(Recipient, person("o_erased"), erased_at=None)),
+    "channel": (POPULATION, orm(Recipient, person("o_channel"), channel="member")),
 }
 
 RECIPIENT_TAG: dict[str, tuple[str, Callable[[World], None]]] = {
@@ -420,6 +423,9 @@ NOTICE: dict[str, tuple[str, Callable[[World], None]]] = {
     "segments": (VOIDS_SEND, lambda w: w.notice.segments.remove(w.listed)),
     "high_risk": (VOIDS_SEND, notice_orm(high_risk=True)),
     "requires_confirmation": (VOIDS_SEND, notice_orm(requires_confirmation=True)),
+    "voice_from_text": (VOIDS_SEND, notice_orm(voice_from_text=True)),
+    # Read only when voice_from_text is on (then inside the hash with it).
+    "voice_summary": (IRRELEVANT, notice_orm(voice_summary="摘要")),
     "remind_after_minutes": (VOIDS_SEND, notice_orm(remind_after_minutes=30)),
     "max_reminders": (VOIDS_SEND, notice_orm(max_reminders=2)),
     "remind_whom": (VOIDS_SEND, notice_orm(remind_whom="unread")),

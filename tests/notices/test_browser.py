@@ -69,6 +69,11 @@ def test_officer_composes_from_template_and_two_supervisors_approve(
     browser.find_element(By.NAME, "value_issue_time").send_keys("10:15")
     browser.find_element(By.ID, "template-apply").click()
     wait.until(ec.text_to_be_present_in_element_value((By.NAME, "title_zh"), "紅色暴雨警告信號"))
+    # The template's Cantonese voice clip is on by default; this notice goes as the action
+    # card alone (tests/browser/test_voice_browser.py sends one with its voice).
+    voice_boxes = browser.find_elements(By.NAME, "voice_from_text")
+    if voice_boxes and voice_boxes[0].is_selected():
+        voice_boxes[0].click()
 
     # The live preview shows both languages as DingTalk action cards, with counters.
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#preview-zh .bubble-action_card")))
