@@ -18,7 +18,6 @@ it never runs unmetered.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import logging
@@ -28,15 +27,15 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Sum
 
 from accounts.models import Department
-from delivery.models import Batch, BatchStatus, GovernorCounter, GovernorEntry
+from delivery.governor_state import RecordedApp, recorded_state
+from delivery.models import GovernorCounter, GovernorEntry
 from delivery.planning import RECIPIENTS_PER_MINUTE
 
 logger = logging.getLogger("delivery.governor")
@@ -317,64 +316,6 @@ WINDOW_REASONS = frozenset({"recipients_per_minute", "calls_per_second", "ip_cal
 REBUILD_WAIT_S = 0.5
 
 
-@dataclass
-class RecordedApp:
-    """One app's calls as the database records them: recent sends and the month's calls."""
-
-    # (epoch seconds, recipients, claimed batch id or 0) of recent asyncsend_v2 calls
-    calls: list[tuple[float, int, int]]
-    month_calls: int = 0
-
-
-def recorded_state(now: float) -> dict[str, RecordedApp]:
-    """Every app's recent sends and this month's metered calls, from the outbox.
-
-    Recent sends: accepted batches inside the longest window, at their acceptance time (written
-    just after the call, so a little late: the rebuilt window lets go a little later than
-    DingTalk's), and claimed batches (a call may be under way) as if sent now, under their id:
-    a claimed batch that asks for a grant again had no call under way, and its grant replaces
-    the stand-in (``acquire_many``'s ``claims``), so it is not counted twice. The month's
-    calls: every claim of a batch this month (a claim makes at most one call) plus every
-    counted receipt poll; this over-counts refused claims, the safe side of a quota.
-    """
-    limits, scale = _limits(), time_scale()
-    horizon = now - max(limits["recipients_window_s"], limits["ip_window_s"]) / scale
-    month_start = _month_start(now)
-    state: dict[str, RecordedApp] = {}
-    departments = {d.pk: department_app_key(d) for d in Department.objects.all()}
-    recent = Batch.objects.filter(
-        Q(status=BatchStatus.ACCEPTED, accepted_at__gte=_aware(horizon))
-        | Q(status=BatchStatus.CLAIMED)
-    ).values_list("pk", "dispatch__plan__department_id", "status", "accepted_at", "size")
-    for batch_id, department_id, status, accepted_at, size in recent.iterator():
-        app = state.setdefault(departments.get(department_id, ""), RecordedApp([]))
-        claimed = status == BatchStatus.CLAIMED or accepted_at is None
-        at = now if accepted_at is None or claimed else accepted_at.timestamp()
-        app.calls.append((at, max(int(size), 1), int(batch_id) if claimed else 0))
-    month = (
-        Batch.objects.filter(claimed_at__gte=_aware(month_start))
-        .values("dispatch__plan__department_id")
-        .annotate(claims=Sum("attempts"), polls=Sum("polls_done"))
-    )
-    for row in month:
-        app = state.setdefault(
-            departments.get(row["dispatch__plan__department_id"], ""), RecordedApp([])
-        )
-        app.month_calls += int(row["claims"] or 0) + int(row["polls"] or 0)
-    state.pop("", None)
-    return state
-
-
-def _month_start(now: float) -> float:
-    """The first second of this month in China Standard Time (UTC+8), DingTalk's months."""
-    local = time.gmtime(now + 8 * 3600)
-    return calendar.timegm((local.tm_year, local.tm_mon, 1, 0, 0, 0)) - 8 * 3600
-
-
-def _aware(at: float) -> datetime:
-    return datetime.fromtimestamp(at, tz=UTC)
-
-
 class RedisGovernor:
     """Token windows in Redis: one Lua script per decision, on Redis' clock."""
 
@@ -474,7 +415,12 @@ class RedisGovernor:
                 seconds, micros = self._redis.time()
                 redis_now = seconds + micros / 1_000_000
                 try:
-                    state = recorded_state(time.time())
+                    limits, scale = _limits(), time_scale()
+                    state = recorded_state(
+                        time.time(),
+                        horizon_s=max(limits["recipients_window_s"], limits["ip_window_s"]) / scale,
+                        app_key_of=department_app_key,
+                    )
                 except DatabaseError as exc:
                     raise GovernorUnavailable(
                         f"rate governor cannot rebuild its windows: {type(exc).__name__}"

@@ -26,7 +26,7 @@ from django.db.models import Count, Max, Min
 
 from accounts.models import Department
 from audiences.membercount import member_counts
-from audiences.models import Recipient, SubscriptionState
+from audiences.models import Recipient, RecipientChannel, SubscriptionState
 from delivery import deptwide, planning
 from delivery.governor import GovernorUnavailable
 from delivery.models import Batch, BatchStatus
@@ -74,9 +74,10 @@ class Reach:
 
 
 def opted_out_exists(department_id: int) -> bool:
-    """Anyone in the department who is not a subscribed, non-erased recipient."""
+    """Any DingTalk member of the department who is not a subscribed, non-erased recipient
+    (Service Window followers are not in the organisation a to_all_user send reaches)."""
     return (
-        Recipient.objects.filter(department_id=department_id)
+        Recipient.objects.filter(department_id=department_id, channel=RecipientChannel.MEMBER)
         .exclude(subscription_state=SubscriptionState.SUBSCRIBED, erased_at__isnull=True)
         .exists()
     )

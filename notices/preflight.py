@@ -206,6 +206,13 @@ def send_problems(department: Department, audience: QuerySet[Recipient]) -> list
     return list(readiness.send_problems(department, audience=audience))
 
 
+def month_calls(department: Department) -> tuple[int, int | None, int | None]:
+    """The edition's metered calls a month, those used (None: unknown) and those left."""
+    monthly = MONTHLY_CALLS.get(department.dingtalk_edition, MONTHLY_CALLS[Edition.STANDARD])
+    used = calls_used_this_month(department)
+    return monthly, used, None if used is None else max(0, monthly - used)
+
+
 def preflight(
     *,
     department: Department,
@@ -220,11 +227,7 @@ def preflight(
     """The figures of the pre-flight panel, JSON-ready."""
     segment_list = list(segments)
     reach = audience_count(department, tier, segment_list, fresh=fresh)
-    monthly = MONTHLY_CALLS.get(department.dingtalk_edition, MONTHLY_CALLS[Edition.STANDARD])
-    used = calls_used_this_month(department)
-    calls_left = None if used is None else max(0, monthly - used)
-    # The same choice the planner makes (delivery.reach), and what that send really reaches:
-    # a to_all_user or dept_id_list send reaches every DingTalk member there.
+    monthly, used, calls_left = month_calls(department)
     # A file or voice notice's text goes in a companion card beside the media: two calls per
     # batch, and two of the day's three organisation-wide sends.
     companion = kind in COMPANION_KINDS
@@ -236,13 +239,12 @@ def preflight(
         department, tier, requires_confirmation=requires_confirmation, companion=companion,
         fresh=fresh,
     )  # fmt: skip
-    # Work-notification arithmetic counts the members only (followers: channels).
+    # What that send really reaches (a to_all_user or dept_id_list send: every DingTalk member
+    # there); work-notification arithmetic counts the members only (followers: channels).
     reached = delivery_reach.reach_for(
-        department,
-        strategy=strategy,
-        portal_recipients=max(0, reach.count - channels.followers),
+        department, strategy=strategy, portal_recipients=max(0, reach.count - channels.followers),
         layout=layout,
-    )
+    )  # fmt: skip
     figures = planning.estimate(
         tier=tier,
         recipients=reached.count,
