@@ -49,7 +49,6 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
-
 def import_guide_context() -> dict[str, object]:
     return {
         "import_columns": COLUMNS,
