@@ -25,7 +25,7 @@ def record_login_failure(action: str, username: str, data: dict[str, str]) -> No
     to (so its auditors see it), or once with no department for an unknown username."""
     username = username[:150]
     user = User.objects.filter(username=username).first()
-    departments = (
+    departments: list[Department | None] = (
         list(Department.objects.filter(memberships__user=user).distinct().order_by("pk"))
         if user is not None
         else []
