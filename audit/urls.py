@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.event_list, name="event-list"),
     path("events/<int:pk>/", views.event_detail, name="event-detail"),
     path("export/", views.export, name="export-create"),
+    path("export/proof/", views.export_proof, name="export-proof"),
     path("chain/", views.chain_page, name="chain"),
     path("chain/verify/", views.chain_verify_start, name="chain-verify"),
     path("chain/runs/<uuid:run_id>/", views.chain_progress, name="chain-progress"),

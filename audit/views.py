@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import permissions as perms
-from audit import chain_runs, reports, selectors
+from audit import chain_runs, proofs, reports, selectors
 from audit.exports import export_start
 from audit.forms import EventFilterForm, ExportForm, ReceiptOpenForm
 from audit.models import ExportStatus
@@ -221,3 +221,22 @@ def chain_progress(request: AuthenticatedRequest, run_id: uuid.UUID) -> JsonResp
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+@require_GET
+def export_proof(request: AuthenticatedRequest) -> HttpResponseBase:
+    """The chain proof of the export these filters give (audit.proofs), as JSON Lines."""
+    departments = selectors.audit_departments_for_user(user=request.user, perm=perms.EXPORT_AUDIT)
+    if not departments.exists():
+        raise Http404("No audit trail here.")
+    form = EventFilterForm(request.GET, departments=departments)
+    if not form.is_valid():
+        context = _list_context(request, form)
+        return render(request, "audit/event_list.html", context, status=400)
+    lines = proofs.proof_lines(actor=request.user, filters=form.filters())
+    response = StreamingHttpResponse(
+        (line.encode() for line in lines), content_type="application/x-ndjson"
+    )
+    response["Content-Disposition"] = 'attachment; filename="audit-chain-proof.jsonl"'
+    response["Cache-Control"] = "no-store"
+    return response

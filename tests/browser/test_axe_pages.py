@@ -51,6 +51,7 @@ SKIPPED: dict[str, str] = {
     "health-ready": "JSON for the load balancer",
     "metrics": "Prometheus text",
     "audit:export-create": "POST only",
+    "audit:export-proof": "a JSON Lines download",
     "audit:chain-verify": "POST only",
     "audit:chain-progress": "JSON polled by the Chain page",
     "audit:export-progress": "JSON polled by the export page",
