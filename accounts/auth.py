@@ -35,7 +35,8 @@ def record_login_failure(action: str, username: str, data: dict[str, str]) -> No
             actor=None,
             action=action,
             actor_label=f"unauthenticated ({username})",
-            target=user,
+            # Nobody was identified (a wrong password proves nothing about who typed it): no
+            # target, only the department whose auditors watch that username.
             department=department,
             data={"username": username, **data},
         )
