@@ -13,11 +13,33 @@ from django.utils import timezone
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import BackupCodeDevice
+from accounts.models import BackupCodeDevice, Department
 from audit.actions import AuditAction
 from audit.services import audit_record
 
 LOGIN_AT_SESSION_KEY = "portal_login_at"
+
+
+def record_login_failure(action: str, username: str, data: dict[str, str]) -> None:
+    """Audit a failed or locked-out login in the trail of each department the username belongs
+    to (so its auditors see it), or once with no department for an unknown username."""
+    username = username[:150]
+    user = User.objects.filter(username=username).first()
+    departments: list[Department | None] = (
+        list(Department.objects.filter(memberships__user=user).distinct().order_by("pk"))
+        if user is not None
+        else []
+    )
+    for department in departments or [None]:
+        audit_record(
+            actor=None,
+            action=action,
+            actor_label=f"unauthenticated ({username})",
+            # Nobody was identified (a wrong password proves nothing about who typed it): no
+            # target, only the department whose auditors watch that username.
+            department=department,
+            data={"username": username, **data},
+        )
 
 
 def password_login(request: HttpRequest, *, username: str, password: str) -> User | None:
@@ -26,12 +48,7 @@ def password_login(request: HttpRequest, *, username: str, password: str) -> Use
     if user is None:
         # A lockout is audited by the axes hook in accounts.auth_events; this is the plain failure.
         if not getattr(request, "axes_locked_out", False):
-            audit_record(
-                actor=None,
-                action=AuditAction.LOGIN_FAILED,
-                actor_label=f"unauthenticated ({username[:150]})",
-                data={"username": username[:150]},
-            )
+            record_login_failure(AuditAction.LOGIN_FAILED, username, {})
         return None
     auth_login(request, user)
     request.session[LOGIN_AT_SESSION_KEY] = timezone.now().timestamp()

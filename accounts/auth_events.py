@@ -7,8 +7,8 @@ from typing import Any
 from axes.signals import user_locked_out
 from django.dispatch import receiver
 
+from accounts.auth import record_login_failure
 from audit.actions import AuditAction
-from audit.services import audit_record
 
 
 @receiver(user_locked_out, dispatch_uid="accounts.audit_lockout")
@@ -19,9 +19,4 @@ def audit_lockout(
     ip_address: str | None = None,
     **kwargs: Any,
 ) -> None:
-    audit_record(
-        actor=None,
-        action=AuditAction.LOCKED_OUT,
-        actor_label=f"unauthenticated ({(username or '')[:150]})",
-        data={"username": username or "", "ip": ip_address or ""},
-    )
+    record_login_failure(AuditAction.LOCKED_OUT, username or "", {"ip": ip_address or ""})

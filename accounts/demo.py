@@ -12,7 +12,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import services
 from accounts.models import Department, Role
 from audiences.importing import recipients_import
-from audiences.models import Recipient
+from audiences.models import District, Recipient, Segment
+from audiences.services import SegmentInput, segment_create
 from dingtalk.simulator.config import SimulatorConfig, demo_apps
 from dingtalk.simulator.directory import DISTRICTS as SIM_DISTRICTS
 from dingtalk.simulator.directory import Directory
@@ -152,6 +153,8 @@ def seed_demo() -> SeedReport:
             logins.append((username, code, str(Role(role).label)))
     for code in STAFFED:
         _seed_workflows(Department.objects.get(code=code))
+    for department in Department.objects.filter(code__in=[a.code for a in demo_apps()]):
+        demo_segments_seed(department)
     return SeedReport(departments_created, users_created, logins)
 
 
@@ -169,3 +172,53 @@ def _seed_workflows(department: Department) -> None:
         if not report.ok:
             problems = report.file_error or "; ".join(str(e) for e in report.errors[:3])
             raise RuntimeError(f"Demo recipients for {department.code} did not import: {problems}")
+
+
+# The districts a department's by-district demo segments cover when it has no recipients yet.
+FALLBACK_DISTRICTS = ("ST", "CW", "YL")
+
+
+def demo_segments_seed(department: Department) -> list[Segment]:
+    """Useful segments in one department, made through audiences' own service (audited):
+    everyone subscribed, high risk, frontline staff, and one per district where most of its
+    recipients live. A segment that exists by name is left alone."""
+    counts: dict[int, int] = {}
+    for district_id in Recipient.objects.filter(department=department).values_list(
+        "district_id", flat=True
+    ):
+        if district_id is not None:
+            counts[district_id] = counts.get(district_id, 0) + 1
+    busiest = sorted(counts, key=lambda pk: (-counts[pk], pk))[:3]
+    districts = list(District.objects.filter(pk__in=busiest)) or list(
+        District.objects.filter(code__in=FALLBACK_DISTRICTS)
+    )
+    wanted = [
+        SegmentInput(
+            name="Everyone subscribed 所有訂閱者",
+            description="Every subscribed recipient of the department.",
+        ),
+        SegmentInput(
+            name="High risk 高風險人士",
+            description="Recipients marked high risk: they need notices first.",
+            risk_levels=["high"],
+        ),
+        SegmentInput(
+            name="Frontline staff 前線人員",
+            description="Recipients whose function is frontline work.",
+            function_tags=["frontline"],
+        ),
+    ]
+    wanted += [
+        SegmentInput(
+            name=f"{d.name_en} {d.name_zh}",
+            description=f"Recipients living in {d.name_en}.",
+            districts=[d],
+        )
+        for d in sorted(districts, key=lambda d: d.code)
+    ]
+    existing = set(Segment.objects.filter(department=department).values_list("name", flat=True))
+    return [
+        segment_create(actor=None, department=department, data=data)
+        for data in wanted
+        if data.name not in existing
+    ]

@@ -168,7 +168,12 @@ def logout(request: HttpRequest) -> HttpResponse:
 
 def home(request: AuthenticatedRequest) -> HttpResponse:
     departments = selectors.department_list_for_user(user=request.user)
-    return render(request, "accounts/home.html", {"departments": departments})
+    audiences = selectors.department_list_for_user(user=request.user, perm=perms.VIEW_AUDIENCE)
+    return render(
+        request,
+        "accounts/home.html",
+        {"departments": departments, "audience_departments": audiences},
+    )
 
 
 def department_detail(request: AuthenticatedRequest, code: str) -> HttpResponse:

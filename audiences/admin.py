@@ -24,6 +24,7 @@ from accounts import permissions as perms
 from accounts.models import Department
 from audiences import selectors, services
 from audiences.audit_actions import AudienceAuditAction
+from audiences.import_guide import import_guide_context
 from audiences.import_jobs import import_job_start
 from audiences.importing import upload_check
 from audiences.models import (
@@ -236,6 +237,11 @@ class RecipientAdmin(ImportExportMixin, admin.ModelAdmin[Recipient]):  # type: i
         # All or nothing: the confirm step rolls everything back if any row fails its re-check.
         data["rollback_on_validation_errors"] = True
         return data
+
+    def get_import_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_import_context_data(**kwargs)
+        context.update(import_guide_context())
+        return context
 
     def import_action(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
         if request.method == "POST" and self.has_import_permission(request):

@@ -142,3 +142,31 @@ class AuditExport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.format} export {self.id}"
+
+
+class ChainVerification(models.Model):
+    """One verification of the whole chain asked for on the Chain page, run in the background."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(
+        max_length=16, choices=ExportStatus.choices, default=ExportStatus.PENDING
+    )
+    # How many events the chain held when the run started (head minus first sequence, + 1).
+    total = models.BigIntegerField(null=True, blank=True)
+    checked = models.BigIntegerField(default=0)
+    ok = models.BooleanField(null=True, blank=True)
+    head_sequence = models.BigIntegerField(null=True, blank=True)
+    head_hash = models.CharField(max_length=64, blank=True)
+    reason = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"chain verification {self.id}"

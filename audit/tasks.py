@@ -8,7 +8,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from audit import anchors, enqueue, exports, maintenance
+from audit import anchors, chain_runs, enqueue, exports, maintenance
 
 
 @shared_task(
@@ -33,6 +33,19 @@ def export_events_task(export_id: str) -> None:
 def verify_chain_task() -> bool:
     """Re-walk the whole hash chain and record the outcome as audit.verified."""
     return maintenance.chain_verify_and_record(actor_label="system (nightly verification)").ok
+
+
+@shared_task(
+    name=enqueue.VERIFY_CHAIN_RUN,
+    queue=enqueue.TASK_QUEUES[enqueue.VERIFY_CHAIN_RUN],
+    acks_late=True,
+    soft_time_limit=3600,
+    time_limit=3660,
+)
+def verify_chain_run_task(verification_id: str) -> bool | None:
+    """Run one verification asked for on the Chain page (a second delivery does nothing)."""
+    run = chain_runs.verification_run(verification_id=verification_id)
+    return run.ok if run is not None else None
 
 
 @shared_task(

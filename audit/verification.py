@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +77,16 @@ def _start(first: dict[str, Any]) -> tuple[str, str]:
     return checkpoint.hash, ""
 
 
-def chain_verify(*, up_to: int | None = None, chunk_size: int = CHUNK_SIZE) -> ChainReport:
-    """Check every event (or those up to sequence `up_to`): sequence, link and content hash."""
+def chain_verify(
+    *,
+    up_to: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ChainReport:
+    """Check every event (or those up to sequence `up_to`): sequence, link and content hash.
+
+    `progress(checked)` is called after each `chunk_size` events (the Chain page's bar).
+    """
     checked = 0
     first_sequence: int | None = None
     expected_sequence = 0
@@ -109,6 +117,8 @@ def chain_verify(*, up_to: int | None = None, chunk_size: int = CHUNK_SIZE) -> C
                 row, checked, "its content does not match its hash (the row was altered)"
             )
         checked += 1
+        if progress is not None and checked % chunk_size == 0:
+            progress(checked)
         expected_sequence += 1
         expected_prev = row["hash"]
         last = row

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import permissions as perms
-from audit import reports, selectors
+from audit import chain_runs, proofs, reports, selectors
 from audit.exports import export_start
 from audit.forms import EventFilterForm, ExportForm, ReceiptOpenForm
 from audit.models import ExportStatus
@@ -175,3 +175,68 @@ def receipts_open(request: AuthenticatedRequest) -> HttpResponse:
         context["receipt_form"] = form
         return render(request, "audit/event_list.html", context, status=400)
     return redirect(RECEIPT_REPORT_URL, notice_id=form.cleaned_data["notice"])
+
+
+# --- the Chain page: head, anchor, last verification, and a verification in the background ---
+
+
+@require_GET
+def chain_page(request: AuthenticatedRequest) -> HttpResponse:
+    state = chain_runs.chain_state(user=request.user)
+    try:
+        watched: uuid.UUID | None = uuid.UUID(request.GET.get("run", ""))
+    except ValueError:
+        watched = state.running.pk if state.running is not None else None
+    return render(request, "audit/chain.html", {"state": state, "watched": watched})
+
+
+@require_POST
+def chain_verify_start(request: AuthenticatedRequest) -> HttpResponse:
+    run = chain_runs.verification_start(actor=request.user)
+    return redirect(reverse("audit:chain") + f"?run={run.pk}#verification")
+
+
+@require_GET
+def chain_progress(request: AuthenticatedRequest, run_id: uuid.UUID) -> JsonResponse:
+    run = chain_runs.verification_get(user=request.user, verification_id=str(run_id))
+    done = run.status == ExportStatus.DONE
+    if done and run.ok:
+        outcome = _("The chain verified: %(count)s events, head #%(head)s.") % {
+            "count": run.checked,
+            "head": run.head_sequence,
+        }
+    elif done:
+        outcome = _("The chain did NOT verify: %(reason)s") % {"reason": run.reason}
+    else:
+        outcome = ""
+    return JsonResponse(
+        {
+            "status": run.status,
+            "status_label": run.get_status_display(),
+            "checked": run.checked,
+            "total": run.total,
+            "percent": chain_runs.verification_percent(run),
+            "ok": run.ok,
+            "outcome": outcome,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@require_GET
+def export_proof(request: AuthenticatedRequest) -> HttpResponseBase:
+    """The chain proof of the export these filters give (audit.proofs), as JSON Lines."""
+    departments = selectors.audit_departments_for_user(user=request.user, perm=perms.EXPORT_AUDIT)
+    if not departments.exists():
+        raise Http404("No audit trail here.")
+    form = EventFilterForm(request.GET, departments=departments)
+    if not form.is_valid():
+        context = _list_context(request, form)
+        return render(request, "audit/event_list.html", context, status=400)
+    lines = proofs.proof_lines(actor=request.user, filters=form.filters())
+    response = StreamingHttpResponse(
+        (line.encode() for line in lines), content_type="application/x-ndjson"
+    )
+    response["Content-Disposition"] = 'attachment; filename="audit-chain-proof.jsonl"'
+    response["Cache-Control"] = "no-store"
+    return response

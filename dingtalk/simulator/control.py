@@ -19,7 +19,9 @@ agent_id and defaults to the first app):
   (directory changes at once; the push runs in a background thread)
 - ``POST /_sim/check-url`` ``{"app"}``, ``GET /_sim/events``
 - HTML: ``GET /_sim/phones?app=``, ``GET /_sim/phones/<userid>?app=``,
-  ``POST /_sim/phones/read`` (form)
+  ``POST /_sim/phones/read`` (form), ``GET /_sim/phones/open?app=&userid=&task_id=&to=``
+  (a tapped link: marks read, then 303 to an address the message carries),
+  ``GET /_sim/media/<media_id>`` (an uploaded file the simulator kept, up to 2 MB)
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ from dingtalk.simulator.events import (
 )
 from dingtalk.simulator.faults import inject
 from dingtalk.simulator.limits import ban_ip, unban_ip
-from dingtalk.simulator.pages import mark_read_form, phone_page, phones_page
+from dingtalk.simulator.pages import (
+    mark_read_form,
+    media_file,
+    open_link,
+    phone_page,
+    phones_page,
+)
 from dingtalk.simulator.recipients import inbox, mark_read, read_at
 from dingtalk.simulator.state import SimulatorState, Task
 from dingtalk.simulator.wire import HTML_HEADERS, JSON_HEADERS, Response
@@ -312,9 +320,15 @@ def _check_url(r: ControlRequest) -> Response:
 def _phones(r: ControlRequest) -> Response:
     if r.parts[1:] == ["read"] and r.method == "POST":
         return mark_read_form(r.sim, r.data)
+    if r.parts[1:] == ["open"]:
+        return open_link(r.sim, r.query)
     if len(r.parts) == 2:
         return Response(200, list(HTML_HEADERS), phone_page(r.sim, r.parts[1], r.app))
-    return Response(200, list(HTML_HEADERS), phones_page(r.sim, r.app))
+    return Response(200, list(HTML_HEADERS), phones_page(r.sim, r.app, r.query))
+
+
+def _media(r: ControlRequest) -> Response | None:
+    return media_file(r.sim, r.parts[1], r.query.get("app")) if len(r.parts) == 2 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +361,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "follow": Endpoint(_follow, post_only=True),
     "events": Endpoint(_events),
     "phones": Endpoint(_phones),
+    "media": Endpoint(_media),
     "hko": Endpoint(_hko),
 }
 

@@ -1,5 +1,5 @@
-"""``media/upload``: checks a multipart upload's type, extension and size, and keeps only
-its description under a fresh ``media_id`` (image, file and voice messages must name one)."""
+"""``media/upload``: checks a multipart upload's type, extension and size, and keeps its
+description (and, up to 2 MB, its bytes for the training phones) under a fresh ``media_id`` (image, file and voice messages must name one)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 from dingtalk.messages import MEDIA_TYPES
 from dingtalk.simulator.state import AppState, SimulatorState
 from dingtalk.simulator.wire import ApiError
+
+KEEP_MEDIA_BYTES = 2 * 1024 * 1024
 
 
 def media_upload(
@@ -31,5 +33,13 @@ def media_upload(
         raise ApiError(40006, "不合法的文件大小 (invalid file size)")
     media_id = "@lA" + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
     created = int(now * 1000)
-    state.media[media_id] = {"type": media_type, "filename": filename, "size": media["size"]}
+    data = media.get("data")
+    state.media[media_id] = {
+        "type": media_type,
+        "filename": filename,
+        "size": media["size"],
+        # Kept for the training phones (/_sim/media/<id>) up to a small size only.
+        "data": data if isinstance(data, bytes) and len(data) <= KEEP_MEDIA_BYTES else None,
+        "content_type": str(media.get("content_type") or "application/octet-stream"),
+    }
     return {"type": media_type, "media_id": media_id, "created_at": created}

@@ -102,3 +102,24 @@ def recipients_with_messages(
     with sim.lock:
         state = sim.app(app_key)
         return list(itertools.islice(reversed(list(state.inbox)), limit))
+
+
+def recipients_search(
+    sim: SimulatorState, app_key: str | None, query: str, offset: int, size: int
+) -> tuple[list[str], int]:
+    """One page of the people with an inbox (newest first) whose userid or name holds
+    ``query``, and how many there are in all."""
+    needle = query.strip().lower()
+    with sim.lock:
+        state = sim.app(app_key)
+        people = list(reversed(list(state.inbox)))
+        if needle:
+            people = [
+                userid
+                for userid in people
+                if needle in userid.lower()
+                or needle in (getattr(state.directory.get_user(userid), "name", "") or "").lower()
+            ]
+            if not people and state.directory.get_user(query.strip()) is not None:
+                people = [query.strip()]  # someone reached only through a department send
+        return people[offset : offset + size], len(people)

@@ -35,7 +35,11 @@ class RecordedRequest:
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["body"] = self.body.decode("utf-8", "replace")
-        data["params"] = {k: v for k, v in self.params.items() if not isinstance(v, bytes)}
+        data["params"] = {
+            k: {kk: vv for kk, vv in v.items() if kk != "data"} if isinstance(v, dict) else v
+            for k, v in self.params.items()
+            if not isinstance(v, bytes)
+        }
         return data
 
 

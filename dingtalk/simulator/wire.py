@@ -106,7 +106,12 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, Any]:
         if not name:
             continue
         if filename:
-            fields[name] = {"filename": filename, "content_type": part_type, "size": len(content)}
+            fields[name] = {
+                "filename": filename,
+                "content_type": part_type,
+                "size": len(content),
+                "data": content,
+            }
         else:
             fields[name] = content.decode("utf-8", "replace")
     return fields

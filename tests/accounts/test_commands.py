@@ -82,3 +82,40 @@ def test_demo_commands_refuse_outside_demo_mode(settings) -> None:
         call_command("seed_demo", stdout=StringIO())
     with pytest.raises(CommandError, match="PORTAL_DEMO_MODE"):
         call_command("demo_totp", "wsd.supervisor", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_seed_demo_gives_every_department_useful_segments_that_reach_people(demo_mode) -> None:
+    from audiences.models import Segment
+    from audiences.selectors import segment_count
+
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())
+    for department in Department.objects.all():
+        names = set(Segment.objects.filter(department=department).values_list("name", flat=True))
+        assert {
+            "Everyone subscribed 所有訂閱者",
+            "High risk 高風險人士",
+            "Frontline staff 前線人員",
+        } <= names
+        by_district = Segment.objects.filter(department=department, districts__isnull=False)
+        assert by_district.distinct().count() == 3, department.code
+    wsd = Department.objects.get(code="WSD")
+    # In a department with recipients, each segment reaches some of them and not all.
+    everyone = segment_count(
+        Segment.objects.get(department=wsd, name="Everyone subscribed 所有訂閱者")
+    )
+    for name in ("High risk 高風險人士", "Frontline staff 前線人員"):
+        assert 0 < segment_count(Segment.objects.get(department=wsd, name=name)) < everyone
+    for segment in Segment.objects.filter(department=wsd, districts__isnull=False).distinct():
+        assert 0 < segment_count(segment) < everyone
+
+
+@pytest.mark.django_db
+def test_the_home_page_says_who_manages_recipients_and_links_there(cast_a) -> None:
+    from common.testing.cast import verified_client_for
+
+    page = verified_client_for(cast_a.pr_officer).get(reverse("accounts:home")).content.decode()
+    assert 'id="who-manages-audiences"' in page
+    assert "administrator manages its recipients" in page
+    assert reverse("audiences:home", args=[cast_a.department.code]) in page

@@ -179,3 +179,27 @@ def test_next_parameter_cannot_redirect_off_site(cast_a) -> None:
         reverse("accounts:verify") + "?next=https://evil.example/", {"token": current_code(device)}
     )
     assert response["Location"] == reverse("accounts:home")
+
+
+@pytest.mark.django_db
+def test_failed_logins_of_a_departments_username_reach_its_auditors_only(cast_a, cast_b) -> None:
+    from common.testing.cast import verified_client_for
+
+    login_password(Client(), cast_a.supervisor.username, "wrong password")
+    login_password(Client(), "nobody-at-all", "wrong password")
+    event = AuditEvent.objects.get(
+        action=AuditAction.LOGIN_FAILED, data__username=cast_a.supervisor.username
+    )
+    assert event.department_id == cast_a.department.pk
+    unknown = AuditEvent.objects.get(
+        action=AuditAction.LOGIN_FAILED, data__username="nobody-at-all"
+    )
+    assert unknown.department_id is None
+    wsd_trail = verified_client_for(cast_a.auditor).get(
+        reverse("audit:event-list"), {"action": AuditAction.LOGIN_FAILED}
+    )
+    assert reverse("audit:event-detail", args=[event.pk]) in wsd_trail.content.decode()
+    fehd_trail = verified_client_for(cast_b.auditor).get(
+        reverse("audit:event-list"), {"action": AuditAction.LOGIN_FAILED}
+    )
+    assert reverse("audit:event-detail", args=[event.pk]) not in fehd_trail.content.decode()

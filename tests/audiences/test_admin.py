@@ -144,3 +144,39 @@ def test_export_neutralises_formulas_and_is_audited(cast_a, verified_client):
     text = response.content.decode()
     assert "'=cmd" in text
     assert AuditEvent.objects.filter(action="audiences.exported").exists()
+
+
+def test_import_page_lists_every_column_its_values_and_a_sample_that_imports(
+    cast_a, verified_client
+):
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from audiences.import_guide import COLUMNS, SAMPLE_FILE
+    from audiences.validation import ALL_COLUMNS, REQUIRED_COLUMNS
+
+    assert tuple(c.name for c in COLUMNS) == ALL_COLUMNS
+    assert {c.name for c in COLUMNS if c.required} == set(REQUIRED_COLUMNS)
+    client = verified_client(cast_a.department_admin)
+    page = client.get(reverse("admin:audiences_recipient_import")).content.decode()
+    assert 'id="import-columns"' in page
+    for column in ALL_COLUMNS:
+        assert f"<code>{column}</code>" in page
+    assert "zh-hant" in page
+    assert "<code>ST</code> Sha Tin" in page
+    assert f'/static/{SAMPLE_FILE}"' in page
+    sample = (Path(settings.BASE_DIR) / "static" / SAMPLE_FILE).read_bytes()
+    preview = _upload(client, cast_a, sample, name="recipients-sample.csv")
+    result = preview.context["result"]
+    assert not result.has_errors()
+    assert not result.has_validation_errors()
+    assert result.totals["new"] == 3
+
+
+def test_row_errors_are_in_the_page_not_in_a_hover_box(cast_a, verified_client):
+    client = verified_client(cast_a.department_admin)
+    rows = [recipient_row(0), recipient_row(1, mobile="12345")]
+    body = _upload(client, cast_a, csv_bytes(rows)).content.decode()
+    assert "Line 3" in body
+    assert "validation-error-container" not in body

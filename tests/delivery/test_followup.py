@@ -318,3 +318,51 @@ def test_recalling_a_file_notice_recalls_the_file_and_its_card(sim, wsd, cast_a)
         inbox = sim.sim.inbox(userid, "ding-demo-wsd")
         assert sorted(e["msg"]["msgtype"] for e in inbox) == ["file", "markdown"]
         assert all(entry["recalled"] for entry in inbox)
+
+
+@pytest.mark.django_db
+def test_the_outreach_list_shows_the_number_to_the_officer_who_took_the_case(
+    sim, wsd, cast_a
+) -> None:
+    from django.urls import reverse
+
+    from common.testing.cast import verified_client_for
+
+    make_recipients(wsd, 2, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.CLOSED_LOOP)
+    planner.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    Delivery.objects.filter(plan=plan).update(outreach=OutreachStatus.OPEN)
+    case = Delivery.objects.filter(plan=plan).select_related("recipient").first()
+    case.recipient.mobile = "+85291234567"
+    case.recipient.save()
+    url = reverse("delivery:outreach", args=[notice.pk])
+    officer = verified_client_for(cast_a.pr_officer)
+    assert "+85291234567" not in officer.get(url).content.decode()
+    officer.post(reverse("delivery:outreach-assign", args=[notice.pk, case.pk]))
+    page = officer.get(url).content.decode()
+    assert 'href="tel:+85291234567"' in page
+    # Anyone else sees the number masked.
+    other = verified_client_for(cast_a.supervisor).get(url).content.decode()
+    assert "+85291234567" not in other
+    assert case.recipient.masked_mobile in other
+
+
+@pytest.mark.django_db
+def test_a_sent_notice_links_to_its_dashboard_and_a_draft_does_not(sim, wsd, cast_a) -> None:
+    from django.urls import reverse
+
+    from common.testing.cast import verified_client_for
+
+    make_recipients(wsd, 2, languages=("en",))
+    notice = make_notice(wsd)
+    draft = make_notice(wsd, status=Status.DRAFT, title="Draft")
+    planner.plan_notice(notice.pk)
+    client = verified_client_for(cast_a.pr_officer)
+    dashboard = reverse("delivery:dashboard", args=[notice.pk])
+    page = client.get(reverse("notices:detail", args=[notice.pk])).content.decode()
+    notice.refresh_from_db()
+    assert notice.status in (Status.SENDING, Status.SENT)
+    assert f'href="{dashboard}"' in page
+    other = client.get(reverse("notices:detail", args=[draft.pk])).content.decode()
+    assert 'id="notice-dashboard-link"' not in other

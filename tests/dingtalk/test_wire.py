@@ -99,6 +99,7 @@ def test_media_upload_is_multipart_with_type_on_the_url(dt, client):
         "filename": "notice.pdf",
         "content_type": "application/octet-stream",
         "size": 14,
+        "data": b"%PDF-1.4 hello",
     }
     assert b'name="media"; filename="notice.pdf"' in recorded.body
 
