@@ -64,6 +64,7 @@ SKIPPED: dict[str, str] = {
     "audiences:dingtalk-callback": "DingTalk's event push (JSON)",
     "audiences:venues": "JSON for the segment form's venue search",
     "notices:preview": "POST only (HTML fragment for the compose page)",
+    "notices:voice": "a WAV file played by the compose and notice pages",
     "notices:submit": "POST only",
     "notices:cancel": "POST only",
     "notices:approve": "POST only",
