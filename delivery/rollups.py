@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -107,18 +108,18 @@ def _fold(rollup: Rollup, kind: str, key: str, n: int) -> None:
         rollup.batches[key] = rollup.batches.get(key, 0) + n
 
 
+def _nonzero(table: dict[Any, int]) -> dict[Any, int]:
+    return {key: n for key, n in table.items() if n}
+
+
 def _clean(rollup: Rollup) -> Rollup:
     """Keys whose deltas sum to nothing are left out, as if never counted."""
-    for table in (
-        rollup.states,
-        rollup.districts,
-        rollup.district_reads,
-        rollup.failures,
-        rollup.read_minutes,
-        rollup.batches,
-    ):
-        for key in [k for k, v in table.items() if not v]:
-            del table[key]
+    rollup.states = _nonzero(rollup.states)
+    rollup.districts = _nonzero(rollup.districts)
+    rollup.district_reads = _nonzero(rollup.district_reads)
+    rollup.failures = _nonzero(rollup.failures)
+    rollup.read_minutes = _nonzero(rollup.read_minutes)
+    rollup.batches = _nonzero(rollup.batches)
     return rollup
 
 

@@ -16,9 +16,7 @@ import pytest
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     outcome = yield
     names = getattr(item, "fixturenames", ())
-    uses_db = bool(set(names) & {"db", "transactional_db"}) or item.get_closest_marker(
-        "django_db"
-    )
+    uses_db = bool(set(names) & {"db", "transactional_db"}) or item.get_closest_marker("django_db")
     if outcome.excinfo is not None or not uses_db:
         return
     from delivery.models import DeliveryPlan
