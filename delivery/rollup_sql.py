@@ -176,7 +176,7 @@ def _batch_moves(ch: str) -> str:
         f"UNION ALL SELECT plan_id, 's', 'queued', -k FROM ({moved}) a"
     )
     return _insert(
-        f"SELECT plan_id, kind, key, SUM(n) FROM ({union}) z "
+        f"SELECT plan_id, kind, key, SUM(n) FROM ({union}) z WHERE plan_id IS NOT NULL "
         "GROUP BY plan_id, kind, key HAVING SUM(n) <> 0"
     )
 
@@ -241,16 +241,21 @@ def _sqlite_delivery() -> list[str]:
 
 def _sqlite_batch() -> list[str]:
     plan = f"(SELECT plan_id FROM {DISPATCH} WHERE id = {{ref}}.dispatch_id)"
+    alive = "WHERE p IS NOT NULL"  # a flush may empty the dispatches first
     ch = (
         f"(SELECT NEW.id AS id, OLD.status AS os, NEW.status AS ns, "
         f"{plan.format(ref='NEW')} AS plan_id) ch"
     )
     return [
         f"CREATE TRIGGER batch_tally_ins AFTER INSERT ON {BATCH} FOR EACH ROW BEGIN "
-        + _insert(f"SELECT {plan.format(ref='NEW')}, 'b', NEW.status, 1")
+        + _insert(
+            f"SELECT p, 'b', NEW.status, 1 FROM (SELECT {plan.format(ref='NEW')} AS p) {alive}"
+        )
         + "; END",
         f"CREATE TRIGGER batch_tally_del AFTER DELETE ON {BATCH} FOR EACH ROW BEGIN "
-        + _insert(f"SELECT {plan.format(ref='OLD')}, 'b', OLD.status, -1")
+        + _insert(
+            f"SELECT p, 'b', OLD.status, -1 FROM (SELECT {plan.format(ref='OLD')} AS p) {alive}"
+        )
         + "; END",
         f"CREATE TRIGGER batch_tally_upd AFTER UPDATE OF status ON {BATCH} FOR EACH ROW "
         f"WHEN OLD.status IS NOT NEW.status BEGIN {_batch_moves(ch)}; END",

@@ -29,6 +29,8 @@ UserLike = AbstractBaseUser | AnonymousUser
 # The seed's claims for the channel (product.md): shown beside each notice's own figures.
 REFERENCE = {"delivery_rate": 99.6, "reach_rate": 95.0, "avg_first_read_min": 3.2}
 CHART_W, CHART_H = 600, 200
+# The y axis: share of planned people who have read, with the chart's y of each mark.
+Y_TICKS = [{"pct": pct, "y": CHART_H - pct * CHART_H // 100} for pct in (0, 25, 50, 75, 100)]
 
 
 def plan_for_public_token(token: str) -> DeliveryPlan | None:
@@ -176,6 +178,7 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
             "avg_first_read_min": curve.avg_first_read_min,
             "table": curve.table,
             "x_ticks": _ticks(curve.minutes),
+            "y_ticks": Y_TICKS,
         },
         "eta_s": round(eta_s),
         "eta_at": (moment + timedelta(seconds=eta_s)).isoformat() if eta_s else None,

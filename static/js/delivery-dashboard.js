@@ -46,6 +46,15 @@
     width("bar-read", data.bars.read);
     width("bar-confirmed", data.bars.confirmed);
     document.getElementById("curve-line").setAttribute("points", data.curve.points);
+    var ticks = document.querySelectorAll("#curve-x-ticks text");
+    (data.curve.x_ticks || []).forEach(function (tick, i) {
+      if (ticks[i]) { ticks[i].textContent = String(tick.minute); }
+    });
+    if (data.curve.table && data.curve.table.length) {
+      rows("delivery-curve-table", data.curve.table, function (r) {
+        return [r.minute, r.read, r.share === null ? "—" : r.share + "%"];
+      });
+    }
     var pause = document.getElementById("delivery-pause");
     pause.hidden = !data.pause_reason;
     text("delivery-pause-reason", data.pause_reason);
