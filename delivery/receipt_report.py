@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -34,6 +35,7 @@ from delivery.models import (
     effective_state,
     effective_state_in,
 )
+from delivery.receipt_copy import receipts_csv_copy
 from delivery.rollups import plan_rollup
 from notices.models import Notice
 
@@ -233,6 +235,15 @@ def receipts_report(actor: User, params: dict[str, Any]) -> Report:
         target=notice,
         department=notice.department,
         event_extra={"full_mobiles": contacts},
+        csv_copy=(
+            (
+                lambda on_rows: receipts_csv_copy(
+                    queryset, HEADERS, contacts=contacts, on_rows=on_rows
+                )
+            )
+            if connection.vendor == "postgresql"
+            else None
+        ),
     )
 
 
