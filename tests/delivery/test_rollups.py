@@ -268,3 +268,26 @@ def test_the_check_reports_drift_and_repairs_it(sim, wsd) -> None:
     assert [(c.plan_id, c.repaired) for c in checks] == [(plan.pk, True)]
     assert rollup_check.sample_check()[0].repaired is False  # ran twice
     assert plan_rollup(plan.pk).confirmed == 0
+
+
+@pytest.mark.django_db
+def test_send_and_poll_tasks_ran_twice_count_once(sim, wsd) -> None:
+    make_recipients(wsd, 150, languages=("en",))
+    notice = make_notice(wsd, tier=Tier.TARGETED)
+    planner.plan_notice(notice.pk)  # plan_notice and send_batches ran once, eagerly
+    plan = DeliveryPlan.objects.get(notice=notice)
+    ids = list(Batch.objects.filter(dispatch__plan=plan).values_list("pk", flat=True))
+    sent = agree(plan)
+    tasks.send_batches_task.delay(ids).get()  # ran twice
+    assert agree(plan) == sent
+    sim.sim.advance(120)
+    batch = Batch.objects.get(pk=ids[0])
+    for userid in batch.userids[:20]:
+        sim.sim.mark_read(batch.task_id, userid)
+    Batch.objects.filter(pk__in=ids).update(next_poll_at=timezone.now())
+    assert tasks.poll_receipts_task.delay().get() == len(ids)
+    polled = agree(plan)
+    assert polled["read"] == 20
+    for batch_id in ids:  # each poll ran twice: the lease is spent, nothing is counted again
+        tasks.poll_batch_receipts_task.delay([batch_id]).get()
+    assert agree(plan) == polled
