@@ -488,6 +488,8 @@ def phase_storm(args: argparse.Namespace, broker: str, result: dict[str, Any]) -
         result["dropped"] = sum(
             int(v) for k, v in forbidden.items() if k in ("143103", "143104", "143105", "143106")
         )
+        result["dropped_by_code"] = {k: int(v) for k, v in forbidden.items()}
+        result["urgent_strategy"] = DeliveryPlan.objects.get(notice=urgent).strategy
     finally:
         for worker in workers:
             kill_worker(worker)
