@@ -53,6 +53,14 @@ def _django(database_url: str) -> None:
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process. VmHWM first: Linux keeps ru_maxrss across exec,
+    so a phase started by a large parent (bench/storm.py) would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 

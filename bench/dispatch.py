@@ -42,7 +42,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRATCH = "bench_delivery"
+SCRATCH = os.environ.get("BENCH_DATABASE_NAME", "bench_delivery")
 UNLIMITED = {
     "DELIVERY_CALLS_PER_SECOND": "1000000",
     "DELIVERY_RECIPIENTS_PER_MINUTE": "1000000000",

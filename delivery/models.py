@@ -399,3 +399,30 @@ class ServiceWindowBatch(models.Model):
 
     def __str__(self) -> str:
         return f"service window batch {self.plan_id}/{self.seq}"
+
+
+class PlanTally(models.Model):
+    """One signed delta of a plan's rollups (kinds and keys: ``delivery.rollup_sql``).
+
+    Written only by database triggers on the people's and batches' tables, in the statement
+    that changed them; read only through ``delivery.rollups``, which sums a plan's rows and
+    folds them together now and then. No foreign-key check: a plan's rows may be removed
+    before or after its tally in a cascade.
+    """
+
+    plan = models.ForeignKey(
+        DeliveryPlan,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    kind = models.CharField(max_length=4)
+    key = models.CharField(max_length=40)
+    n = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["plan", "kind", "key"], name="plantally_plan_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"plan {self.plan_id} {self.kind}:{self.key} {self.n:+d}"

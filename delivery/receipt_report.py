@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -34,6 +35,8 @@ from delivery.models import (
     effective_state,
     effective_state_in,
 )
+from delivery.receipt_copy import receipts_csv_copy
+from delivery.rollups import plan_rollup
 from notices.models import Notice
 
 Reader = AbstractBaseUser | AnonymousUser
@@ -118,21 +121,17 @@ def receipts_filter(notice: Notice, filters: ReceiptFilters) -> QuerySet[Deliver
 
 
 def state_counts(notice: Notice) -> list[tuple[str, str, int]]:
-    """(state, its name, how many) for every state the notice's deliveries are in."""
-    rows = (
-        Delivery.objects.filter(plan__notice=notice)
-        .annotate(now_state=effective_state())
-        .values("now_state")
-        .annotate(n=Count("pk"))
-        .order_by("now_state")
-    )
-    return [
-        (r["now_state"], _STATE_NAMES.get(r["now_state"], r["now_state"]), r["n"]) for r in rows
-    ]
+    """(state, its name, how many) for every state the notice's people are in (the rollups)."""
+    plan = notice_plan(notice)
+    if plan is None:
+        return []
+    states = plan_rollup(plan.pk, kinds=("s",)).states
+    return [(s, _STATE_NAMES.get(s, s), n) for s, n in sorted(states.items())]
 
 
 def confirmed_count(notice: Notice) -> int:
-    return Delivery.objects.filter(plan__notice=notice, confirmed_at__isnull=False).count()
+    plan = notice_plan(notice)
+    return plan_rollup(plan.pk, kinds=("c",)).confirmed if plan is not None else 0
 
 
 def may_see_contacts(user: Reader, notice: Notice) -> bool:
@@ -236,6 +235,15 @@ def receipts_report(actor: User, params: dict[str, Any]) -> Report:
         target=notice,
         department=notice.department,
         event_extra={"full_mobiles": contacts},
+        csv_copy=(
+            (
+                lambda on_rows: receipts_csv_copy(
+                    queryset, HEADERS, contacts=contacts, on_rows=on_rows
+                )
+            )
+            if connection.vendor == "postgresql"
+            else None
+        ),
     )
 
 

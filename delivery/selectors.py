@@ -1,7 +1,8 @@
 """Reads for the delivery pages: plans scoped to the user, and the dashboard's figures.
 
-Another department's plan answers 404, like a missing one. Figures are computed with a few
-grouped queries (no per-person rows in Python), so the dashboard stays cheap for a million.
+Another department's plan answers 404, like a missing one. Figures come from the plans'
+rollups (delivery.rollups), never the per-person table, so a page costs the same for ten
+people or a million.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import TruncMinute
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -24,22 +24,19 @@ from delivery.messages import notice_from_token
 from delivery.models import (
     Batch,
     BatchStatus,
-    Delivery,
     DeliveryPlan,
-    DeliveryState,
     PlanStatus,
-    effective_accepted_at,
-    effective_state,
 )
 from delivery.reach import plan_reach
+from delivery.rollups import FAILED_STATES, Rollup, plan_rollup, rollup_for_plans
 
 UserLike = AbstractBaseUser | AnonymousUser
 
 # The seed's claims for the channel (product.md): shown beside each notice's own figures.
 REFERENCE = {"delivery_rate": 99.6, "reach_rate": 95.0, "avg_first_read_min": 3.2}
-DELIVERED_STATES = (DeliveryState.ACCEPTED, DeliveryState.READ, DeliveryState.UNREAD)
-FAILED_STATES = (DeliveryState.FAILED, DeliveryState.INVALID, DeliveryState.FORBIDDEN)
 CHART_W, CHART_H = 600, 200
+# The y axis: share of planned people who have read, with the chart's y of each mark.
+Y_TICKS = [{"pct": pct, "y": CHART_H - pct * CHART_H // 100} for pct in (0, 25, 50, 75, 100)]
 
 
 def plan_for_public_token(token: str) -> DeliveryPlan | None:
@@ -77,112 +74,81 @@ class Curve:
     minutes: int  # x-axis extent
     median_first_read_min: float | None
     avg_first_read_min: float | None
+    table: list[dict[str, Any]]  # the same curve as rows, for the table alternative
 
 
-def _minutes(delta: timedelta) -> float:
-    return round(delta.total_seconds() / 60.0, 1)
+def read_curve(plan: DeliveryPlan, rollup: Rollup | None = None) -> Curve:
+    """Cumulative share of planned people who have read, by minute since the first acceptance.
 
-
-def read_curve(plan: DeliveryPlan) -> Curve:
-    """Cumulative share of planned people who have read, by minute since the first acceptance."""
+    From the rollups' reads per minute (rollups.py): no per-person rows are read.
+    """
+    rollup = rollup if rollup is not None else plan_rollup(plan.pk)
     start = plan.first_accepted_at
-    reads = Delivery.objects.filter(plan=plan, first_read_at__isnull=False)
-    total_read = reads.count()
+    series_in = rollup.read_series()
+    total_read = sum(n for _, n in series_in)
     if start is None or total_read == 0 or plan.planned == 0:
-        return Curve(f"0,{CHART_H} {CHART_W},{CHART_H}", 0, None, None)
-    buckets = (
-        reads.annotate(minute=TruncMinute("first_read_at"))
-        .values("minute")
-        .annotate(n=Count("pk"))
-        .order_by("minute")
-    )
+        return Curve(f"0,{CHART_H} {CHART_W},{CHART_H}", 0, None, None, [])
     series: list[tuple[float, int]] = []
     running = 0
-    for row in buckets:
-        running += row["n"]
-        minute = max(0.0, (row["minute"] - start).total_seconds() / 60.0 + 1)
+    median: float | None = None
+    for at, n in series_in:
+        running += n
+        minute = max(0.0, (at - start).total_seconds() / 60.0 + 1)
         series.append((minute, running))
+        if median is None and running * 2 > total_read:
+            median = round(minute, 1)
     extent = max(10, int(series[-1][0]) + 1)
     coords = [f"0,{CHART_H}"]
+    table = []
     for minute, count in series:
         x = round(minute / extent * CHART_W, 1)
         y = round(CHART_H - count / plan.planned * CHART_H, 1)
         coords.append(f"{x},{y}")
-    median_row = reads.order_by("first_read_at").values_list("first_read_at", flat=True)[
-        total_read // 2
-    ]
-    sample = [
-        (r, a)
-        for r, a in reads.annotate(sent_at=effective_accepted_at())
-        .exclude(sent_at__isnull=True)
-        .order_by("pk")
-        .values_list("first_read_at", "sent_at")[:5000]
-        if r is not None and a is not None
-    ]
-    avg = (
-        sum(max(0.0, (r - a).total_seconds()) for r, a in sample) / len(sample) / 60.0
-        if sample
-        else None
-    )
-    return Curve(
-        " ".join(coords),
-        extent,
-        _minutes(median_row - start) if median_row is not None else None,
-        round(avg, 1) if avg is not None else None,
-    )
+        table.append(
+            {"minute": round(minute, 1), "read": count, "share": _pct(count, plan.planned)}
+        )
+    return Curve(" ".join(coords), extent, median, rollup.avg_first_read_min, table[-60:])
 
 
 def _pct(part: int, whole: int) -> float | None:
     return round(part * 100.0 / whole, 1) if whole else None
 
 
-def _failure_rows(people: QuerySet[Delivery]) -> list[dict[str, Any]]:
-    return [
-        {"state": row["state"], "code": row["code"], "count": row["n"]}
-        for row in people.filter(state__in=FAILED_STATES)
-        .values("state", "code")
-        .annotate(n=Count("pk"))
-        .order_by("-n")
+def _failure_rows(rollup: Rollup) -> list[dict[str, Any]]:
+    rows = [
+        {"state": state, "code": code, "count": n}
+        for (state, code), n in rollup.failures.items()
+        if state in FAILED_STATES
     ]
+    return sorted(rows, key=lambda row: (-row["count"], row["state"], row["code"] or 0))
 
 
-def _district_rows(people: QuerySet[Delivery]) -> list[dict[str, Any]]:
+def _district_rows(rollup: Rollup) -> list[dict[str, Any]]:
     names = dict(District.objects.values_list("pk", "name_en"))
+    ordered = sorted(rollup.districts.items(), key=lambda item: (-item[1], item[0] or 0))[:30]
     return [
         {
-            "district": names.get(row["district_id"], "—") if row["district_id"] else "—",
-            "planned": row["n"],
-            "read": row["r"],
-            "reach": _pct(row["r"], row["n"]),
+            "district": names.get(district, "—") if district else "—",
+            "planned": n,
+            "read": rollup.district_reads.get(district, 0),
+            "reach": _pct(rollup.district_reads.get(district, 0), n),
         }
-        for row in people.values("district_id")
-        .annotate(n=Count("pk"), r=Count("pk", filter=Q(first_read_at__isnull=False)))
-        .order_by("-n")[:30]
+        for district, n in ordered
     ]
 
 
 def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the dashboard shows, as JSON-ready data."""
+    """Everything the dashboard shows, as JSON-ready data, from the plan's rollups."""
     moment = now or timezone.now()
-    people = Delivery.objects.filter(plan=plan)
-    states = dict(
-        people.annotate(now_state=effective_state())
-        .values("now_state")
-        .annotate(n=Count("pk"))
-        .values_list("now_state", "n")
-    )
+    rollup = plan_rollup(plan.pk)
     planned = plan.planned
-    queued = states.get(DeliveryState.QUEUED, 0)
-    read = people.filter(first_read_at__isnull=False).count()
-    confirmed = people.filter(confirmed_at__isnull=False).count()
-    delivered = sum(states.get(s, 0) for s in DELIVERED_STATES)
-    curve = read_curve(plan)
+    queued = rollup.queued
+    read = rollup.read
+    confirmed = rollup.confirmed
+    delivered = rollup.delivered
+    curve = read_curve(plan, rollup)
     per_minute = float(settings.DELIVERY_LIMITS["recipients_per_minute"])
     eta_s = queued / per_minute * 60.0 if plan.status == PlanStatus.SENDING and queued else 0.0
-    open_batches = Batch.objects.filter(
-        dispatch__plan=plan,
-        status__in=(BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.UNKNOWN),
-    ).count()
 
     def width(n: int) -> float:
         return round(n * 100.0 / planned, 2) if planned else 0.0
@@ -200,7 +166,7 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "delivered": delivered,
         "read": read,
         "confirmed": confirmed,
-        "open_batches": open_batches,
+        "open_batches": rollup.open_batches(),
         "bars": {
             "accepted": width(delivered),
             "read": width(read),
@@ -209,23 +175,33 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "delivery_rate": _pct(delivered, planned),
         "reach_rate": _pct(read, planned),
         "confirm_rate": _pct(confirmed, planned),
-        "failures": _failure_rows(people),
-        "districts": _district_rows(people),
+        "failures": _failure_rows(rollup),
+        "districts": _district_rows(rollup),
         "curve": {
             "points": curve.points,
             "minutes": curve.minutes,
             "median_first_read_min": curve.median_first_read_min,
             "avg_first_read_min": curve.avg_first_read_min,
+            "table": curve.table,
+            "x_ticks": _ticks(curve.minutes),
+            "y_ticks": Y_TICKS,
         },
         "eta_s": round(eta_s),
         "eta_at": (moment + timedelta(seconds=eta_s)).isoformat() if eta_s else None,
         "reference": REFERENCE,
         "reminders_sent": plan.reminders_sent,
-        "outreach_open": people.filter(outreach="open").count(),
-        "held": held_batches(plan),
+        "outreach_open": rollup.outreach_open,
+        "held": held_batches(plan) if rollup.batches.get(BatchStatus.HELD) else [],
         "updated_at": moment.isoformat(),
         **plan_reach(plan),  # reach, per-person reads, getsendprogress, last and next poll
     }
+
+
+def _ticks(extent: int) -> list[dict[str, float]]:
+    """Five evenly spaced minute marks of the curve's x axis (x in chart units)."""
+    if extent <= 0:
+        return []
+    return [{"minute": round(extent * i / 4, 1), "x": round(CHART_W * i / 4, 1)} for i in range(5)]
 
 
 def held_batches(plan: DeliveryPlan) -> list[dict[str, Any]]:
@@ -254,12 +230,12 @@ def department_summaries(*, user: UserLike) -> list[dict[str, Any]]:
 
 
 def department_summary(department: Department) -> dict[str, Any]:
+    """A department's totals over all its plans: the same rollups the dashboards read."""
     plans = DeliveryPlan.objects.filter(department=department)
-    people = Delivery.objects.filter(plan__department=department)
-    planned = people.count()
-    delivered = people.filter(state__in=DELIVERED_STATES).count()
-    read = people.filter(first_read_at__isnull=False).count()
-    confirmed = people.filter(confirmed_at__isnull=False).count()
+    rollup = rollup_for_plans(list(plans.values_list("pk", flat=True)))
+    planned = rollup.people
+    delivered = rollup.delivered
+    read = rollup.read
     return {
         "department": department,
         "notices": plans.count(),
@@ -267,7 +243,7 @@ def department_summary(department: Department) -> dict[str, Any]:
         "planned": planned,
         "delivered": delivered,
         "read": read,
-        "confirmed": confirmed,
+        "confirmed": rollup.confirmed,
         "delivery_rate": _pct(delivered, planned),
         "reach_rate": _pct(read, planned),
         "recent": list(plans.select_related("notice").order_by("-created_at")[:20]),

@@ -13,6 +13,28 @@ from common.testing.cast import Cast, make_cast, verified_client_for
 from config.celery import app as celery_app
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After every test that touched the database: each delivery plan's rollups equal a
+    recount from its people (delivery.rollups.plan_drift). Every kind of state change the
+    suite drives (sends, polls, reminders, confirmations, recall, erasure, retention,
+    flow-control re-sends, held batches...) is checked, on SQLite and on PostgreSQL."""
+    outcome = yield
+    names = getattr(item, "fixturenames", ())
+    uses_db = bool(set(names) & {"db", "transactional_db"}) or item.get_closest_marker("django_db")
+    if outcome.excinfo is not None or not uses_db:
+        return
+    from delivery.models import DeliveryPlan
+    from delivery.rollups import plan_drift
+
+    drifts = {}
+    for plan_id in DeliveryPlan.objects.values_list("pk", flat=True):
+        drift = plan_drift(plan_id)
+        if drift:
+            drifts[plan_id] = drift
+    assert not drifts, f"rollups differ from a recount of the people: {drifts}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _celery_tasks_registered() -> None:
     """Import every app's tasks.py, as a worker does when it starts.

@@ -24,7 +24,7 @@ from delivery.governor import GovernorUnavailable, get_governor
 from delivery.models import Batch, BatchStatus, DeliveryPlan, PauseCode, PlanStatus
 from delivery.privacy import anonymise_late_deliveries
 from delivery.quota import monthly_calls_left
-from delivery.services import service_window, uncertain
+from delivery.services import rollup_check, service_window, uncertain
 from delivery.services.lifecycle import plan_finish_if_complete, plan_resume
 from delivery.services.outcomes import record_accepted
 from dingtalk.errors import DingTalkError
@@ -49,7 +49,8 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     - unknown batches: resent with identical content for DingTalk to reconcile while its
       same-day duplicate rule covers the first attempt, else held for a supervisor;
     - batches still queued a while after creation (their message was lost);
-    - paused plans whose cause has cleared; plans whose last batch has an outcome finish.
+    - paused plans whose cause has cleared; plans whose last batch has an outcome finish;
+    - a sample of recent plans' rollups recounted from their people (drift logged, repaired).
     """
     moment = now or timezone.now()
     stale = moment - timedelta(seconds=float(settings.DELIVERY_CLAIM_STALE_S))
@@ -74,6 +75,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         ).values_list("pk", flat=True)
     )
     counts["anonymised"] = anonymise_late_deliveries()
+    checks = rollup_check.sample_check(now=moment)
+    counts["rollups_checked"] = len(checks)
+    counts["rollups_repaired"] = sum(int(check.repaired) for check in checks)
     return counts
 
 

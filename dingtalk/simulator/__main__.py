@@ -7,7 +7,7 @@ import gc
 import sys
 from collections.abc import Sequence
 
-from dingtalk.simulator.config import Limits, SimulatorConfig
+from dingtalk.simulator.config import Limits, SimulatorConfig, extra_apps
 from dingtalk.simulator.server import serve_forever
 from dingtalk.simulator.simulator import Simulator
 
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-record", action="store_true", help="do not keep recorded requests")
     parser.add_argument("--never-read-share", type=float, default=None)
+    parser.add_argument(
+        "--extra-apps", type=int, default=0, help="more standard apps (codes S01...) for benches"
+    )
     return parser
 
 
@@ -53,6 +56,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         directory_file=args.directory_file,
         record_requests=not args.no_record,
     )
+    if args.extra_apps:
+        config.apps = [*config.apps, *extra_apps(args.extra_apps)]
     if args.never_read_share is not None:
         config.readers.never_read_share = args.never_read_share
     for item in args.callback_url:

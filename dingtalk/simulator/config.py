@@ -122,6 +122,28 @@ def demo_apps() -> list[AppConfig]:
     ]
 
 
+def extra_apps(count: int) -> list[AppConfig]:
+    """More standard-edition apps after the demo ones (codes S01, S02...), for load benches
+    where many departments each send through their own app (bench/storm.py)."""
+    apps = []
+    for i in range(count):
+        code = f"S{i + 1:02d}"
+        apps.append(
+            AppConfig(
+                app_key=f"ding-demo-{code.lower()}",
+                app_secret=f"demo-secret-{code.lower()}",
+                agent_id=3000201 + i,
+                code=code,
+                name=f"Storm department {i + 1}",
+                name_tc=f"風暴部門 {i + 1}",
+                edition=Edition.STANDARD,
+                callback_token=f"demo-token-{code.lower()}",
+                callback_aes_key=demo_aes_key(code),
+            )
+        )
+    return apps
+
+
 @dataclass
 class Limits:
     """Every documented limit in one place. ``enabled=False`` switches all of them off;

@@ -55,6 +55,15 @@
     width("bar-confirmed", data.bars.confirmed);
     var curve = document.getElementById("curve-line");
     if (curve) { curve.setAttribute("points", data.curve.points); }
+    var ticks = document.querySelectorAll("#curve-x-ticks text");
+    (data.curve.x_ticks || []).forEach(function (tick, i) {
+      if (ticks[i]) { ticks[i].textContent = String(tick.minute); }
+    });
+    if (data.curve.table && data.curve.table.length) {
+      rows("delivery-curve-table", data.curve.table, function (r) {
+        return [r.minute, r.read, r.share === null ? "—" : r.share + "%"];
+      });
+    }
     var pause = document.getElementById("delivery-pause");
     pause.hidden = !data.pause_reason;
     text("delivery-pause-reason", data.pause_reason);

@@ -86,6 +86,16 @@ def test_officer_watches_reads_arrive_and_a_supervisor_recalls(
             browser.find_element(By.ID, "bar-read").get_attribute("width")
         ) == pytest.approx(read * 100 / 120, abs=0.1)
         assert browser.find_element(By.ID, "curve-line").get_attribute("points") != flat_curve
+        # The curve's axes are labelled, and its table alternative follows the live figures.
+        ticks = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".delivery-curve .tick-y")]
+        assert ticks == ["0%", "25%", "50%", "75%", "100%"]
+        browser.find_element(By.CSS_SELECTOR, ".delivery-curve-table summary").click()
+        wait.until(
+            lambda driver: (
+                f"{read * 100 / 120:.1f}%"
+                in driver.find_element(By.ID, "delivery-curve-table").text
+            )
+        )
         assert "%" in browser.find_element(By.ID, "fig-reach-rate").text
         assert not browser.find_elements(By.ID, "delivery-recall")  # officers cannot recall
 

@@ -217,3 +217,42 @@ def test_audit_page_and_event_detail_link_to_the_report(sent, cast_a, verified_c
     event = AuditEvent.objects.filter(target_type="notices.Notice", target_id=str(sent.pk)).first()
     detail = client.get(reverse("audit:event-detail", args=[event.pk]))
     assert report_url(sent).encode() in detail.content
+
+
+@pytest.mark.django_db
+def test_postgres_copy_writes_the_same_cells_as_the_python_path(sent, cast_a) -> None:
+    from django.db import connection
+
+    from audit.spreadsheets import csv_chunks
+    from delivery.receipt_copy import receipts_csv_copy
+    from delivery.receipt_report import (
+        HEADERS,
+        ReceiptFilters,
+        receipt_rows,
+        receipts_filter,
+    )
+
+    if connection.vendor != "postgresql":
+        pytest.skip("COPY is PostgreSQL's; SQLite writes the report through Python")
+    person = Recipient.objects.filter(department=sent.department).order_by("pk").first()
+    recipient_update(
+        actor=cast_a.department_admin,
+        recipient=person,
+        changes={"name": '=HYPERLINK("http://evil")'},
+    )
+    queryset = receipts_filter(sent, ReceiptFilters())
+
+    def parsed(chunks) -> list[list[str]]:
+        return list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8-sig"))))
+
+    seen: list[int] = []
+    for contacts in (False, True):
+        by_copy = parsed(
+            receipts_csv_copy(queryset, HEADERS, contacts=contacts, on_rows=seen.append)
+        )
+        by_python = parsed(csv_chunks(HEADERS, receipt_rows(queryset, contacts=contacts)))
+        assert by_copy == by_python
+        assert len(by_copy) == 7
+    assert seen[-1] == 6
+    names = [row[2] for row in by_copy]
+    assert '\'=HYPERLINK("http://evil")' in names
