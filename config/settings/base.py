@@ -153,6 +153,8 @@ SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 10 * 60 * 60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
+# A styled, translated page instead of Django's bare English one (common/error_views.py).
+CSRF_FAILURE_VIEW = "common.error_views.csrf_failure"
 
 # Login throttling: lock the username+IP pair, not the IP alone, because government
 # offices sit behind shared NAT and an IP-only lock would shut out a whole department.
