@@ -63,7 +63,8 @@ HEADERS = [
     "reminders_sent",
 ]
 
-_STATE_NAMES = {value: str(label) for value, label in DeliveryState.choices}
+# Lazy labels: each reader (and each export) gets the states in their own language.
+_STATE_NAMES = dict(DeliveryState.choices)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def state_counts(notice: Notice) -> list[tuple[str, str, int]]:
         .order_by("now_state")
     )
     return [
-        (r["now_state"], _STATE_NAMES.get(r["now_state"], r["now_state"]), r["n"]) for r in rows
+        (r["now_state"], str(_STATE_NAMES.get(r["now_state"], r["now_state"])), r["n"])
+        for r in rows
     ]
 
 
@@ -168,7 +170,7 @@ def receipt_row(values: tuple[Any, ...], *, contacts: bool, zone: Any) -> list[A
         name or "",
         (mobile or "") if contacts else mask_mobile(mobile or ""),
         state,
-        _STATE_NAMES.get(state, state),
+        str(_STATE_NAMES.get(state, state)),
         _local(accepted, zone),
         _local(read, zone),
         _local(confirmed, zone),

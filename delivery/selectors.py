@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts import permissions as perms
 from accounts.models import Department
 from audiences.models import District
+from common.i18n import in_reader_language
 from delivery.messages import notice_from_token
 from delivery.models import (
     Batch,
@@ -146,7 +147,10 @@ def _failure_rows(people: QuerySet[Delivery]) -> list[dict[str, Any]]:
 
 
 def _district_rows(people: QuerySet[Delivery]) -> list[dict[str, Any]]:
-    names = dict(District.objects.values_list("pk", "name_en"))
+    names = {
+        pk: in_reader_language(en, zh)
+        for pk, en, zh in District.objects.values_list("pk", "name_en", "name_zh")
+    }
     return [
         {
             "district": names.get(row["district_id"], "—") if row["district_id"] else "—",

@@ -1,0 +1,16 @@
+"""Bilingual values shown in the reader's language: Chinese to a zh-Hant reader when there is
+Chinese, else English (names of departments and districts, notice titles)."""
+
+from __future__ import annotations
+
+from django.utils.translation import get_language
+
+
+def reader_wants_chinese() -> bool:
+    return (get_language() or "").lower().startswith("zh")
+
+
+def in_reader_language(english: str, chinese: str) -> str:
+    if reader_wants_chinese():
+        return chinese or english
+    return english or chinese
