@@ -32,6 +32,7 @@ from delivery.models import (
     effective_accepted_at,
     effective_state,
 )
+from delivery.planning import strategy_label
 
 UserLike = AbstractBaseUser | AnonymousUser
 
@@ -195,6 +196,7 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "status": plan.status,
         "status_label": str(PlanStatus(plan.status).label),
         "strategy": plan.strategy,
+        "strategy_label": strategy_label(plan.strategy),
         "pause_reason": plan.pause_reason_text(),
         "planned": planned,
         "snapshot_done": plan.snapshot_done,

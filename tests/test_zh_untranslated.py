@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import Department
 from audiences.models import Recipient, Segment, Tag, Venue
+from audiences.resources import RecipientResource
 from audit.models import AuditEvent
 from common.testing.cast import Cast, verified_client_for
 from common.testing.zh import english_in, untranslated_entries
@@ -102,7 +103,8 @@ def _portal_pages(
 
 
 def _admin_pages() -> list[str]:
-    urls = [reverse("admin:index")]
+    # The back office's own pages beside the model pages: the recipients' import.
+    urls = [reverse("admin:index"), reverse("admin:audiences_recipient_import")]
     for model in admin.site._registry:
         info = (model._meta.app_label, model._meta.model_name)
         for view in ("changelist", "add"):
@@ -125,6 +127,8 @@ def _typed_names() -> list[str]:
         names.extend((user.first_name, user.last_name, user.get_full_name(), user.username))
     # A department's names are typed data; pages show the reader's one, the back office both.
     names.extend(Department.objects.values_list("name_en", flat=True))
+    # The import file's column headers: codes a file must carry, listed on the import page.
+    names.append(", ".join(RecipientResource().get_export_headers()))
     # The trail's snapshots: labels as they were recorded (hash-chained, never rewritten).
     for actor, target in AuditEvent.objects.values_list("actor_label", "target_label"):
         names.extend((actor, target))
@@ -175,3 +179,57 @@ def test_zh_untranslated_no_english_left_in_any_page(cast_a: Cast, department_wi
         f"{page}:\n    " + "\n    ".join(sorted(set(chunks))) for page, chunks in findings.items()
     )
     assert not findings, f"English left in {len(findings)} zh-Hant pages:\n{report}"
+
+
+@pytest.mark.django_db
+def test_zh_staff_messages_are_in_both_languages_with_hk_numbers(cast_a: Cast) -> None:
+    """E-mails and DingTalk alerts to staff: the portal does not know their language."""
+    from notices import alerts
+
+    make_recipients(cast_a.department, 3)
+    segment = everyone_segment(cast_a.department)
+    notice = submitted_notice(cast_a.pr_officer, cast_a.department, **targeted_fields(segment))
+    Notice.objects.filter(pk=notice.pk).update(reach=1234)
+    notice.refresh_from_db()
+    subject, body = alerts._email(notice, "https://portal.example/notices/inbox/")
+    assert "Approval needed / 待審批" in subject
+    assert "Recipients: 1,234." in body
+    assert "收件人：1,234 名。" in body  # noqa: RUF001
+    assert "沙田暫停供水" in body
+    card = alerts._message(notice, "https://portal.example/notices/inbox/")
+    assert "1,234 名收件人 · [審閱]" in card["markdown"]["text"]
+
+
+def test_zh_templates_fill_chinese_text_with_chinese_dates() -> None:
+    from notices.models import NoticeTemplate
+    from notices.templating import template_fill
+
+    template = NoticeTemplate(
+        name="Outage",
+        tier=Tier.TARGETED,
+        kind="text",
+        title_en="Outage on {date}",
+        title_zh="{date}停水",
+        body_en="From {time} on {date}.",
+        body_zh="{date}{time}起停水。",
+        buttons=[],
+    )
+    values = {"date": "2026-12-05", "date_en": "5 December 2026", "date_zh": "2026年12月5日"}
+    fields = template_fill(template, {**values, "time": "23:00"})
+    assert fields["title_zh"] == "2026年12月5日停水"
+    assert fields["body_zh"] == "2026年12月5日23:00起停水。"
+    assert fields["body_en"] == "From 23:00 on 5 December 2026."
+    # Without per-language values, both take the shared one.
+    assert template_fill(template, {"date": "2026-12-05", "time": "23:00"})["title_zh"] == (
+        "2026-12-05停水"
+    )
+
+
+def test_zh_untranslated_checker_catches_english_and_lets_codes_and_names_through() -> None:
+    page = (
+        '<html lang="zh-Hant-HK"><body><p>策略 user_batches</p><span class="badge">Read: 20</span>'
+        '<img alt="Search" src="x.svg"><p lang="en">Water suspension</p><p>wsd.officer · WSD</p>'
+        "<p>notices.approved · 3fa9c2d1e0b7</p><script>var english = 'yes';</script></body></html>"
+    )
+    assert english_in(page) == ["策略 user_batches", "Read: 20", "Search"]
+    assert english_in("<p>Chan Tai Man 已確認</p>", ["Chan Tai Man"]) == []

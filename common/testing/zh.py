@@ -56,6 +56,9 @@ ALLOWED_WORDS = {
     # Django admin's boolean icons carry alt="True"/"False", hard-coded in django.contrib.admin.
     "True",
     "False",
+    # File format codes, as the import page's format menu names them.
+    "csv",
+    "xlsx",
     # Example tag slugs in a help text (tags are codes people type: frontline, logistics).
     "frontline",
     "logistics",
@@ -66,13 +69,13 @@ ALLOWED_PATTERNS = [
     re.compile(r"\S+@\S+"),  # e-mail addresses
     re.compile(r"(https?|env|file):\S*"),  # addresses and secret references (env:NAME, file:/path)
     re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b"),  # hashes and their abbreviations
-    re.compile(r"\b[a-z]+(?:[._:][a-z0-9_]+)+\b"),  # codes: audit actions, task names, role:x
+    re.compile(r"\b[a-z]+(?:[.:][a-z0-9_]+)+\b"),  # codes: audit actions, task names, role:x
     re.compile(r"\b[a-z]+\.[A-Z][A-Za-z]+(?: \d+)?\b"),  # model labels (accounts.Department 1)
     re.compile(r"\b[a-z]{2,}\d{5,}\b"),  # DingTalk user ids (wsd0000001)
     re.compile(r"\b[A-Z][A-Z0-9]+\*?(?=\W|$)"),  # all-capital codes: WSD, WRAINB, TC8*
     re.compile(r"\{[a-z_]+\}"),  # template placeholders ({district})
     re.compile(r"\bmd5\b"),  # the test settings' password hasher, named in the user form
-    re.compile(r"\S{1,4}\*{4,}"),  # a secret's masked hint (Yz********)
+    re.compile(r"\S{1,8}\*{4,}"),  # masked secrets and password hashes (Yz********)
 ]
 _WORD = re.compile("[A-Za-z][A-Za-z'\u2019]+")
 _SKIP_TAGS = {"script", "style", "template", "noscript"}

@@ -125,7 +125,7 @@
     var pf = data.preflight;
     var age = pf.recipients_cached ? strings.cached.replace("%s", pf.recipients_age_s) : strings.fresh;
     document.getElementById("pf-recipients").textContent = pf.recipients.toLocaleString() + " (" + age + ")";
-    document.getElementById("pf-calls").textContent = pf.calls.toLocaleString() + " (" + pf.strategy + ")";
+    document.getElementById("pf-calls").textContent = pf.calls.toLocaleString() + " (" + (pf.strategy_label || pf.strategy) + ")";
     document.getElementById("pf-quota").textContent = pf.calls_left === null
       ? pf.monthly_calls.toLocaleString() + " / " + strings.unknown
       : pf.calls_left.toLocaleString() + " / " + pf.monthly_calls.toLocaleString();
