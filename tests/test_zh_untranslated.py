@@ -16,6 +16,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -79,6 +80,7 @@ def _portal_pages(
         (officer, "notices:detail", (sent,)),
         (officer, "delivery:dashboard", (sent,)),
         (officer, "delivery:outreach", (sent,)),
+        (officer, "notices:edit", (waiting,)),
         (officer, "audiences:home", (code,)),
         (officer, "audiences:venues", (code,)),
         (supervisor, "notices:inbox", ()),
@@ -165,6 +167,11 @@ def test_zh_untranslated_no_english_left_in_any_page(cast_a: Cast, department_wi
             english = english_in(response.content.decode(), [*data, *notice_texts])
             if english:
                 findings[f"{role} {url}"] = english
+    # Before logging in: the login page.
+    login = Client().get(reverse("accounts:login"), **ZH)
+    assert login.status_code == 200
+    if english := english_in(login.content.decode(), data):
+        findings["anonymous /login/"] = english
     officer = clients["pr_officer"]
     for url, status in (
         ("/notices/99999999/", 404),
