@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "Departments and staff"
+    verbose_name = _("Departments and staff")
 
     def ready(self) -> None:
         # Authentication events (not model signals) are the only hook Django and axes offer;

@@ -52,6 +52,7 @@ from audit.actions import AuditAction
 from audit.context import current_context
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.i18n import in_both_languages
 from common.urls import portal_url
 from dingtalk import messages as dt
 from dingtalk.errors import DingTalkError
@@ -331,21 +332,39 @@ def _deliver(change: PrivilegedChange, subject: str, text: str) -> str:
 
 
 def _message(change: PrivilegedChange) -> tuple[str, str]:
-    who = change.requested_by.get_username() if change.requested_by else "the system"
-    what = (
-        "a reset of your portal credentials"
-        if change.kind == ChangeKind.CREDENTIAL_RESET
-        else f"the role {Role(change.role).label} in {change.department.code}"
-    )
+    """Subject and text, each in English then Traditional Chinese (the person's language is
+    not known to the portal)."""
+
+    def what() -> str:
+        if change.kind == ChangeKind.CREDENTIAL_RESET:
+            return _("a reset of your portal credentials")
+        return _("the role %(role)s in %(department)s") % {
+            "role": Role(change.role).label,
+            "department": change.department.code,
+        }
+
+    def pending() -> str:
+        who = change.requested_by.get_username() if change.requested_by else _("the system")
+        return _(
+            "%(who)s asked for %(what)s. A second system administrator must approve it. "
+            "If you did not expect this, tell your security officer."
+        ) % {"who": who, "what": what()}
+
     if change.state == ChangeState.PENDING:
-        return (
-            "Portal: change requested / 已要求變更",
-            f"{who} asked for {what}. A second system administrator must approve it. "
-            "If you did not expect this, tell your security officer.",
+        return in_both_languages(lambda: _("Portal: change requested"), " / "), in_both_languages(
+            pending
         )
     if change.state == ChangeState.REFUSED:
-        return ("Portal: change refused / 變更被拒", f"The request for {what} was refused.")
-    return ("Portal: change applied / 變更已生效", f"{what[0].upper()}{what[1:]} took effect.")
+        return (
+            in_both_languages(lambda: _("Portal: change refused"), " / "),
+            in_both_languages(
+                lambda: _("The request for %(what)s was refused.") % {"what": what()}
+            ),
+        )
+    return (
+        in_both_languages(lambda: _("Portal: change applied"), " / "),
+        in_both_languages(lambda: _("Done: %(what)s took effect.") % {"what": what()}),
+    )
 
 
 def user_tell(*, change_id: int) -> str:
@@ -371,10 +390,16 @@ def user_tell(*, change_id: int) -> str:
             expires_at=timezone.now() + timedelta(hours=hours),
         )
         url = portal_url(reverse("accounts:enrolment-link", args=[token]))
-        text += (
-            f"\n\nChoose a new password and enrol your authenticator within {hours} hours, "
-            f"once: {url}\n請於 {hours} 小時內使用此一次性連結重設密碼及驗證器。"
+        text += "\n\n" + in_both_languages(
+            lambda: (
+                _(
+                    "Choose a new password and enrol your authenticator within %(hours)s hours, "
+                    "once, with this link:"
+                )
+                % {"hours": hours}
+            )
         )
+        text += f"\n{url}"
         via = _deliver(change, subject, text)
         EnrolmentLink.objects.filter(pk=link.pk).update(sent_via=via, sent_at=timezone.now())
         # Only the link just sent is valid: an earlier one of the same reset is spent.

@@ -14,6 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from django_otp.models import Device, ThrottlingMixin
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from common.i18n import in_reader_language
+
 
 class Edition(models.TextChoices):
     STANDARD = "standard", _("Standard (5,000 metered calls a month)")
@@ -28,6 +30,7 @@ class Department(models.Model):
             RegexValidator(r"^[A-Z][A-Z0-9]{1,11}$", _("Use 2-12 capital letters or digits."))
         ],
         help_text=_("Short code such as HKO or WSD."),
+        verbose_name=_("code"),
     )
     name_en = models.CharField(_("name (English)"), max_length=200)
     name_zh = models.CharField(_("name (Traditional Chinese)"), max_length=100)
@@ -45,9 +48,12 @@ class Department(models.Model):
         ],
     )
     dingtalk_edition = models.CharField(
-        max_length=16, choices=Edition.choices, default=Edition.STANDARD
+        max_length=16,
+        choices=Edition.choices,
+        default=Edition.STANDARD,
+        verbose_name=_("DingTalk edition"),
     )
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True, verbose_name=_("is active"))
     # How much larger (in percent) the audience counted at send time may be than the one
     # counted at the final approval before the send waits for a new approval.
     reach_growth_percent = models.PositiveSmallIntegerField(
@@ -65,9 +71,11 @@ class Department(models.Model):
             "organisation, including people who opted out in the portal."
         ),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("department")
+        verbose_name_plural = _("departments")
         ordering = ["code"]
         permissions = [
             ("view_department_space", "Can see the department's workspace"),
@@ -84,7 +92,12 @@ class Department(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.code} · {self.name_en}"
+        return f"{self.code} · {self.display_name}"
+
+    @property
+    def display_name(self) -> str:
+        """The name in the reader's language."""
+        return in_reader_language(self.name_en, self.name_zh)
 
 
 class DepartmentUserObjectPermission(UserObjectPermissionBase):
@@ -109,18 +122,35 @@ class Membership(models.Model):
     """A staff user holding one role in one department."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("user"),
     )
-    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=32, choices=Role.choices)
+    department = models.ForeignKey(
+        Department,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("department"),
+    )
+    role = models.CharField(max_length=32, choices=Role.choices, verbose_name=_("role"))
     # The person's user id in this department's DingTalk organisation: approvers are alerted there.
-    dingtalk_user_id = models.CharField(max_length=64, blank=True)
-    granted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    dingtalk_user_id = models.CharField(
+        max_length=64, blank=True, verbose_name=_("DingTalk user id")
     )
-    granted_at = models.DateTimeField(auto_now_add=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("granted by"),
+    )
+    granted_at = models.DateTimeField(auto_now_add=True, verbose_name=_("granted at"))
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         ordering = ["department__code", "role"]
         constraints = [
             models.UniqueConstraint(
@@ -207,26 +237,44 @@ class PrivilegedChange(models.Model):
 
     kind = models.CharField(_("kind"), max_length=20, choices=ChangeKind.choices)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="privileged_changes"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="privileged_changes",
+        verbose_name=_("user"),
     )
-    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="+")
+    department = models.ForeignKey(
+        Department, on_delete=models.CASCADE, related_name="+", verbose_name=_("department")
+    )
     role = models.CharField(_("role"), max_length=32, choices=Role.choices, blank=True)
     # For a role grant: the person's DingTalk user id in the department, as membership_grant takes.
-    dingtalk_user_id = models.CharField(max_length=64, blank=True)
+    dingtalk_user_id = models.CharField(
+        max_length=64, blank=True, verbose_name=_("DingTalk user id")
+    )
     state = models.CharField(
         _("state"), max_length=12, choices=ChangeState.choices, default=ChangeState.PENDING
     )
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("requested by"),
     )
-    requested_at = models.DateTimeField(auto_now_add=True)
+    requested_at = models.DateTimeField(auto_now_add=True, verbose_name=_("requested at"))
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
-    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("decided at"))
     reason = models.CharField(_("reason"), max_length=300, blank=True)
 
     class Meta:
+        verbose_name = _("privileged change")
+        verbose_name_plural = _("privileged changes")
         ordering = ["-requested_at"]
         indexes = [models.Index(fields=["user", "kind", "state"], name="privchange_user_idx")]
 

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from common.i18n import in_reader_language
+
 
 class Region(models.TextChoices):
     HONG_KONG_ISLAND = "HKI", _("Hong Kong Island")
@@ -29,7 +31,7 @@ class District(models.Model):
         ordering = ["eac_letter"]
 
     def __str__(self) -> str:
-        return f"{self.name_en} {self.name_zh}"
+        return in_reader_language(self.name_en, self.name_zh)
 
 
 class Language(models.TextChoices):
@@ -76,7 +78,10 @@ class Tag(models.Model):
     """One word of a department's free-tag vocabulary (imports may only use words listed here)."""
 
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.CASCADE, related_name="+"
+        "accounts.Department",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("department"),
     )
     name = models.SlugField(_("tag"), max_length=40)
     description = models.CharField(_("description"), max_length=200, blank=True)
@@ -86,6 +91,8 @@ class Tag(models.Model):
     high_risk = models.BooleanField(_("high-risk group"), default=False)
 
     class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
         ordering = ["department_id", "name"]
         constraints = [
             models.UniqueConstraint(fields=["department", "name"], name="tag_unique_per_department")
@@ -100,7 +107,11 @@ class Recipient(models.Model):
 
     # db_index off on purpose: the unique (department, user id) index and the segment index lead with it.
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.PROTECT, related_name="+", db_index=False
+        "accounts.Department",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("department"),
     )
     dingtalk_user_id = models.CharField(_("DingTalk user id"), max_length=64)
     name = models.CharField(_("name"), max_length=100, blank=True)
@@ -119,6 +130,7 @@ class Recipient(models.Model):
         related_name="+",
         db_index=False,
         db_constraint=False,
+        verbose_name=_("district"),
     )
     # No index of its own (a SlugField's default): a handful of values, filtered only together
     # with the others through recipient_segment_idx; two more indexes cost a bulk import ~2 s.
@@ -127,7 +139,7 @@ class Recipient(models.Model):
         _("risk level"), max_length=8, choices=RiskLevel.choices, blank=True
     )
     tags: models.ManyToManyField[Tag, RecipientTag] = models.ManyToManyField(
-        Tag, through="RecipientTag", related_name="recipients", blank=True
+        Tag, through="RecipientTag", related_name="recipients", blank=True, verbose_name=_("tags")
     )
     subscription_state = models.CharField(
         _("subscription"),
@@ -148,11 +160,13 @@ class Recipient(models.Model):
         default=RecipientChannel.MEMBER,
         db_default=RecipientChannel.MEMBER,
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
     erased_at = models.DateTimeField(_("erased"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("recipient")
+        verbose_name_plural = _("recipients")
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
@@ -218,17 +232,27 @@ class Venue(models.Model):
     """A place people check in at (shop, clinic, venue) for the food-recall style of segment."""
 
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.CASCADE, related_name="+"
+        "accounts.Department",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("department"),
     )
     code = models.CharField(_("venue code"), max_length=40)
     name = models.CharField(_("name"), max_length=200)
     district = models.ForeignKey(
-        District, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        District,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("district"),
     )
     latitude = models.FloatField(_("latitude"))
     longitude = models.FloatField(_("longitude"))
 
     class Meta:
+        verbose_name = _("venue")
+        verbose_name_plural = _("venues")
         ordering = ["department_id", "code"]
         constraints = [
             models.UniqueConstraint(
@@ -408,7 +432,10 @@ class DirectorySettings(models.Model):
     """How a department's DingTalk directory feeds its recipients."""
 
     department = models.OneToOneField(
-        "accounts.Department", on_delete=models.CASCADE, related_name="+"
+        "accounts.Department",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("department"),
     )
     root_dept_id = models.BigIntegerField(_("root DingTalk department"), default=1)
     callback_token_ref = models.CharField(
@@ -425,10 +452,12 @@ class DirectorySettings(models.Model):
     )
     # The Service Window's account id (the ``unionid`` of its mass sends); blank: none.
     service_account_id = models.CharField(_("Service Window account id"), max_length=64, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last synced at"))
     # The DingTalk department tree the last sync walked: {"root": id, "parents": {"child": parent}}.
     # Delivery needs it to know what a dept_id_list send reaches (sub-departments included).
-    dept_tree = models.JSONField(default=dict, blank=True, editable=False)
+    dept_tree = models.JSONField(
+        default=dict, blank=True, editable=False, verbose_name=_("DingTalk department tree")
+    )
     # What an organisation- or department-wide send reaches: the directory's members (portal
     # recipients or not) counted by the last sync or member count, and when they were counted.
     member_count = models.PositiveIntegerField(null=True, blank=True, editable=False)
@@ -437,7 +466,8 @@ class DirectorySettings(models.Model):
     members_counted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
-        verbose_name_plural = "directory settings"
+        verbose_name = _("directory settings")
+        verbose_name_plural = _("directory settings")
 
     def __str__(self) -> str:
         return f"directory settings #{self.pk}"
@@ -447,12 +477,19 @@ class DistrictMapping(models.Model):
     """Maps a DingTalk department (and everything under it) to one of the 18 districts."""
 
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.CASCADE, related_name="+"
+        "accounts.Department",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("department"),
     )
     dingtalk_dept_id = models.BigIntegerField(_("DingTalk department id"))
-    district = models.ForeignKey(District, on_delete=models.PROTECT, related_name="+")
+    district = models.ForeignKey(
+        District, on_delete=models.PROTECT, related_name="+", verbose_name=_("district")
+    )
 
     class Meta:
+        verbose_name = _("district mapping")
+        verbose_name_plural = _("district mappings")
         ordering = ["department_id", "dingtalk_dept_id"]
         constraints = [
             models.UniqueConstraint(

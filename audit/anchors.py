@@ -21,12 +21,14 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import Membership, Role
 from audit.actions import AuditOwnAction
 from audit.chain import lock_chain
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_record, chain_head
+from common.i18n import in_both_languages
 
 logger = logging.getLogger("audit.anchors")
 
@@ -98,13 +100,19 @@ def mail_anchor(anchor: Anchor) -> None:
     if not recipients:
         logger.warning("audit anchor for %s written but nobody to mail it to", anchor.day)
         return
-    body = (
-        f"The portal's audit trail on {anchor.day}: event #{anchor.sequence}, "
-        f"hash {anchor.hash}.\nKeep this message: manage.py audit_verify --anchors checks "
-        "the trail against these values."
+    values = {"day": anchor.day, "sequence": anchor.sequence, "hash": anchor.hash}
+    body = in_both_languages(
+        lambda: (
+            gettext(
+                "The portal's audit trail on %(day)s: event #%(sequence)s, hash %(hash)s. Keep this "
+                "message: manage.py audit_verify --anchors checks the trail against these values."
+            )
+            % values
+        )
     )
+    subject = in_both_languages(lambda: gettext("Audit chain anchor %(day)s") % values, " / ")
     try:
-        send_mail(f"Audit chain anchor {anchor.day}", body, None, recipients)
+        send_mail(subject, body, None, recipients)
     except OSError:
         logger.exception("audit anchor for %s could not be mailed", anchor.day)
 

@@ -32,8 +32,8 @@ _APPEND_ONLY_TRIGGERS = [
 
 class AuditEvent(models.Model):
     # Position in the hash chain; unique, so two writers can never both append event n.
-    sequence = models.BigIntegerField(unique=True, editable=False)
-    occurred_at = models.DateTimeField(db_index=True)
+    sequence = models.BigIntegerField(unique=True, editable=False, verbose_name=_("sequence"))
+    occurred_at = models.DateTimeField(db_index=True, verbose_name=_("occurred at"))
     # No database constraint and DO_NOTHING: deleting a user or department must not rewrite
     # (SET NULL) rows the triggers protect; the label snapshots keep the trail readable.
     actor = models.ForeignKey(
@@ -43,10 +43,13 @@ class AuditEvent(models.Model):
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         related_name="+",
+        verbose_name=_("actor"),
     )
     # Snapshots: the trail must still read correctly after a user or department is renamed or erased.
-    actor_label = models.CharField(max_length=200, db_index=True)
-    actor_department = models.CharField(max_length=200, blank=True)
+    actor_label = models.CharField(max_length=200, db_index=True, verbose_name=_("actor label"))
+    actor_department = models.CharField(
+        max_length=200, blank=True, verbose_name=_("actor department")
+    )
     department = models.ForeignKey(
         "accounts.Department",
         null=True,
@@ -55,19 +58,24 @@ class AuditEvent(models.Model):
         db_constraint=False,
         db_index=False,  # covered by the (department, sequence) index below
         related_name="+",
+        verbose_name=_("department"),
     )
-    action = models.CharField(max_length=64, db_index=True)  # a code registered in audit.actions
-    target_type = models.CharField(max_length=100, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_label = models.CharField(max_length=300, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    request_id = models.UUIDField(null=True, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    otp_verified = models.BooleanField(default=False)
-    prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
+    action = models.CharField(
+        max_length=64, db_index=True, verbose_name=_("action")
+    )  # a code registered in audit.actions
+    target_type = models.CharField(max_length=100, blank=True, verbose_name=_("target type"))
+    target_id = models.CharField(max_length=64, blank=True, verbose_name=_("target id"))
+    target_label = models.CharField(max_length=300, blank=True, verbose_name=_("target label"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=_("data"))
+    request_id = models.UUIDField(null=True, blank=True, verbose_name=_("request id"))
+    ip = models.GenericIPAddressField(null=True, blank=True, verbose_name=_("IP address"))
+    otp_verified = models.BooleanField(default=False, verbose_name=_("two-factor verified"))
+    prev_hash = models.CharField(max_length=64, editable=False, verbose_name=_("previous hash"))
+    hash = models.CharField(max_length=64, editable=False, verbose_name=_("hash"))
 
     class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
         ordering = ["-sequence"]
         indexes = [
             models.Index(fields=["target_type", "target_id"]),

@@ -15,9 +15,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, models, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.actions import is_registered
 from audit.chain import (
@@ -56,6 +57,16 @@ def audit_timing() -> Iterator[AuditTimings]:
         yield collected
     finally:
         _timings.reset(token)
+
+
+def _snapshot_label(target: models.Model | None) -> str:
+    """The target's name in the portal's default language: a snapshot in the hash-chained trail
+    must not depend on the language of whoever happened to act (names show in the reader's
+    language elsewhere: common.i18n)."""
+    if target is None:
+        return ""
+    with translation.override(settings.LANGUAGE_CODE):
+        return str(target)
 
 
 def _actor_department(actor: AbstractBaseUser) -> str:
@@ -159,7 +170,7 @@ def audit_record(
         "action": str(action),
         "target_type": target._meta.label if target is not None else "",
         "target_id": str(target.pk)[:64] if target is not None else "",
-        "target_label": (target_label or (str(target) if target is not None else ""))[:300],
+        "target_label": (target_label or _snapshot_label(target))[:300],
         "data": normalise_data(data),
         "request_id": context.request_id,
         "ip": _clean_ip(context.ip),

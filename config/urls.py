@@ -20,3 +20,8 @@ urlpatterns = [
     path("api/", include("integrations.api_urls")),
     path("", include("accounts.urls")),
 ]
+
+handler400 = "common.error_views.bad_request"
+handler403 = "common.error_views.permission_denied"
+handler404 = "common.error_views.page_not_found"
+handler500 = "common.error_views.server_error"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from audit.actions import register
 from delivery.audit_actions import DeliveryAuditAction
@@ -8,7 +9,7 @@ from delivery.audit_actions import DeliveryAuditAction
 
 class DeliveryConfig(AppConfig):
     name = "delivery"
-    verbose_name = "Delivery"
+    verbose_name = _("Delivery")
 
     def ready(self) -> None:
         # Imported once the app registry is ready: both modules import models.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 T = TypeVar("T")
 
@@ -52,6 +53,19 @@ class Strategy:
     PER_PERSON = "per_person"  # one id per call: a personal confirmation link in each message
 
     CHOICES = (ORG_WIDE, DEPT_WIDE, USER_BATCHES, PER_PERSON)
+
+
+_STRATEGY_LABELS = {
+    Strategy.ORG_WIDE: _("Whole organisation in one call"),
+    Strategy.DEPT_WIDE: _("By DingTalk department"),
+    Strategy.USER_BATCHES: _("In batches of up to 100 people"),
+    Strategy.PER_PERSON: _("One person per call (personal links)"),
+}
+
+
+def strategy_label(strategy: str) -> str:
+    """The strategy as a reader names it, in their language ("user_batches" is a code)."""
+    return str(_STRATEGY_LABELS.get(strategy, strategy))
 
 
 def is_closed_loop(tier: str) -> bool:

@@ -66,7 +66,8 @@ HEADERS = [
     "reminders_sent",
 ]
 
-_STATE_NAMES = {value: str(label) for value, label in DeliveryState.choices}
+# Lazy labels: each reader (and each export) gets the states in their own language.
+_STATE_NAMES = dict(DeliveryState.choices)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def state_counts(notice: Notice) -> list[tuple[str, str, int]]:
     if plan is None:
         return []
     states = plan_rollup(plan.pk, kinds=("s",)).states
-    return [(s, _STATE_NAMES.get(s, s), n) for s, n in sorted(states.items())]
+    return [(s, str(_STATE_NAMES.get(s, s)), n) for s, n in sorted(states.items())]
 
 
 def confirmed_count(notice: Notice) -> int:
@@ -167,7 +168,7 @@ def receipt_row(values: tuple[Any, ...], *, contacts: bool, zone: Any) -> list[A
         name or "",
         (mobile or "") if contacts else mask_mobile(mobile or ""),
         state,
-        _STATE_NAMES.get(state, state),
+        str(_STATE_NAMES.get(state, state)),
         _local(accepted, zone),
         _local(read, zone),
         _local(confirmed, zone),

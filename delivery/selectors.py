@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts import permissions as perms
 from accounts.models import Department
 from audiences.models import District
+from common.i18n import in_reader_language
 from delivery.messages import notice_from_token
 from delivery.models import (
     Batch,
@@ -27,6 +28,7 @@ from delivery.models import (
     DeliveryPlan,
     PlanStatus,
 )
+from delivery.planning import strategy_label
 from delivery.reach import plan_reach
 from delivery.rollups import FAILED_STATES, Rollup, plan_rollup, rollup_for_plans
 
@@ -124,7 +126,10 @@ def _failure_rows(rollup: Rollup) -> list[dict[str, Any]]:
 
 
 def _district_rows(rollup: Rollup) -> list[dict[str, Any]]:
-    names = dict(District.objects.values_list("pk", "name_en"))
+    names = {
+        pk: in_reader_language(en, zh)
+        for pk, en, zh in District.objects.values_list("pk", "name_en", "name_zh")
+    }
     ordered = sorted(rollup.districts.items(), key=lambda item: (-item[1], item[0] or 0))[:30]
     return [
         {
@@ -158,6 +163,7 @@ def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str
         "status": plan.status,
         "status_label": str(PlanStatus(plan.status).label),
         "strategy": plan.strategy,
+        "strategy_label": strategy_label(plan.strategy),
         "pause_reason": plan.pause_reason_text(),
         "planned": planned,
         "snapshot_done": plan.snapshot_done,

@@ -173,7 +173,20 @@ class CallbackCryptoError(DingTalkError):
 class MessageInvalid(ValueError):  # noqa: N818 - names follow the issue's vocabulary
     """A message violates DingTalk's documented limits; raised before any HTTP call."""
 
-    def __init__(self, field: str, problem: str) -> None:
+    def __init__(
+        self,
+        field: str,
+        problem: str,
+        *,
+        code: str = "invalid",
+        length: int | None = None,
+        limit: int | None = None,
+    ) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+        # For callers that explain the problem in their own words (notices.content_errors):
+        # "required", "too_long" / "too_big" (with length and limit), "url", or "invalid".
+        self.code = code
+        self.length = length
+        self.limit = limit

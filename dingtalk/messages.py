@@ -73,16 +73,22 @@ def encode_msg(msg: Mapping[str, Any]) -> str:
 
 def _require_str(field: str, value: object, max_chars: int | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise MessageInvalid(field, "is required and must be a non-empty string")
+        raise MessageInvalid(field, "is required and must be a non-empty string", code="required")
     if max_chars is not None and len(value) > max_chars:
-        raise MessageInvalid(field, f"is {len(value)} characters long, the limit is {max_chars}")
+        raise MessageInvalid(
+            field,
+            f"is {len(value)} characters long, the limit is {max_chars}",
+            code="too_long",
+            length=len(value),
+            limit=max_chars,
+        )
     return value
 
 
 def _require_url(field: str, value: object, max_chars: int = 2048) -> str:
     url = _require_str(field, value, max_chars)
     if not url.startswith(URL_SCHEMES):
-        raise MessageInvalid(field, f"must start with one of {', '.join(URL_SCHEMES)}")
+        raise MessageInvalid(field, f"must start with one of {', '.join(URL_SCHEMES)}", code="url")
     return url
 
 
@@ -123,6 +129,9 @@ def _validate_buttons(buttons: object) -> None:
         raise MessageInvalid(
             "action_card.btn_json_list",
             f"is {encoded} characters, the limit is {MAX_BUTTON_LIST_CHARS}",
+            code="too_long",
+            length=encoded,
+            limit=MAX_BUTTON_LIST_CHARS,
         )
 
 
@@ -217,7 +226,7 @@ def validate_msg(msg: Mapping[str, Any]) -> Message:
         _require_url("link.messageUrl", body.get("messageUrl"))
         pic = _require_str("link.picUrl", body.get("picUrl"))
         if not pic.startswith(("@", "$")) and not pic.startswith(URL_SCHEMES):
-            raise MessageInvalid("link.picUrl", "must be a media id or a URL")
+            raise MessageInvalid("link.picUrl", "must be a media id or a URL", code="url")
         _require_str("link.title", body.get("title"), MAX_LINK_TITLE_CHARS)
         _require_str("link.text", body.get("text"), MAX_LINK_TEXT_CHARS)
     elif msgtype == "markdown":
@@ -229,7 +238,13 @@ def validate_msg(msg: Mapping[str, Any]) -> Message:
         _validate_oa(body)
     size = len(encode_msg(msg).encode("utf-8"))
     if size > MAX_MSG_BYTES:
-        raise MessageInvalid("msg", f"is {size} bytes as JSON, the limit is {MAX_MSG_BYTES} bytes")
+        raise MessageInvalid(
+            "msg",
+            f"is {size} bytes as JSON, the limit is {MAX_MSG_BYTES} bytes",
+            code="too_big",
+            length=size,
+            limit=MAX_MSG_BYTES,
+        )
     return dict(msg)
 
 

@@ -21,7 +21,10 @@ class Integration(models.Model):
     """A department's machine caller of the webhook or CAP endpoint, holding one HMAC secret."""
 
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.PROTECT, related_name="integrations"
+        "accounts.Department",
+        on_delete=models.PROTECT,
+        related_name="integrations",
+        verbose_name=_("department"),
     )
     name = models.CharField(_("name"), max_length=100)
     # The path segment callers use: /api/triggers/<slug>/ and /api/cap/<slug>/.
@@ -42,11 +45,17 @@ class Integration(models.Model):
         verbose_name=_("template for CAP alerts"),
     )
     # Fernet token (see integrations.crypto); the plain secret is never stored.
-    secret_encrypted = models.TextField(editable=False)
-    secret_hint = models.CharField(max_length=12, editable=False)
-    secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
-    previous_secret_encrypted = models.TextField(blank=True, editable=False)
-    previous_secret_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    secret_encrypted = models.TextField(editable=False, verbose_name=_("secret encrypted"))
+    secret_hint = models.CharField(max_length=12, editable=False, verbose_name=_("secret hint"))
+    secret_rotated_at = models.DateTimeField(
+        null=True, blank=True, editable=False, verbose_name=_("secret rotated at")
+    )
+    previous_secret_encrypted = models.TextField(
+        blank=True, editable=False, verbose_name=_("previous secret encrypted")
+    )
+    previous_secret_valid_until = models.DateTimeField(
+        null=True, blank=True, editable=False, verbose_name=_("previous secret valid until")
+    )
     rate_limit_per_minute = models.PositiveIntegerField(
         _("requests a minute at most"),
         default=30,
@@ -55,11 +64,18 @@ class Integration(models.Model):
     active = models.BooleanField(_("active"), default=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("integration")
+        verbose_name_plural = _("integrations")
         ordering = ["department_id", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -140,19 +156,35 @@ class TriggerSource(models.TextChoices):
 class Trigger(models.Model):
     """One accepted trigger and the notice it prepared. The unique key makes triggers idempotent."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public id")
+    )
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.PROTECT, related_name="+"
+        "accounts.Department",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("department"),
     )
     integration = models.ForeignKey(
-        Integration, null=True, blank=True, on_delete=models.PROTECT, related_name="triggers"
+        Integration,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="triggers",
+        verbose_name=_("integration"),
     )
-    source = models.CharField(max_length=16, choices=TriggerSource.choices)
+    source = models.CharField(
+        max_length=16, choices=TriggerSource.choices, verbose_name=_("source")
+    )
     # Webhook: the caller's idempotency key. CAP: "sender identifier". Observatory: "code|issueTime|action".
-    key = models.CharField(max_length=300)
-    body_digest = models.CharField(max_length=64, blank=True)
+    key = models.CharField(max_length=300, verbose_name=_("idempotency key"))
+    body_digest = models.CharField(max_length=64, blank=True, verbose_name=_("body digest"))
     template = models.ForeignKey(
-        "notices.NoticeTemplate", null=True, on_delete=models.SET_NULL, related_name="+"
+        "notices.NoticeTemplate",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("template"),
     )
     notice = models.OneToOneField(
         "notices.Notice",
@@ -160,12 +192,15 @@ class Trigger(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="trigger",
+        verbose_name=_("notice"),
     )
-    values = models.JSONField(default=dict, blank=True)
-    triggered_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    values = models.JSONField(default=dict, blank=True, verbose_name=_("values"))
+    triggered_at = models.DateTimeField(verbose_name=_("triggered at"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("trigger")
+        verbose_name_plural = _("triggers")
         ordering = ["-triggered_at"]
         constraints = [
             # The database, not a check in code, guarantees one notice per trigger key.
@@ -221,7 +256,10 @@ class WarningMapping(models.Model):
     """Which predefined notice a department prepares when the Observatory issues a warning."""
 
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.CASCADE, related_name="+"
+        "accounts.Department",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("department"),
     )
     code_pattern = models.CharField(
         _("warning code"),
@@ -255,9 +293,11 @@ class WarningMapping(models.Model):
         help_text=_("Who is notified when the tier is not citywide."),
     )
     active = models.BooleanField(_("active"), default=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("warning mapping")
+        verbose_name_plural = _("warning mappings")
         ordering = ["department_id", "code_pattern"]
         constraints = [
             models.UniqueConstraint(
@@ -310,18 +350,31 @@ class CancellationState(models.TextChoices):
 class CancellationRequest(models.Model):
     """A CAP Cancel for an alert that prepared a notice: cancelled at once, or a recall to confirm."""
 
-    trigger = models.ForeignKey(Trigger, on_delete=models.PROTECT, related_name="cancellations")
-    notice = models.ForeignKey("notices.Notice", on_delete=models.PROTECT, related_name="+")
-    cancel_key = models.CharField(max_length=300)
-    state = models.CharField(max_length=10, choices=CancellationState.choices)
-    reason = models.CharField(max_length=500, blank=True)
-    requested_at = models.DateTimeField()
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    trigger = models.ForeignKey(
+        Trigger, on_delete=models.PROTECT, related_name="cancellations", verbose_name=_("trigger")
     )
-    decided_at = models.DateTimeField(null=True, blank=True)
+    notice = models.ForeignKey(
+        "notices.Notice", on_delete=models.PROTECT, related_name="+", verbose_name=_("notice")
+    )
+    cancel_key = models.CharField(max_length=300, verbose_name=_("cancel key"))
+    state = models.CharField(
+        max_length=10, choices=CancellationState.choices, verbose_name=_("state")
+    )
+    reason = models.CharField(max_length=500, blank=True, verbose_name=_("reason"))
+    requested_at = models.DateTimeField(verbose_name=_("requested at"))
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("decided at"))
 
     class Meta:
+        verbose_name = _("cancellation request")
+        verbose_name_plural = _("cancellation requests")
         ordering = ["-requested_at"]
         constraints = [
             models.UniqueConstraint(

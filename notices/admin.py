@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 
 from accounts import permissions as perms
 from accounts.admin_filters import DepartmentScopeFilter
@@ -109,7 +110,7 @@ class NoticeAdmin(_ReadOnly):
     )
     fields = readonly_fields
 
-    @admin.display(description="department")
+    @admin.display(description=_("department"))
     def department_code(self, obj: Notice) -> str:
         return obj.department.code
 
@@ -134,7 +135,7 @@ class NoticeAdmin(_ReadOnly):
                         )
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Approve selected notices")
+    @admin.action(description=_("Approve selected notices"))
     def approve_selected(
         self, request: HttpRequest, queryset: QuerySet[Notice]
     ) -> HttpResponse | None:
@@ -165,10 +166,12 @@ class NoticeAdmin(_ReadOnly):
                     request, f"#{notice.pk}: {getattr(exc, 'message', None) or exc}", messages.ERROR
                 )
             else:
-                self.message_user(request, f"#{notice.pk}: approval recorded.", messages.SUCCESS)
+                self.message_user(
+                    request, _("#%(pk)s: approval recorded.") % {"pk": notice.pk}, messages.SUCCESS
+                )
         return None
 
-    @admin.action(description="Reject selected notices")
+    @admin.action(description=_("Reject selected notices"))
     def reject_selected(
         self, request: HttpRequest, queryset: QuerySet[Notice]
     ) -> HttpResponse | None:
@@ -195,7 +198,9 @@ class NoticeAdmin(_ReadOnly):
                     request, f"#{notice.pk}: {getattr(exc, 'message', None) or exc}", messages.ERROR
                 )
             else:
-                self.message_user(request, f"#{notice.pk}: rejected.", messages.SUCCESS)
+                self.message_user(
+                    request, _("#%(pk)s: rejected.") % {"pk": notice.pk}, messages.SUCCESS
+                )
         return None
 
 

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from accounts.channel import client_for_department
 from accounts.models import Membership, Role
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.i18n import in_both_languages
 from common.urls import portal_url
 from dingtalk import messages as dt
 from dingtalk.errors import DingTalkError
@@ -35,18 +38,43 @@ class AlertResult:
 
 
 def _message(notice: Notice, url: str) -> dict[str, object]:
-    title = f"Approval needed / 待審批: {notice.title}"[: dt.MAX_MARKDOWN_TITLE_CHARS]
+    title = in_both_languages(lambda: gettext("Approval needed"), " / ")
+    title = f"{title}: {notice.title_en or notice.title_zh}"[: dt.MAX_MARKDOWN_TITLE_CHARS]
     # The notice number, version and hash make every alert's content unique (a notice returned
     # for approval keeps its version and changes its hash): DingTalk silently drops
     # identical content to the same person within a day, which would hide a second warning.
+
+    def facts() -> str:
+        return gettext("%(department)s · %(tier)s · %(n)s recipients · [Review](%(url)s)") % {
+            "department": notice.department.code,
+            "tier": notice.get_tier_display(),
+            "n": number_format(notice.reach or 0, force_grouping=True),
+            "url": url,
+        }
+
     text = (
         f"### {notice.title_en or notice.title_zh}\n\n"
-        f"#{notice.pk} · v{notice.version} · {notice.version_hash[:8]}\n\n"
-        f"{notice.department.code} · {notice.get_tier_display()} · "
-        f"{notice.reach or 0:,} recipients / 名收件人\n\n"
-        f"[Review / 審閱]({url})"
+        + (f"### {notice.title_zh}\n\n" if notice.title_en and notice.title_zh else "")
+        + f"#{notice.pk} · v{notice.version} · {notice.version_hash[:8]}\n\n"
+        + in_both_languages(facts)
     )
     return dt.markdown(title, text)
+
+
+def _email(notice: Notice, url: str) -> tuple[str, str]:
+    subject = in_both_languages(lambda: gettext("Approval needed"), " / ")
+    subject = f"[{notice.department.code}] {subject}: {notice.title_en or notice.title_zh}"
+
+    def body() -> str:
+        return gettext(
+            "A notice (%(tier)s) waits for your approval: %(title)s. Recipients: %(n)s."
+        ) % {
+            "tier": notice.get_tier_display(),
+            "title": notice.title,
+            "n": number_format(notice.reach or 0, force_grouping=True),
+        }
+
+    return subject, f"{in_both_languages(body)}\n\n{url}\n"
 
 
 def approvers_alert(*, notice_id: int) -> AlertResult:
@@ -86,16 +114,8 @@ def approvers_alert(*, notice_id: int) -> AlertResult:
             by_email += [m for m in by_dingtalk if m.user.get_username() not in sent]
     emails = sorted({m.user.email for m in by_email if m.user.email})
     if emails:
-        send_mail(
-            subject=f"[{notice.department.code}] Approval needed: {notice.title}",
-            message=(
-                f"A {notice.get_tier_display().lower()} notice waits for your approval.\n\n"
-                f"{notice.title_en}\n{notice.title_zh}\n"
-                f"Recipients: {notice.reach or 0:,}\n\n{url}\n"
-            ),
-            from_email=None,
-            recipient_list=emails,
-        )
+        subject, body = _email(notice, url)
+        send_mail(subject=subject, message=body, from_email=None, recipient_list=emails)
         result.email = [m.user.get_username() for m in by_email if m.user.email]
     with transaction.atomic():
         Notice.objects.filter(pk=notice.pk, version=notice.version).update(

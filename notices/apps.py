@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from audit.actions import register
 from notices.audit_actions import NoticeAuditAction
@@ -8,7 +9,7 @@ from notices.audit_actions import NoticeAuditAction
 
 class NoticesConfig(AppConfig):
     name = "notices"
-    verbose_name = "Notices"
+    verbose_name = _("Notices")
 
     def ready(self) -> None:
         register(NoticeAuditAction)

@@ -8,6 +8,7 @@ import hashlib
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from accounts import permissions as perms
@@ -17,6 +18,7 @@ from common.types import Actor
 from dingtalk import messages as dt
 from dingtalk.errors import MessageInvalid
 from notices.audit_actions import NoticeAuditAction as Action
+from notices.content_errors import explain_upload
 from notices.errors import NoticeInvalid
 from notices.guards import acting_person, require_perm
 from notices.models import Attachment, MessageKind
@@ -43,13 +45,13 @@ def attachment_upload(
     try:
         dt.validate_media_upload(media_type, name, size)
     except MessageInvalid as exc:
-        raise NoticeInvalid({"attachment": [exc.problem]}) from exc
+        raise NoticeInvalid({"attachment": [explain_upload(media_type, name, size)]}) from exc
     if media_type == MessageKind.FILE and size > dt.MAX_FILE_MESSAGE_BYTES:
         raise NoticeInvalid(
             {
                 "attachment": [
                     _("A file message may carry at most %(n)s bytes.")
-                    % {"n": f"{dt.MAX_FILE_MESSAGE_BYTES:,}"}
+                    % {"n": number_format(dt.MAX_FILE_MESSAGE_BYTES, force_grouping=True)}
                 ]
             }
         )
@@ -58,7 +60,11 @@ def attachment_upload(
             {
                 "attachment": [
                     _("Attachments are limited to %(n)s bytes.")
-                    % {"n": f"{int(settings.NOTICES_MAX_ATTACHMENT_BYTES):,}"}
+                    % {
+                        "n": number_format(
+                            int(settings.NOTICES_MAX_ATTACHMENT_BYTES), force_grouping=True
+                        )
+                    }
                 ]
             }
         )

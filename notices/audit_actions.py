@@ -5,24 +5,25 @@ from __future__ import annotations
 from enum import StrEnum
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class NoticeAuditAction(models.TextChoices):
-    CREATED = "notices.created", "Notice created"
-    UPDATED = "notices.updated", "Notice edited (approvals voided)"
-    SUBMITTED = "notices.submitted", "Notice submitted for approval"
-    APPROVAL_RECORDED = "notices.approval_recorded", "Approval recorded"
-    APPROVED = "notices.approved", "Notice approved"
-    APPROVAL_REFUSED = "notices.approval_refused", "Approval refused"
-    REJECTED = "notices.rejected", "Notice rejected"
-    CANCELLED = "notices.cancelled", "Notice cancelled"
-    REFUSED = "notices.refused", "Notice change refused"
-    ATTACHMENT_UPLOADED = "notices.attachment_uploaded", "Attachment uploaded"
-    TEMPLATES_SEEDED = "notices.templates_seeded", "Notice templates seeded"
-    APPROVERS_ALERTED = "notices.approvers_alerted", "Approvers alerted"
+    CREATED = "notices.created", _("Notice created")
+    UPDATED = "notices.updated", _("Notice edited (approvals voided)")
+    SUBMITTED = "notices.submitted", _("Notice submitted for approval")
+    APPROVAL_RECORDED = "notices.approval_recorded", _("Approval recorded")
+    APPROVED = "notices.approved", _("Notice approved")
+    APPROVAL_REFUSED = "notices.approval_refused", _("Approval refused")
+    REJECTED = "notices.rejected", _("Notice rejected")
+    CANCELLED = "notices.cancelled", _("Notice cancelled")
+    REFUSED = "notices.refused", _("Notice change refused")
+    ATTACHMENT_UPLOADED = "notices.attachment_uploaded", _("Attachment uploaded")
+    TEMPLATES_SEEDED = "notices.templates_seeded", _("Notice templates seeded")
+    APPROVERS_ALERTED = "notices.approvers_alerted", _("Approvers alerted")
     RETURNED_FOR_APPROVAL = (
         "notices.returned_for_approval",
-        "Notice returned for approval (audience, risk or reach changed)",
+        _("Notice returned for approval (audience, risk or reach changed)"),
     )
 
 

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from dingtalk import messages as dt
 from dingtalk.errors import MessageInvalid
+from notices.content_errors import explain
 from notices.models import MEDIA_KINDS, Attachment, MessageKind, Notice, RemindWhom, Tier
 
 LANGUAGES = ("en", "zh")
@@ -199,9 +200,13 @@ def language_stats(content: Content, lang: str) -> LanguageStats:
     try:
         dt.validate_msg(message)
     except MessageInvalid as exc:
-        stats.error = str(exc)
+        stats.error = explain(exc, lang)
         stats.error_field = _form_field(exc.field, lang)
     return stats
+
+
+def _kind_label(kind: str) -> str:
+    return str(MessageKind(kind).label) if kind in MessageKind.values else kind
 
 
 def _add(errors: dict[str, list[str]], name: str, message: str) -> None:
@@ -264,7 +269,7 @@ def validate_content(content: Content, *, now: datetime | None = None) -> dict[s
                 errors,
                 "attachment",
                 _("The attachment is a %(type)s, not a %(kind)s.")
-                % {"type": attachment.media_type, "kind": content.kind},
+                % {"type": _kind_label(attachment.media_type), "kind": _kind_label(content.kind)},
             )
     elif content.attachment is not None:
         _add(errors, "attachment", _("Only image, file and voice messages carry an attachment."))

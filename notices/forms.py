@@ -100,6 +100,11 @@ class NoticeForm(forms.Form):
             for i in range(1, BUTTON_ROWS + 1)
         ]
 
+    def button_error_ids(self) -> str:
+        """Ids of the buttons' errors (shown once above their table) for each input to name."""
+        count = len(self.errors.get("button_1_title_en", []))
+        return " ".join(f"id_button_1_title_en_error_{n}" for n in range(count))
+
     def buttons(self) -> list[dict[str, str]]:
         data = self.cleaned_data
         rows = []

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from common.i18n import in_reader_language
 
 
 class Tier(models.TextChoices):
@@ -112,7 +115,10 @@ class NoticeTemplate(models.Model):
     """Bilingual content with `{placeholder}` names and a predefined workflow (tier, options)."""
 
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.CASCADE, related_name="notice_templates"
+        "accounts.Department",
+        on_delete=models.CASCADE,
+        related_name="notice_templates",
+        verbose_name=_("department"),
     )
     code = models.SlugField(_("code"), max_length=40)
     name = models.CharField(_("name"), max_length=120)
@@ -146,10 +152,12 @@ class NoticeTemplate(models.Model):
     )
     voice_from_text = models.BooleanField(_("Cantonese voice clip"), default=False)
     is_active = models.BooleanField(_("active"), default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("notice template")
+        verbose_name_plural = _("notice templates")
         ordering = ["department_id", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -158,12 +166,21 @@ class NoticeTemplate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        """The name in the reader's language: the seeded templates' names are in the catalogue
+        (notices.seed.SEEDED_NAMES); a name a department typed is shown as typed."""
+        return gettext(self.name) if self.name else self.name
 
 
 class Notice(models.Model):
     department = models.ForeignKey(
-        "accounts.Department", on_delete=models.PROTECT, related_name="notices"
+        "accounts.Department",
+        on_delete=models.PROTECT,
+        related_name="notices",
+        verbose_name=_("department"),
     )
     tier = models.CharField(_("tier"), max_length=16, choices=Tier.choices)
     status = models.CharField(
@@ -181,14 +198,21 @@ class Notice(models.Model):
     link_url = models.CharField(_("link URL"), max_length=700, blank=True)
     link_pic_url = models.CharField(_("link picture URL"), max_length=700, blank=True)
     attachment = models.ForeignKey(
-        Attachment, null=True, blank=True, on_delete=models.PROTECT, related_name="notices"
+        Attachment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notices",
+        verbose_name=_("attachment"),
     )
     # Audience: citywide tier = every subscriber of the department; otherwise these segments.
     # A Cantonese voice clip made from the Chinese text (notices.voice_clips), or from this
     # summary when the text is too long for a voice message.
     voice_from_text = models.BooleanField(_("Cantonese voice clip"), default=False)
     voice_summary = models.TextField(_("voice summary (Chinese)"), blank=True)
-    segments = models.ManyToManyField("audiences.Segment", blank=True, related_name="notices")
+    segments = models.ManyToManyField(
+        "audiences.Segment", blank=True, related_name="notices", verbose_name=_("segments")
+    )
     high_risk = models.BooleanField(_("high risk"), default=False)
     requires_confirmation = models.BooleanField(_("requires confirmation"), default=False)
     remind_after_minutes = models.PositiveIntegerField(
@@ -206,42 +230,63 @@ class Notice(models.Model):
         choices=Classification.choices,
         default=Classification.UNCLASSIFIED,
     )
-    version = models.PositiveIntegerField(default=1)
-    version_hash = models.CharField(max_length=64, db_index=True)
+    version = models.PositiveIntegerField(default=1, verbose_name=_("version"))
+    version_hash = models.CharField(max_length=64, db_index=True, verbose_name=_("version hash"))
     # Recipients counted when the version was submitted (the inbox shows reach without counting).
-    reach = models.PositiveIntegerField(null=True, blank=True)
+    reach = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("reach"))
     # Recipients counted under the lock of the final approval: the send-time check compares.
-    approved_reach = models.PositiveIntegerField(null=True, blank=True)
+    approved_reach = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("approved reach")
+    )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    source = models.CharField(
+        max_length=16, choices=Source.choices, default=Source.MANUAL, verbose_name=_("source")
+    )
     template = models.ForeignKey(
-        NoticeTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="notices"
+        NoticeTemplate,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notices",
+        verbose_name=_("template"),
     )
-    triggered_at = models.DateTimeField(null=True, blank=True)
+    triggered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("triggered at"))
     # An external reference (CAP identifier, webhook event id) for the integration that made it.
-    external_ref = models.CharField(max_length=200, blank=True, db_index=True)
-    status_reason = models.CharField(max_length=500, blank=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
+    external_ref = models.CharField(
+        max_length=200, blank=True, db_index=True, verbose_name=_("external ref")
+    )
+    status_reason = models.CharField(max_length=500, blank=True, verbose_name=_("status reason"))
+    submitted_at = models.DateTimeField(null=True, blank=True, verbose_name=_("submitted at"))
     # The version whose approvers were last alerted: a re-run of the alert task sends nothing.
-    approvers_alerted_version = models.PositiveIntegerField(null=True, blank=True)
-    approved_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    approvers_alerted_version = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("approvers alerted version")
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("approved at"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("notice")
+        verbose_name_plural = _("notices")
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["department", "status"], name="notice_department_status_idx")
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.title_en or self.title_zh}"
+        return f"#{self.pk} {self.title}"
 
     @property
     def title(self) -> str:
-        return self.title_en or self.title_zh
+        """In the reader's language when the notice has it (zh-Hant readers see the Chinese)."""
+        return in_reader_language(self.title_en, self.title_zh)
 
     @property
     def is_urgent(self) -> bool:
@@ -280,13 +325,19 @@ class ContributionKind(models.TextChoices):
 class NoticeContribution(models.Model):
     """Who wrote, edited or submitted a version: none of them may approve that version."""
 
-    notice = models.ForeignKey(Notice, on_delete=models.CASCADE, related_name="contributions")
-    version = models.PositiveIntegerField()
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    kind = models.CharField(max_length=16, choices=ContributionKind.choices)
-    at = models.DateTimeField(auto_now_add=True)
+    notice = models.ForeignKey(
+        Notice, on_delete=models.CASCADE, related_name="contributions", verbose_name=_("notice")
+    )
+    version = models.PositiveIntegerField(verbose_name=_("version"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("user")
+    )
+    kind = models.CharField(max_length=16, choices=ContributionKind.choices, verbose_name=_("kind"))
+    at = models.DateTimeField(auto_now_add=True, verbose_name=_("at"))
 
     class Meta:
+        verbose_name = _("notice contribution")
+        verbose_name_plural = _("notice contributions")
         ordering = ["notice_id", "version", "at"]
         constraints = [
             models.UniqueConstraint(
@@ -295,24 +346,36 @@ class NoticeContribution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.notice_id} v{self.version} {self.kind} by {self.user_id}"
+        return _("#%(notice)s v%(version)s: %(kind)s by user %(user)s") % {
+            "notice": self.notice_id,
+            "version": self.version,
+            "kind": self.get_kind_display(),
+            "user": self.user_id,
+        }
 
 
 class Approval(models.Model):
     """One approver's approval of one version; voided (kept, not counted) when the notice changes."""
 
-    notice = models.ForeignKey(Notice, on_delete=models.CASCADE, related_name="approvals")
-    version = models.PositiveIntegerField()
-    version_hash = models.CharField(max_length=64)
-    approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    notice = models.ForeignKey(
+        Notice, on_delete=models.CASCADE, related_name="approvals", verbose_name=_("notice")
     )
-    approved_at = models.DateTimeField(auto_now_add=True)
-    totp_verified = models.BooleanField(default=False)
-    reach_acknowledged = models.BooleanField(default=False)
-    voided_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(verbose_name=_("version"))
+    version_hash = models.CharField(max_length=64, verbose_name=_("version hash"))
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("approver"),
+    )
+    approved_at = models.DateTimeField(auto_now_add=True, verbose_name=_("approved at"))
+    totp_verified = models.BooleanField(default=False, verbose_name=_("authenticator code checked"))
+    reach_acknowledged = models.BooleanField(default=False, verbose_name=_("reach acknowledged"))
+    voided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("voided at"))
 
     class Meta:
+        verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
         ordering = ["notice_id", "approved_at"]
         constraints = [
             # The last line of defence: the same person can never count twice for one version.
@@ -322,19 +385,33 @@ class Approval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.notice_id} v{self.version} approved by {self.approver_id}"
+        return _("#%(notice)s v%(version)s approved by user %(user)s") % {
+            "notice": self.notice_id,
+            "version": self.version,
+            "user": self.approver_id,
+        }
 
 
 class Rejection(models.Model):
-    notice = models.ForeignKey(Notice, on_delete=models.CASCADE, related_name="rejections")
-    version = models.PositiveIntegerField()
-    version_hash = models.CharField(max_length=64)
-    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    notice = models.ForeignKey(
+        Notice, on_delete=models.CASCADE, related_name="rejections", verbose_name=_("notice")
+    )
+    version = models.PositiveIntegerField(verbose_name=_("version"))
+    version_hash = models.CharField(max_length=64, verbose_name=_("version hash"))
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("by")
+    )
     reason = models.TextField(_("reason"))
-    at = models.DateTimeField(auto_now_add=True)
+    at = models.DateTimeField(auto_now_add=True, verbose_name=_("at"))
 
     class Meta:
+        verbose_name = _("rejection")
+        verbose_name_plural = _("rejections")
         ordering = ["notice_id", "-at"]
 
     def __str__(self) -> str:
-        return f"#{self.notice_id} v{self.version} rejected by {self.by_id}"
+        return _("#%(notice)s v%(version)s rejected by user %(user)s") % {
+            "notice": self.notice_id,
+            "version": self.version,
+            "user": self.by_id,
+        }

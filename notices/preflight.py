@@ -273,6 +273,7 @@ def preflight(
         "recipients_cached": reach.cached,
         "recipients_age_s": reach.age_s,
         "strategy": figures.strategy,
+        "strategy_label": planning.strategy_label(figures.strategy),
         "calls": figures.send_calls,
         "calls_total": calls.total,
         "forecast": calls.as_dict(),

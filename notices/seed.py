@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from notices.models import Classification, MessageKind, RemindWhom, Tier
 
 HKO_RAINSTORM_URL = "https://www.hko.gov.hk/en/wservice/warning/rainstor.htm"
@@ -45,6 +47,16 @@ _RAINSTORM = {
         "嚴重水浸：請留在室內或安全地方，直至大雨減弱。",
     ),
 }
+
+
+# The seeded templates' names, for the catalogue: NoticeTemplate.display_name translates them.
+SEEDED_NAMES = (
+    gettext_noop("Amber Rainstorm Warning Signal"),
+    gettext_noop("Red Rainstorm Warning Signal"),
+    gettext_noop("Black Rainstorm Warning Signal"),
+    gettext_noop("Rainstorm warning cancelled"),
+    gettext_noop("Water supply suspension"),
+)
 
 
 def _rainstorm(code: str) -> dict[str, Any]:

@@ -56,15 +56,32 @@ def template_fill(template: NoticeTemplate, values: Mapping[str, str]) -> dict[s
     def fill(text: str) -> str:
         return nc.fill_placeholders(text, clean)
 
+    # A value may come per language ("date_zh" beside "date"): the Chinese text then reads
+    # 2026年12月5日, not an English date.
+    def in_language(lang: str) -> dict[str, str]:
+        suffix = f"_{lang}"
+        own = {k[: -len(suffix)]: v for k, v in clean.items() if k.endswith(suffix) and v}
+        return {**clean, **own}
+
+    def fill_en(text: str) -> str:
+        return nc.fill_placeholders(text, in_language("en"))
+
+    def fill_zh(text: str) -> str:
+        return nc.fill_placeholders(text, in_language("zh"))
+
     return {
         "tier": template.tier,
         "kind": template.kind,
-        "title_en": fill(template.title_en),
-        "title_zh": fill(template.title_zh),
-        "body_en": fill(template.body_en),
-        "body_zh": fill(template.body_zh),
+        "title_en": fill_en(template.title_en),
+        "title_zh": fill_zh(template.title_zh),
+        "body_en": fill_en(template.body_en),
+        "body_zh": fill_zh(template.body_zh),
         "buttons": [
-            {k: fill(str(b.get(k) or "")) for k in ("title_en", "title_zh", "url")}
+            {
+                "title_en": fill_en(str(b.get("title_en") or "")),
+                "title_zh": fill_zh(str(b.get("title_zh") or "")),
+                "url": fill(str(b.get("url") or "")),
+            }
             for b in template.buttons or []
         ],
         "link_url": fill(template.link_url),

@@ -14,7 +14,10 @@ class RetentionPolicy(models.Model):
     """How long a department keeps per-person delivery data; without a row, the defaults."""
 
     department = models.OneToOneField(
-        "accounts.Department", on_delete=models.CASCADE, related_name="retention_policy"
+        "accounts.Department",
+        on_delete=models.CASCADE,
+        related_name="retention_policy",
+        verbose_name=_("department"),
     )
     location_days = models.PositiveSmallIntegerField(
         _("keep drill locations (days)"),
@@ -31,7 +34,7 @@ class RetentionPolicy(models.Model):
             "no user id, no link to the recipient, read and confirmation times to the day."
         ),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("retention policy")

@@ -6,8 +6,10 @@ import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import translation
 
 from common.testing.cast import Cast, make_cast, verified_client_for
 from config.celery import app as celery_app
@@ -43,6 +45,16 @@ def _celery_tasks_registered() -> None:
     (CELERY_TASK_ALWAYS_EAGER); an unregistered name would go to the in-memory broker instead.
     """
     celery_app.loader.import_default_modules()
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """Each test starts in the default language: a request in zh-Hant leaves its language active
+    in the thread (LocaleMiddleware does not reset it), and names that follow the reader's
+    language (common.i18n) would otherwise read in Chinese in the next test."""
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

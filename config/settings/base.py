@@ -153,6 +153,8 @@ SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 10 * 60 * 60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
+# A styled, translated page instead of Django's bare English one (common/error_views.py).
+CSRF_FAILURE_VIEW = "common.error_views.csrf_failure"
 
 # Login throttling: lock the username+IP pair, not the IP alone, because government
 # offices sit behind shared NAT and an IP-only lock would shut out a whole department.
@@ -176,6 +178,8 @@ GUARDIAN_AUTO_PREFETCH = False
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hant", _("Traditional Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Our overrides of Django's per-language formats (config/formats/<locale>/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "Asia/Hong_Kong"
 USE_I18N = True
 USE_TZ = True

@@ -37,6 +37,11 @@ def _warning_values(state: WarningState) -> dict[str, str]:
         "issue_date": local.strftime("%Y-%m-%d"),
         "time": local.strftime("%H:%M"),
         "date": local.strftime("%Y-%m-%d"),
+        # Per language (notices.templating fills title_zh/body_zh with the _zh values).
+        "issue_date_en": f"{local.day} {local:%B %Y}",
+        "issue_date_zh": f"{local.year}年{local.month}月{local.day}日",
+        "date_en": f"{local.day} {local:%B %Y}",
+        "date_zh": f"{local.year}年{local.month}月{local.day}日",
         "action": state.action,
     }
 

@@ -125,7 +125,7 @@
     var pf = data.preflight;
     var age = pf.recipients_cached ? strings.cached.replace("%s", pf.recipients_age_s) : strings.fresh;
     document.getElementById("pf-recipients").textContent = pf.recipients.toLocaleString() + " (" + age + ")";
-    document.getElementById("pf-calls").textContent = pf.calls.toLocaleString() + " (" + pf.strategy + ")";
+    document.getElementById("pf-calls").textContent = pf.calls.toLocaleString() + " (" + (pf.strategy_label || pf.strategy) + ")";
     var scope = (strings["scope" + pf.reach_scope.charAt(0).toUpperCase() + pf.reach_scope.slice(1)] || "")
       .replace("%s", pf.reach_counted_at ? new Date(pf.reach_counted_at).toLocaleString() : "");
     document.getElementById("pf-scope").textContent = scope + (pf.all_members_policy ? " " + strings.policy : "");

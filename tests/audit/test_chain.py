@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
+from django.utils import translation
 
 from accounts import services as accounts_services
 from audit.actions import AuditAction, action_label, is_registered
@@ -88,7 +89,11 @@ def test_unregistered_actions_are_refused(db):
 def test_the_trails_own_actions_are_registered():
     for code in ("audit.exported", "audit.purged", "audit.verified"):
         assert is_registered(code)
-    assert action_label("audit.purged").startswith("Events older")
+    with translation.override("en"):
+        assert action_label("audit.purged").startswith("Events older")
+    # Labels are read in the reader's language.
+    with translation.override("zh-hant"):
+        assert action_label("audit.purged") == "已清除超過保留期的事件"
 
 
 def test_data_is_stored_as_the_database_gives_it_back(db):

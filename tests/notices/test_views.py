@@ -89,7 +89,7 @@ def test_compose_saves_a_draft(cast_a, verified_client, audience):
     ("overrides", "field", "message"),
     [
         ({"tier": "citywide", "title_zh": "", "body_zh": ""}, "title_zh", "citywide notice needs"),
-        ({"body_en": "x" * 2100}, "body_en", "limit"),
+        ({"body_en": "x" * 2100}, "body_en", "DingTalk allows 2,048"),
         ({"send_at": "2020-01-01T10:00"}, "send_at", "in the past"),
         ({"segments": []}, "segments", "at least one segment"),
         ({"kind": "image"}, "upload", None),
