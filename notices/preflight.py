@@ -266,7 +266,6 @@ def preflight(
         kind=kind,
         reminders=reminders,
     )
-    eta_s = figures.eta_s
     return {
         **reached.as_dict(),
         "recipients": reached.count,
@@ -280,8 +279,8 @@ def preflight(
         "monthly_calls": monthly,
         "calls_used": used,
         "calls_left": calls_left,
-        "eta_s": eta_s,
-        "eta_minutes": math.ceil(eta_s / 60) if eta_s else 0,
+        "eta_s": figures.eta_s,
+        "eta_minutes": math.ceil(figures.eta_s / 60) if figures.eta_s else 0,
         "sms_cost_hkd": figures.sms_cost_hkd,
         "push_cost_hkd": figures.push_cost_hkd,
         "sms_saving_hkd": figures.sms_saving_hkd,
