@@ -88,8 +88,13 @@ def org_wide_possible(department: Department, *, tier: str, requires_confirmatio
     opted out unless the department's policy sends emergency broadcasts to every member."""
     if tier != Tier.CITYWIDE or requires_confirmation:
         return False
-    if member_counts(department) is None:
+    counts = member_counts(department)
+    if counts is None:
         return False  # what it would reach is unknown
+    if counts.total > deptwide.MAX_REACH_PER_CALL:
+        # One call reaches at most 5,000 people, and no more than 5,000 a minute: DingTalk
+        # would drop the rest (143103). Department lists or batches reach everyone.
+        return False
     return department.broadcast_to_all_members or not opted_out_exists(department.pk)
 
 

@@ -136,6 +136,17 @@ def test_org_reach_unknown_without_a_count_falls_back_to_batches(cast_a, wsd) ->
     assert reach.reach_for(wsd, strategy="user_batches", portal_recipients=7).count == 7
 
 
+def test_org_reach_never_uses_one_call_for_an_organisation_past_5000(cast_a, wsd) -> None:
+    notice = submitted_notice(cast_a.pr_officer, wsd, **citywide_fields())
+    member_counts_store(wsd, 5_000, {}, timezone.now())
+    assert true_reach(notice).strategy == "org_wide"
+    # One call reaches at most 5,000 people (and DingTalk takes 5,000 a minute): the rest
+    # would be dropped, so a larger organisation is sent to in batches.
+    member_counts_store(wsd, 21_000, {}, timezone.now())
+    found = true_reach(notice)
+    assert (found.strategy, found.count, found.scope) == ("user_batches", RECIPIENTS, "recipients")
+
+
 def test_org_reach_dashboard_says_dingtalk_gives_no_per_person_reads(
     cast_a, wsd, sim, verified_client
 ) -> None:
