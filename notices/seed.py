@@ -56,6 +56,7 @@ SEEDED_NAMES = (
     gettext_noop("Black Rainstorm Warning Signal"),
     gettext_noop("Rainstorm warning cancelled"),
     gettext_noop("Water supply suspension"),
+    gettext_noop("Typhoon Signal No. 8"),
 )
 
 

@@ -62,6 +62,21 @@ ALLOWED_WORDS = {
     # Example tag slugs in a help text (tags are codes people type: frontline, logistics).
     "frontline",
     "logistics",
+    # The values an import file's columns accept (the import guide): codes the file contains.
+    "public",
+    "high",
+    "medium",
+    "low",
+    "subscribed",
+    "unsubscribed",
+    "en",
+    "zh",
+    "hant",
+    "both",
+    # A file format's name (the auditors' chain proof, JSON Lines) and the framework's name in
+    # the back office's title (Django's own zh-Hant catalogue keeps it in Latin letters).
+    "Lines",
+    "Django",
 }
 # Text fragments that are data or codes, not words to translate.
 ALLOWED_PATTERNS = [

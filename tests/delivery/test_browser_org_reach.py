@@ -65,7 +65,9 @@ def test_citywide_org_reach_shows_the_organisation_everywhere_in_the_browser(
         browser.get(live_server.url + reverse("notices:edit", args=[notice.pk]))
         wait.until(ec.text_to_be_present_in_element((By.ID, "pf-recipients"), str(ORGANISATION)))
         assert "organisation" in browser.find_element(By.ID, "pf-scope").text
-        assert browser.find_element(By.ID, "pf-calls").text.endswith("(org_wide)")
+        assert browser.find_element(By.ID, "pf-calls").text.endswith(
+            "(Whole organisation in one call)"
+        )
         assert int(browser.find_element(By.ID, "pf-forecast").text.split()[0]) > 1
 
         notice = services.notice_submit(actor=cast_a.pr_officer, notice=notice)
@@ -84,7 +86,9 @@ def test_citywide_org_reach_shows_the_organisation_everywhere_in_the_browser(
         wait.until(ec.presence_of_element_located((By.ID, "approval-review")))
         assert browser.find_element(By.ID, "review-reach").text == str(ORGANISATION)
         assert "organisation" in browser.find_element(By.ID, "review-scope").text
-        assert browser.find_element(By.ID, "review-strategy").text == "org_wide"
+        strategy = browser.find_element(By.ID, "review-strategy")
+        assert strategy.get_attribute("data-strategy") == "org_wide"
+        assert strategy.text == "Whole organisation in one call"
         assert browser.find_element(By.ID, "review-policy").text
         label = browser.find_element(By.CSS_SELECTOR, f"label[for='ack-{notice.pk}']").text
         assert f"reaches {ORGANISATION} people" in label
