@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, Q
 
 from accounts.models import Department
 from audiences.membercount import member_counts
@@ -210,9 +210,9 @@ def plan_reach(plan: Any) -> dict[str, Any]:
     scope = plan.reach_scope or ReachScope.RECIPIENTS
     per_person = plan.strategy not in BROADCAST_STRATEGIES
     batches = Batch.objects.filter(dispatch__plan=plan)
-    polls = batches.aggregate(last=Max("last_polled_at"))
-    upcoming = batches.filter(status=BatchStatus.ACCEPTED, receipts_done=False).aggregate(
-        next=Min("next_poll_at")
+    polls = batches.aggregate(
+        last=Max("last_polled_at"),
+        next=Min("next_poll_at", filter=Q(status=BatchStatus.ACCEPTED, receipts_done=False)),
     )
     progress = None
     if not per_person:
@@ -233,6 +233,6 @@ def plan_reach(plan: Any) -> dict[str, Any]:
         "per_person_reads": per_person,
         "send_progress": progress,
         "last_poll_at": polls["last"].isoformat() if polls["last"] else None,
-        "next_poll_at": upcoming["next"].isoformat() if upcoming["next"] else None,
+        "next_poll_at": polls["next"].isoformat() if polls["next"] else None,
         "fast_receipts": plan.fast_receipts,
     }

@@ -29,7 +29,7 @@ def test_officer_supervisor_phone_confirm_dashboard_and_chain_in_chinese(
     with running_simulator(directory_size=50, time_scale=0, readers={"enabled": False}) as dt:
         settings.DINGTALK_BASE_URL = dt.base_url
         settings.DELIVERY_GOVERNOR_URL = "db"
-        settings.DELIVERY_PUBLIC_BASE_URL = live_server.url
+        settings.PORTAL_BASE_URL = live_server.url
         cache.clear()
         wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
         make_recipients(wsd, 5, languages=("zh-hant",))

@@ -35,7 +35,7 @@ def test_rainstorm_voice_plays_in_the_page_and_reaches_the_phones(
     with running_simulator(directory_size=300, time_scale=0) as sim:
         settings.DINGTALK_BASE_URL = sim.base_url
         settings.DELIVERY_GOVERNOR_URL = "db"
-        settings.NOTICES_PORTAL_BASE_URL = live_server.url
+        settings.PORTAL_BASE_URL = live_server.url
         cache.clear()
         department = connect_department(
             cast_a.department, next(a for a in sim.apps if a.code == "WSD")
