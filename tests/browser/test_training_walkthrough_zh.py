@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.cache import cache
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -34,7 +35,9 @@ def test_officer_supervisor_phone_confirm_dashboard_and_chain_in_chinese(
         wsd = connect_department(cast_a.department, dt.app("ding-demo-wsd"))
         make_recipients(wsd, 5, languages=("zh-hant",))
         segment = everyone_segment(wsd, name="全部訂閱者")
-        wait = WebDriverWait(browser, 20)
+        # Pages that refresh themselves (the dashboard, the Chain page's progress) replace the
+        # elements a condition just found: look again rather than fail.
+        wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
 
         # --- the PR officer writes a targeted notice that asks for confirmation --------------
         browser_login(browser, live_server.url, cast_a.pr_officer, "zh-hant")
@@ -105,10 +108,7 @@ def test_officer_supervisor_phone_confirm_dashboard_and_chain_in_chinese(
         wait.until(
             lambda d: d.find_element(By.ID, "chain-run-progress").get_attribute("value") == "100"
         )
-        outcome = wait.until(
-            ec.visibility_of_element_located((By.CSS_SELECTOR, "#chain-run-outcome.ok"))
-        )
-        assert outcome.text
+        assert wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#chain-run-outcome.ok").text)
         run = ChainVerification.objects.get()
         assert run.ok is True
         assert run.requested_by == cast_a.auditor
