@@ -162,9 +162,9 @@ def test_import_page_lists_every_column_its_values_and_a_sample_that_imports(
     page = client.get(reverse("admin:audiences_recipient_import")).content.decode()
     assert 'id="import-columns"' in page
     for column in ALL_COLUMNS:
-        assert f"<code>{column}</code>" in page
+        assert f'<code lang="en">{column}</code>' in page
     assert "zh-hant" in page
-    assert "<code>ST</code> Sha Tin" in page
+    assert '<code>ST</code> <span lang="en">Sha Tin</span>' in page
     assert f'/static/{SAMPLE_FILE}"' in page
     sample = (Path(settings.BASE_DIR) / "static" / SAMPLE_FILE).read_bytes()
     preview = _upload(client, cast_a, sample, name="recipients-sample.csv")
