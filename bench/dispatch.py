@@ -47,6 +47,8 @@ UNLIMITED = {
     "DELIVERY_CALLS_PER_SECOND": "1000000",
     "DELIVERY_RECIPIENTS_PER_MINUTE": "1000000000",
     "DELIVERY_IP_CALLS_PER_WINDOW": "1000000000",
+    # One call's reach is capped like the rest (the simulator's limits are off too).
+    "DELIVERY_MAX_REACH_PER_CALL": "1000000000",
 }
 
 
@@ -334,6 +336,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             Delivery.objects.filter(plan__notice=notice).exclude(state="accepted").count()
         )
 
+        # The organisation counted, as the directory sync counts it: what to_all_user reaches.
+        from audiences.membercount import member_counts_store
+
+        member_counts_store(hko, args.rows, {}, timezone.now())
         broadcast = make_notice(hko, tier=Tier.CITYWIDE, title="Black rainstorm warning")
         approved = timezone.now()
         enqueue.plan_notice(broadcast.pk, urgent=broadcast.is_urgent)

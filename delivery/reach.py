@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Max, Min, Q
 
 from accounts.models import Department
@@ -91,7 +92,7 @@ def org_wide_possible(department: Department, *, tier: str, requires_confirmatio
     counts = member_counts(department)
     if counts is None:
         return False  # what it would reach is unknown
-    if counts.total > deptwide.MAX_REACH_PER_CALL:
+    if counts.total > int(settings.DELIVERY_LIMITS["max_reach_per_call"]):
         # One call reaches at most 5,000 people, and no more than 5,000 a minute: DingTalk
         # would drop the rest (143103). Department lists or batches reach everyone.
         return False

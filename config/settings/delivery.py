@@ -27,6 +27,9 @@ DELIVERY_LIMITS: dict[str, float] = {
     # governor granted it, so DingTalk's window must have let go of a call before ours does.
     "recipients_window_s": float(env_str("DELIVERY_RECIPIENTS_WINDOW_S", "60.5")),
     "per_person_daily": 450,  # DingTalk: 500 notices a person a day
+    # People one call reaches (DingTalk: 5,000 for an internal app): a larger organisation is
+    # never sent to with one to_all_user call (delivery.reach).
+    "max_reach_per_call": env_int("DELIVERY_MAX_REACH_PER_CALL", 5_000),
     # People an urgent send may use above recipients_per_minute (up to DingTalk's 5,000), so an
     # urgent notice approved while bulk sends fill the minute makes its first calls at once.
     "urgent_reserve": env_int("DELIVERY_URGENT_RESERVE", 100),
