@@ -18,7 +18,14 @@ from common.errors import ApplicationError
 from common.types import Actor
 from delivery import enqueue, media
 from delivery.audit_actions import DeliveryAuditAction as Action
-from delivery.models import Batch, BatchStatus, DeliveryPlan, PauseCode, PlanStatus
+from delivery.models import (
+    Batch,
+    BatchStatus,
+    DeliveryPlan,
+    PauseCode,
+    PlanStatus,
+    ServiceWindowBatch,
+)
 from notices.delivery_status import notice_mark_paused, notice_mark_resumed, notice_mark_sent
 from notices.reapproval import notice_check_before_resume
 
@@ -119,7 +126,8 @@ def _recheck_approval(plan_id: int) -> str:
 
 
 def plan_finish_if_complete(plan_id: int) -> bool:
-    """Sending is over when the snapshot is done and no batch of round 0 is still open.
+    """Sending is over when the snapshot is done and no batch of round 0, nor any Service
+    Window send, is still open.
 
     Audit: delivery.dispatch_finished, with the batches' outcomes and the notice's status.
     """
@@ -129,6 +137,10 @@ def plan_finish_if_complete(plan_id: int) -> bool:
         status__in=(BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.UNKNOWN),
     )
     if open_batches.exists():
+        return False
+    if ServiceWindowBatch.objects.filter(
+        plan_id=plan_id, status__in=(BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.UNKNOWN)
+    ).exists():
         return False
     with transaction.atomic():
         moved = DeliveryPlan.objects.filter(

@@ -161,3 +161,22 @@ def test_without_a_service_window_account_followers_are_named_and_skipped(sim, w
     notice = make_notice(wsd, tier=Tier.CITYWIDE)
     tasks.plan_notice_task.delay(notice.pk)
     assert not ServiceWindowBatch.objects.filter(plan__notice=notice).exists()
+
+
+@pytest.mark.django_db
+def test_a_plan_is_not_over_while_its_service_window_send_is_open(sim, wsd) -> None:
+    from delivery.models import PlanStatus
+    from delivery.services.lifecycle import plan_finish_if_complete
+
+    notice = make_notice(wsd, tier=Tier.CITYWIDE)
+    tasks.plan_notice_task.delay(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    batch = ServiceWindowBatch.objects.get(plan=plan)
+    # Its Service Window send still open (as if queued behind the governor): not over.
+    DeliveryPlan.objects.filter(pk=plan.pk).update(status=PlanStatus.SENDING, finished_at=None)
+    ServiceWindowBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.QUEUED)
+    assert not plan_finish_if_complete(plan.pk)
+    # Accepted: the next sweep finishes the plan.
+    ServiceWindowBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.ACCEPTED)
+    assert plan_finish_if_complete(plan.pk)
+    assert DeliveryPlan.objects.get(pk=plan.pk).status == PlanStatus.DONE
