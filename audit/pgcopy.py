@@ -63,7 +63,7 @@ def _trigger_class() -> str:
     return "[" + "".join(escaped.get(c, c) for c in FORMULA_TRIGGERS) + "]"
 
 
-def _neutralised(expression: str) -> str:
+def neutralised_sql(expression: str) -> str:
     """SQL for a text cell as neutralise_cell leaves it; NULL for empty (printed unquoted)."""
     # Same rule as neutralise_cell: a trigger first, or after leading spaces.
     return (
@@ -72,7 +72,7 @@ def _neutralised(expression: str) -> str:
     )
 
 
-def _local_time(column: str, zone: str) -> str:
+def local_time_sql(column: str, zone: str) -> str:
     """ISO 8601 as datetime.isoformat() writes it: microseconds only when not zero, then the offset."""
     local = f"({column} AT TIME ZONE {zone})"
     offset = f"({local} - ({column} AT TIME ZONE 'UTC'))"
@@ -90,26 +90,26 @@ def _select_sql(names_param: str, zone_param: str) -> str:
         "t.sequence::text",
         # Built from a timestamp, so it starts with a digit: no formula check (and no triple
         # evaluation of the formatting inside the CASE).
-        _local_time("t.occurred_at", zone_param),
-        _neutralised("t.actor_label"),
-        _neutralised("t.actor_department"),
-        _neutralised("t.department_code"),
-        _neutralised("t.action"),
-        _neutralised(f"COALESCE({names_param}::jsonb ->> t.action, t.action)"),
-        _neutralised("t.target_type"),
-        _neutralised("t.target_id"),
-        _neutralised("t.target_label"),
-        _neutralised("t.data::text"),
+        local_time_sql("t.occurred_at", zone_param),
+        neutralised_sql("t.actor_label"),
+        neutralised_sql("t.actor_department"),
+        neutralised_sql("t.department_code"),
+        neutralised_sql("t.action"),
+        neutralised_sql(f"COALESCE({names_param}::jsonb ->> t.action, t.action)"),
+        neutralised_sql("t.target_type"),
+        neutralised_sql("t.target_id"),
+        neutralised_sql("t.target_label"),
+        neutralised_sql("t.data::text"),
         "t.request_id::text",
         "host(t.ip)",
         "CASE WHEN t.otp_verified THEN 'True' ELSE 'False' END",
-        _neutralised("t.prev_hash"),
-        _neutralised("t.hash"),
+        neutralised_sql("t.prev_hash"),
+        neutralised_sql("t.hash"),
     ]
     return ", ".join(cells)
 
 
-def _mogrify(sql: str, params: list[Any]) -> str:
+def mogrify(sql: str, params: list[Any]) -> str:
     """`sql` with `params` bound client-side by psycopg (quoted and escaped as literals)."""
     with connection.cursor() as cursor:
         raw = cursor.cursor
@@ -125,15 +125,15 @@ def copy_statement(queryset: QuerySet[AuditEvent]) -> str:
     inner_sql, inner_params = queryset.order_by().values_list(*_INNER).query.sql_with_params()
     # The outer values become quoted literals first ("%" doubled, so the second binding,
     # of the inner query's parameters, leaves them alone).
-    names = _mogrify("%s", [json.dumps(registered_actions(), ensure_ascii=False)])
-    zone = _mogrify("%s", [timezone.get_current_timezone_name()])
+    names = mogrify("%s", [json.dumps(registered_actions(), ensure_ascii=False)])
+    zone = mogrify("%s", [timezone.get_current_timezone_name()])
     outer = _select_sql(names.replace("%", "%%"), zone.replace("%", "%%"))
     # Only constants, quoted literals and Django's compiled query are interpolated.
     select = (
         f"SELECT {outer} FROM ({inner_sql}) AS t({', '.join(_ALIASES)}) "  # noqa: S608
         "ORDER BY t.sequence"
     )
-    return f"COPY ({_mogrify(select, list(inner_params))}) TO STDOUT WITH (FORMAT csv)"
+    return f"COPY ({mogrify(select, list(inner_params))}) TO STDOUT WITH (FORMAT csv)"
 
 
 def csv_copy_chunks(
@@ -147,24 +147,30 @@ def csv_copy_chunks(
     `on_rows(n)` is called with the running row count about every CHUNK_BYTES, and once with
     the exact total at the end.
     """
-    statement = copy_statement(queryset)
+    yield from copy_csv_stream(copy_statement(queryset), headers, on_rows=on_rows)
+
+
+def copy_csv_stream(
+    statement: str, headers: list[str], *, on_rows: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
+    """A header row (UTF-8 with a byte-order mark), then the rows of a COPY ... TO STDOUT
+    statement in chunks of about CHUNK_BYTES; `on_rows(n)` with the running row count at each
+    chunk, and once with the exact total at the end."""
     yield b"\xef\xbb\xbf" + (",".join(headers) + "\n").encode()
     rows = 0
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        with raw.copy(statement) as copy:
-            parts: list[bytes] = []
-            size = 0
-            for data in copy:
-                parts.append(bytes(data))
-                size += len(data)
-                rows += 1
-                if size >= CHUNK_BYTES:
-                    yield b"".join(parts)
-                    parts, size = [], 0
-                    if on_rows is not None:
-                        on_rows(rows)
-            if parts:
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        parts: list[bytes] = []
+        size = 0
+        for data in copy:
+            parts.append(bytes(data))
+            size += len(data)
+            rows += 1
+            if size >= CHUNK_BYTES:
                 yield b"".join(parts)
+                parts, size = [], 0
+                if on_rows is not None:
+                    on_rows(rows)
+        if parts:
+            yield b"".join(parts)
     if on_rows is not None:
         on_rows(rows)

@@ -10,14 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 
-from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from audit.pgcopy import CHUNK_BYTES
-from audit.pgcopy import _local_time as local_time_sql
-from audit.pgcopy import _mogrify as mogrify
-from audit.pgcopy import _neutralised as neutralised_sql
+from audit.pgcopy import copy_csv_stream, local_time_sql, mogrify, neutralised_sql
 from delivery.models import Delivery, DeliveryState
 
 _INNER = (
@@ -82,22 +78,6 @@ def receipts_csv_copy(
 ) -> Iterator[bytes]:
     """The report's CSV (UTF-8 with a byte-order mark) streamed from COPY; `on_rows(n)` with
     the running row count about every CHUNK_BYTES, and once with the total at the end."""
-    statement = copy_statement(queryset, contacts=contacts)
-    yield b"\xef\xbb\xbf" + (",".join(headers) + "\n").encode()
-    rows = 0
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
-        parts: list[bytes] = []
-        size = 0
-        for data in copy:
-            parts.append(bytes(data))
-            size += len(data)
-            rows += 1
-            if size >= CHUNK_BYTES:
-                yield b"".join(parts)
-                parts, size = [], 0
-                if on_rows is not None:
-                    on_rows(rows)
-        if parts:
-            yield b"".join(parts)
-    if on_rows is not None:
-        on_rows(rows)
+    yield from copy_csv_stream(
+        copy_statement(queryset, contacts=contacts), headers, on_rows=on_rows
+    )
