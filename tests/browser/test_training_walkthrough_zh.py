@@ -13,6 +13,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from audit.models import ChainVerification
+from common.testing.browser import page_left
 from delivery.models import Batch, Delivery
 from delivery.testing import connect_department, make_recipients
 from dingtalk.simulator.testing import running_simulator
@@ -68,7 +69,7 @@ def test_officer_supervisor_phone_confirm_dashboard_and_chain_in_chinese(
         if boxes:
             boxes[0].click()
         form.find_element(By.NAME, "approve").click()
-        wait.until(ec.staleness_of(form))
+        wait.until(page_left(form))
         wait.until(
             lambda _d: Batch.objects.filter(
                 dispatch__plan__notice=notice, task_id__isnull=False

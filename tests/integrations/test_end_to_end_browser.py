@@ -18,6 +18,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from audit.models import AuditEvent
+from common.testing.browser import page_left
 from common.testing.cast import verified_client_for
 from delivery.testing import connect_department, make_recipients
 from dingtalk.simulator.testing import running_simulator
@@ -57,7 +58,7 @@ def approve_in_inbox(browser, live_server, wait, notice: Notice, user) -> str:
     form.find_element(By.NAME, "reach_acknowledged").click()
     form.find_element(By.NAME, "approve").click()
     # The page before the click may carry messages of its own: wait for it to go first.
-    wait.until(ec.staleness_of(form))
+    wait.until(page_left(form))
     return wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".messages"))).text
 
 

@@ -15,6 +15,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from accounts import services as accounts_services
 from accounts.models import Role
+from common.testing.browser import page_left
 from common.testing.cast import verified_client_for
 from delivery.models import DeliveryPlan
 from notices.models import Notice, Status
@@ -42,7 +43,7 @@ def approve_on(browser, wait, notice: Notice, user) -> str:
     form.find_element(By.NAME, "reach_acknowledged").click()
     form.find_element(By.NAME, "approve").click()
     # The page before the click may carry messages of its own: wait for it to go first.
-    wait.until(ec.staleness_of(form))
+    wait.until(page_left(form))
     return wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".messages"))).text
 
 

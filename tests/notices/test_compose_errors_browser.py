@@ -9,6 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from common.testing.browser import page_left
 from common.testing.cast import verified_client_for
 from notices.models import Notice
 from notices.testing import add_recipients, everyone_segment
@@ -35,7 +36,7 @@ def test_failed_save_focuses_the_summary_in_chinese(browser, live_server, cast_a
     form = browser.find_element(By.ID, "notice-form")
     browser.find_element(By.ID, "save-notice").click()
     wait = WebDriverWait(browser, 15)
-    wait.until(ec.staleness_of(form))
+    wait.until(page_left(form))
     summary = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-error-summary]")))
     assert browser.switch_to.active_element == summary
     assert "內文（繁體中文）：中文訊息發送時有 3,905 位元組" in summary.text  # noqa: RUF001
