@@ -10,6 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from common.testing.browser import page_left
 from delivery.testing import connect_department, make_recipients
 from dingtalk.simulator.testing import running_simulator
 from notices import voice
@@ -50,9 +51,13 @@ def test_rainstorm_voice_plays_in_the_page_and_reaches_the_phones(
         Select(browser.find_element(By.ID, "template-picker")).select_by_value(
             str(templates["rainstorm-red"].pk)
         )
-        browser.find_element(By.ID, "template-apply").click()
+        apply = browser.find_element(By.ID, "template-apply")
+        apply.click()
+        wait.until(page_left(apply))  # the page comes back with the template's fields
         wait.until(ec.presence_of_element_located((By.NAME, "value_issue_time"))).send_keys("08:15")
-        browser.find_element(By.ID, "template-apply").click()
+        apply = browser.find_element(By.ID, "template-apply")
+        apply.click()
+        wait.until(page_left(apply))
         checkbox = wait.until(ec.presence_of_element_located((By.NAME, "voice_from_text")))
         assert checkbox.is_selected()
         browser.find_element(By.ID, "save-notice").click()
