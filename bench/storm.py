@@ -9,10 +9,12 @@ DATABASE_URL; Redis keys use a unique prefix:
 
 Phase "read" (simulator limits off, one 1,000,000-person notice A and another, B):
 - viewer_slowdown: approval-to-last-call of B with --viewers threads polling B's dashboard
-  JSON (delivery.selectors.plan_figures, what the JSON view returns) every 2 s, divided by
-  the same for A sent just before without viewers;
-- dashboard_alone_ms: the median of 20 dashboard reads of A once the engine's own receipt
-  sweep has written every person's state;
+  JSON every 2 s, divided by the same for A sent just before without viewers. A poll is a GET
+  of delivery:dashboard-json by a signed-in, TOTP-verified supervisor through Django's whole
+  request handling (middleware, session, permission check, view, JSON), in this process
+  without sockets;
+- dashboard_alone_ms: the median of 20 such polls of A by one viewer once the engine's own
+  receipt sweep has written every person's state;
 - dashboard_p95_ms / dashboard_served_ratio: --viewers threads polling A every 2 s for
   --viewer-seconds; a poll is served when its answer comes before the viewer's next poll;
 - receipt_report_1m_s / _peak_mb: A's receipt report written as CSV by the background
@@ -114,11 +116,31 @@ def _sim_advance(url: str, seconds: int) -> None:
         pass
 
 
-class Viewers:
-    """`count` threads, each reading a plan's dashboard figures every `every` seconds."""
+def dashboard_client(user: Any) -> Any:
+    """A signed-in, TOTP-verified client of the portal (Django's request handling in this
+    process: middleware, session, permission check, the view and its JSON, without sockets)."""
+    from django.test import Client
 
-    def __init__(self, notice_id: int, count: int, every: float = 2.0) -> None:
-        self.notice_id, self.count, self.every = notice_id, count, every
+    from common.testing.cast import verified_client_for
+
+    return verified_client_for(user, Client(HTTP_HOST="127.0.0.1"))
+
+
+def dashboard_get(client: Any, notice_id: int) -> int:
+    """One poll of the dashboard's JSON (delivery:dashboard-json), as its script makes it."""
+    from django.urls import reverse
+
+    response = client.get(reverse("delivery:dashboard-json", args=[notice_id]))
+    if response.status_code not in (200, 404):  # 404 until the planner's first commit
+        raise SystemExit(f"dashboard JSON answered {response.status_code}")
+    return int(response.status_code)
+
+
+class Viewers:
+    """`count` threads, each polling a notice's dashboard JSON every `every` seconds as `user`."""
+
+    def __init__(self, notice_id: int, count: int, user: Any, every: float = 2.0) -> None:
+        self.notice_id, self.count, self.every, self.user = notice_id, count, every, user
         self.latencies: list[float] = []
         self.demanded = 0
         self.served = 0
@@ -129,21 +151,13 @@ class Viewers:
     def _run(self, i: int) -> None:
         from django.db import connection
 
-        from delivery.models import DeliveryPlan
-        from delivery.selectors import plan_figures
-
+        client = dashboard_client(self.user)
         time.sleep(self.every * i / self.count)  # viewers opened their pages at different times
         next_at = time.monotonic()
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                plan = (
-                    DeliveryPlan.objects.select_related("notice")
-                    .filter(notice_id=self.notice_id)
-                    .first()
-                )
-                if plan is not None:  # before the planner's first commit the page says so
-                    plan_figures(plan)
+                dashboard_get(client, self.notice_id)
                 took = time.monotonic() - started
                 with self._lock:
                     self.demanded += 1
@@ -231,14 +245,13 @@ def _receipt_sweep(notice: Any, app: Any, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def _dashboard_alone_ms(notice_id: int, reads: int = 20) -> float:
-    from delivery.models import DeliveryPlan
-    from delivery.selectors import plan_figures
-
+def _dashboard_alone_ms(notice_id: int, user: Any, reads: int = 20) -> float:
+    """The median of `reads` polls of the dashboard JSON by one viewer (after a first one)."""
+    client = dashboard_client(user)
     times = []
     for _ in range(reads + 1):
         started = time.perf_counter()
-        plan_figures(DeliveryPlan.objects.select_related("notice").get(notice_id=notice_id))
+        dashboard_get(client, notice_id)
         times.append(time.perf_counter() - started)
     return round(statistics.median(times[1:]) * 1000, 2)
 
@@ -380,7 +393,7 @@ def phase_read(args: argparse.Namespace, broker: str, result: dict[str, Any]) ->
         a = make_notice(hko, tier=Tier.CLOSED_LOOP, title="Heavy rain: stay indoors")
         alone_s = _send_and_wait(a, app, args.timeout)
         b = make_notice(hko, tier=Tier.CLOSED_LOOP, title="Heavy rain: schools closed")
-        with Viewers(b.pk, args.viewers) as during:
+        with Viewers(b.pk, args.viewers, cast.supervisor) as during:
             watched_s = _send_and_wait(b, app, args.timeout)
         result["send_alone_s"] = round(alone_s, 2)
         result["send_watched_s"] = round(watched_s, 2)
@@ -391,8 +404,8 @@ def phase_read(args: argparse.Namespace, broker: str, result: dict[str, Any]) ->
         # Half an hour of DingTalk's time: the simulated readers open their messages.
         _sim_advance(url, args.read_after_s)
         result["receipt_sweep_s"] = round(_receipt_sweep(a, app, args.timeout), 1)
-        result["dashboard_alone_ms"] = _dashboard_alone_ms(a.pk)
-        with Viewers(a.pk, args.viewers) as viewers:
+        result["dashboard_alone_ms"] = _dashboard_alone_ms(a.pk, cast.supervisor)
+        with Viewers(a.pk, args.viewers, cast.supervisor) as viewers:
             time.sleep(args.viewer_seconds)
         quiet = viewers.summary(args.viewer_seconds)
         result["dashboard_p95_ms"] = quiet["p95_ms"]
