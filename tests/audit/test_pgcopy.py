@@ -26,6 +26,16 @@ pytestmark = pytest.mark.postgres
 
 HOSTILE = [f"{c}cmd|' /C calc'!A0" for c in FORMULA_TRIGGERS] + [
     '  =HYPERLINK("http://x")',
+    # Spaces before each kind of trigger: full-width, tab, CR, LF.
+    "  \uff1dSUM(A1)",
+    " \uff20x",
+    "   \t1",
+    " \r2",
+    "  \nline",
+    # Not formulas: a space before text, a trigger later on, a space that is not U+0020.
+    " x",
+    "a=b",
+    "\u3000=1",
     "   ",
     "plain, with a comma",
     'quoted "text"',
@@ -71,6 +81,11 @@ def varied(cast_a):
     tamper_event(
         on_the_second.pk, occurred_at=timezone.now().replace(microsecond=0) - dt.timedelta(days=1)
     )
+    # Data that is not an object: a bare negative number's text starts with a trigger.
+    first, second, third = AuditEvent.objects.order_by("sequence")[:3]
+    tamper_event(first.pk, data=-5, occurred_at=dt.datetime(1975, 7, 1, 12, 0, tzinfo=dt.UTC))
+    tamper_event(second.pk, data="=text", occurred_at=timezone.now().replace(microsecond=120000))
+    tamper_event(third.pk, data=[-1, "x"])
     return AuditEvent.objects.filter(department=cast_a.department)
 
 
