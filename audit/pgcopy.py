@@ -13,10 +13,12 @@ PostgreSQL's rules.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -29,6 +31,8 @@ CHUNK_BYTES = 256 * 1024
 # work_mem while a COPY runs (PostgreSQL's default of 4 MB split a million-person report's
 # hash join into 16 batches on disk).
 COPY_WORK_MEM = "64MB"
+# How often a running COPY reports its row count (a progress bar's update, a heartbeat).
+PROGRESS_SECONDS = 1.0
 
 # The inner query's columns, in this order, named t.<name> in the outer SELECT.
 _INNER = (
@@ -182,35 +186,68 @@ _SETTINGS = (
 )
 
 
+class _Progress:
+    """Reports a COPY's running row count at most every PROGRESS_SECONDS, from a helper thread.
+
+    The COPY holds this thread's connection until its last row, so a callback that writes
+    the count (audit.export_jobs.progress_reporter) on it would wait for the COPY, which
+    waits for the callback: the export hung at its first report. The helper thread has a
+    connection of its own, closed with it.
+    """
+
+    def __init__(self, on_rows: Callable[[int], None] | None) -> None:
+        self.on_rows = on_rows
+        self.pool: ThreadPoolExecutor | None = None
+        self.last = time.monotonic()
+
+    def report(self, rows: int) -> None:
+        if self.on_rows is None or time.monotonic() - self.last < PROGRESS_SECONDS:
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-progress")
+        self.pool.submit(self.on_rows, rows).result()
+        self.last = time.monotonic()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.submit(connections.close_all).result()
+            self.pool.shutdown()
+
+
 def copy_csv_stream(
     statement: str, headers: list[str], *, on_rows: Callable[[int], None] | None = None
 ) -> Iterator[bytes]:
     """A header row (UTF-8 with a byte-order mark), then the rows of a COPY ... TO STDOUT
-    statement in chunks of about CHUNK_BYTES; `on_rows(n)` with the running row count at each
-    chunk, and once with the exact total at the end."""
+    statement in chunks of about CHUNK_BYTES; `on_rows(n)` with the running row count about
+    every PROGRESS_SECONDS while the COPY runs (from another thread: see _Progress), and
+    once with the exact total at the end."""
     yield b"\xef\xbb\xbf" + (",".join(headers) + "\n").encode()
     rows = 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        # For this transaction only: the zone local_time_sql formats in, and memory enough
-        # for a million-row report's sort and hash joins not to spill to disk in pieces.
-        # The settings it replaces come back first (a target list is evaluated in order).
-        cursor.execute(_SETTINGS, [timezone.get_current_timezone_name(), COPY_WORK_MEM])
-        before = cursor.fetchone()
-        with cursor.cursor.copy(statement) as copy:
-            parts: list[bytes] = []
-            size = 0
-            for data in copy:
-                parts.append(bytes(data))
-                size += len(data)
-                rows += 1
-                if size >= CHUNK_BYTES:
+    progress = _Progress(on_rows)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # For this transaction only: the zone local_time_sql formats in, and memory
+            # enough for a million-row report's sort and hash joins not to spill to disk in
+            # pieces. The settings it replaces come back first (a target list is evaluated
+            # in order).
+            cursor.execute(_SETTINGS, [timezone.get_current_timezone_name(), COPY_WORK_MEM])
+            before = cursor.fetchone()
+            with cursor.cursor.copy(statement) as copy:
+                parts: list[bytes] = []
+                size = 0
+                for data in copy:
+                    parts.append(bytes(data))
+                    size += len(data)
+                    rows += 1
+                    if size >= CHUNK_BYTES:
+                        yield b"".join(parts)
+                        parts, size = [], 0
+                        progress.report(rows)
+                if parts:
                     yield b"".join(parts)
-                    parts, size = [], 0
-                    if on_rows is not None:
-                        on_rows(rows)
-            if parts:
-                yield b"".join(parts)
-        # The connection's own settings again, for an enclosing transaction that goes on.
-        cursor.execute(_SETTINGS, before[:2])
+            # The connection's own settings again, for an enclosing transaction that goes on.
+            cursor.execute(_SETTINGS, before[:2])
+    finally:
+        progress.close()
     if on_rows is not None:
         on_rows(rows)

@@ -122,3 +122,30 @@ def test_the_view_streams_copy_on_postgresql_and_counts_rows(varied, cast_a):
             )[1:]
         ),
     ]
+
+
+def test_progress_that_writes_to_the_database_is_reported_while_the_copy_runs(
+    varied, cast_a, monkeypatch
+):
+    """A background export's progress callback updates its job row; the COPY holds the
+    connection meanwhile (a report on that connection hung the export at its first one)."""
+    from audit import pgcopy
+    from audit.export_jobs import progress_reporter
+    from audit.models import AuditExport
+
+    monkeypatch.setattr(pgcopy, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(pgcopy, "PROGRESS_SECONDS", 0.0)
+    job = AuditExport.objects.create(requested_by=cast_a.auditor, format="csv", head_sequence=0)
+    write = progress_reporter(str(job.pk))
+    seen: list[int] = []
+
+    def on_rows(rows: int) -> None:
+        write(rows)
+        seen.append(rows)
+
+    body = b"".join(csv_copy_chunks(varied, AuditEventResource().headers(), on_rows=on_rows))
+    rows = varied.count()
+    assert len(list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))) == rows + 1
+    assert seen == [*range(1, rows + 1), rows]
+    job.refresh_from_db()
+    assert job.rows_written == rows
