@@ -149,3 +149,22 @@ def test_progress_that_writes_to_the_database_is_reported_while_the_copy_runs(
     assert seen == [*range(1, rows + 1), rows]
     job.refresh_from_db()
     assert job.rows_written == rows
+
+
+def test_an_export_abandoned_midway_leaves_the_connection_as_it_was(varied, monkeypatch):
+    """A reader who goes away closes the stream in the middle of the COPY."""
+    from audit import pgcopy
+
+    monkeypatch.setattr(pgcopy, "CHUNK_BYTES", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('TimeZone'), current_setting('work_mem')")
+        settings_before = cursor.fetchone()
+    chunks = csv_copy_chunks(varied, AuditEventResource().headers())
+    next(chunks)  # the header
+    next(chunks)  # the first row: the COPY is running
+    chunks.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('TimeZone'), current_setting('work_mem')")
+        assert cursor.fetchone() == settings_before
+    assert AuditEvent.objects.filter(pk__in=varied.values("pk")).count() == varied.count()
+    assert len(_copy_csv(varied)) == varied.count() + 1
