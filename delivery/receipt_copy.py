@@ -7,13 +7,11 @@ a byte copy, in constant memory. audit.reports uses it for the receipts report's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 
 from django.db.models import QuerySet
-from django.utils import timezone
 
-from audit.pgcopy import copy_csv_stream, local_time_sql, mogrify, neutralised_sql
+from audit.pgcopy import copy_csv_stream, local_time_sql, mogrify, named_sql, neutralised_sql
 from delivery.models import Delivery, DeliveryState
 
 _INNER = (
@@ -31,7 +29,7 @@ _INNER = (
 _ALIASES = ("pk", "userid", "name", "mobile", "erased_at", "state", "sent", "read", "conf", "rem")
 
 
-def _cells(contacts: bool, names: str, zone: str) -> str:
+def _cells(contacts: bool) -> str:
     erased = "t.erased_at IS NOT NULL"
     mobile = f"CASE WHEN {erased} THEN '' ELSE COALESCE(t.mobile, '') END"
     if not contacts:
@@ -47,23 +45,22 @@ def _cells(contacts: bool, names: str, zone: str) -> str:
             neutralised_sql(f"CASE WHEN {erased} THEN '' ELSE COALESCE(t.name, '') END"),
             neutralised_sql(mobile),
             neutralised_sql("t.state"),
-            neutralised_sql(f"COALESCE({names}::jsonb ->> t.state, t.state)"),
-            local_time_sql("t.sent", zone),
-            local_time_sql("t.read", zone),
-            local_time_sql("t.conf", zone),
+            named_sql({value: str(label) for value, label in DeliveryState.choices}, "t.state"),
+            local_time_sql("t.sent"),
+            local_time_sql("t.read"),
+            local_time_sql("t.conf"),
             "t.rem::text",
         ]
     )
 
 
 def copy_statement(queryset: QuerySet[Delivery], *, contacts: bool) -> str:
-    # Sorted once, outside (the inner query's own ORDER BY would sort the million rows twice).
-    inner_sql, inner_params = queryset.order_by().values_list(*_INNER).query.sql_with_params()
-    state_names = {value: str(label) for value, label in DeliveryState.choices}
-    names = mogrify("%s", [json.dumps(state_names, ensure_ascii=False)]).replace("%", "%%")
-    zone = mogrify("%s", [timezone.get_current_timezone_name()]).replace("%", "%%")
+    # Sorted inside, before the cells are formatted: the sort then moves the narrow raw rows
+    # rather than three times as many bytes of text. The outer ORDER BY is the guarantee;
+    # PostgreSQL sees the subquery's order and does not sort again.
+    inner_sql, inner_params = queryset.order_by("pk").values_list(*_INNER).query.sql_with_params()
     select = (
-        f"SELECT {_cells(contacts, names, zone)} FROM ({inner_sql}) "  # noqa: S608 - constants, quoted literals and Django's compiled query
+        f"SELECT {_cells(contacts)} FROM ({inner_sql}) "  # noqa: S608 - constants, quoted literals and Django's compiled query
         f"AS t({', '.join(_ALIASES)}) ORDER BY t.pk"
     )
     return f"COPY ({mogrify(select, list(inner_params))}) TO STDOUT WITH (FORMAT csv)"

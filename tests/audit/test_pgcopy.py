@@ -26,6 +26,16 @@ pytestmark = pytest.mark.postgres
 
 HOSTILE = [f"{c}cmd|' /C calc'!A0" for c in FORMULA_TRIGGERS] + [
     '  =HYPERLINK("http://x")',
+    # Spaces before each kind of trigger: full-width, tab, CR, LF.
+    "  \uff1dSUM(A1)",
+    " \uff20x",
+    "   \t1",
+    " \r2",
+    "  \nline",
+    # Not formulas: a space before text, a trigger later on, a space that is not U+0020.
+    " x",
+    "a=b",
+    "\u3000=1",
     "   ",
     "plain, with a comma",
     'quoted "text"',
@@ -71,6 +81,11 @@ def varied(cast_a):
     tamper_event(
         on_the_second.pk, occurred_at=timezone.now().replace(microsecond=0) - dt.timedelta(days=1)
     )
+    # Data that is not an object: a bare negative number's text starts with a trigger.
+    first, second, third = AuditEvent.objects.order_by("sequence")[:3]
+    tamper_event(first.pk, data=-5, occurred_at=dt.datetime(1975, 7, 1, 12, 0, tzinfo=dt.UTC))
+    tamper_event(second.pk, data="=text", occurred_at=timezone.now().replace(microsecond=120000))
+    tamper_event(third.pk, data=[-1, "x"])
     return AuditEvent.objects.filter(department=cast_a.department)
 
 
@@ -107,3 +122,49 @@ def test_the_view_streams_copy_on_postgresql_and_counts_rows(varied, cast_a):
             )[1:]
         ),
     ]
+
+
+def test_progress_that_writes_to_the_database_is_reported_while_the_copy_runs(
+    varied, cast_a, monkeypatch
+):
+    """A background export's progress callback updates its job row; the COPY holds the
+    connection meanwhile (a report on that connection hung the export at its first one)."""
+    from audit import pgcopy
+    from audit.export_jobs import progress_reporter
+    from audit.models import AuditExport
+
+    monkeypatch.setattr(pgcopy, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(pgcopy, "PROGRESS_SECONDS", 0.0)
+    job = AuditExport.objects.create(requested_by=cast_a.auditor, format="csv", head_sequence=0)
+    write = progress_reporter(str(job.pk))
+    seen: list[int] = []
+
+    def on_rows(rows: int) -> None:
+        write(rows)
+        seen.append(rows)
+
+    body = b"".join(csv_copy_chunks(varied, AuditEventResource().headers(), on_rows=on_rows))
+    rows = varied.count()
+    assert len(list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))) == rows + 1
+    assert seen == [*range(1, rows + 1), rows]
+    job.refresh_from_db()
+    assert job.rows_written == rows
+
+
+def test_an_export_abandoned_midway_leaves_the_connection_as_it_was(varied, monkeypatch):
+    """A reader who goes away closes the stream in the middle of the COPY."""
+    from audit import pgcopy
+
+    monkeypatch.setattr(pgcopy, "CHUNK_BYTES", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('TimeZone'), current_setting('work_mem')")
+        settings_before = cursor.fetchone()
+    chunks = csv_copy_chunks(varied, AuditEventResource().headers())
+    next(chunks)  # the header
+    next(chunks)  # the first row: the COPY is running
+    chunks.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('TimeZone'), current_setting('work_mem')")
+        assert cursor.fetchone() == settings_before
+    assert AuditEvent.objects.filter(pk__in=varied.values("pk")).count() == varied.count()
+    assert len(_copy_csv(varied)) == varied.count() + 1
