@@ -74,6 +74,11 @@ class AuditEvent(models.Model):
     otp_verified = models.BooleanField(default=False, verbose_name=_("two-factor verified"))
     prev_hash = models.CharField(max_length=64, editable=False, verbose_name=_("previous hash"))
     hash = models.CharField(max_length=64, editable=False, verbose_name=_("hash"))
+    # SHA-256 of the canonical content (audit.chain.content_hash), kept so an export can carry
+    # it: hash = sha256(prev_hash:sequence:content_hash). Empty for version 1 events.
+    content_hash = models.CharField(
+        max_length=64, blank=True, default="", editable=False, verbose_name=_("content hash")
+    )
 
     class Meta:
         verbose_name = _("audit event")

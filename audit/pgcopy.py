@@ -44,6 +44,7 @@ _INNER = (
     "otp_verified",
     "prev_hash",
     "hash",
+    "content_hash",
 )
 # Column aliases of the inner query: the same names with Django's "__" lookups flattened.
 _ALIASES = tuple(name.replace("__", "_") for name in _INNER)
@@ -85,6 +86,15 @@ def local_time_sql(column: str, zone: str) -> str:
     )
 
 
+# The bridge cell (audit.bridges): the events between the previous exported row and this one.
+BRIDGE_SQL = (
+    "CASE WHEN t.sequence - t.prev_sequence > 1 THEN (SELECT string_agg(CASE WHEN "
+    "b.content_hash = '' THEN b.sequence::text || '=' || b.hash ELSE b.sequence::text || ':' "
+    "|| b.content_hash END, ' ' ORDER BY b.sequence) FROM audit_auditevent b "
+    "WHERE b.sequence > t.prev_sequence AND b.sequence < t.sequence) END"
+)
+
+
 def _select_sql(names_param: str, zone_param: str) -> str:
     cells = [
         "t.sequence::text",
@@ -105,6 +115,8 @@ def _select_sql(names_param: str, zone_param: str) -> str:
         "CASE WHEN t.otp_verified THEN 'True' ELSE 'False' END",
         neutralised_sql("t.prev_hash"),
         neutralised_sql("t.hash"),
+        "NULLIF(t.content_hash, '')",
+        BRIDGE_SQL,
     ]
     return ", ".join(cells)
 
@@ -129,10 +141,12 @@ def copy_statement(queryset: QuerySet[AuditEvent]) -> str:
     zone = mogrify("%s", [timezone.get_current_timezone_name()])
     outer = _select_sql(names.replace("%", "%%"), zone.replace("%", "%%"))
     # Only constants, quoted literals and Django's compiled query are interpolated.
-    select = (
-        f"SELECT {outer} FROM ({inner_sql}) AS t({', '.join(_ALIASES)}) "  # noqa: S608
-        "ORDER BY t.sequence"
+    # The previous exported row's sequence beside each row, for the bridge cell.
+    rows = (
+        f"SELECT t.*, lag(t.sequence) OVER (ORDER BY t.sequence) AS prev_sequence "  # noqa: S608
+        f"FROM ({inner_sql}) AS t({', '.join(_ALIASES)})"
     )
+    select = f"SELECT {outer} FROM ({rows}) AS t ORDER BY t.sequence"  # noqa: S608
     return f"COPY ({mogrify(select, list(inner_params))}) TO STDOUT WITH (FORMAT csv)"
 
 

@@ -27,6 +27,7 @@ REASONS: dict[str, Promise] = {
     "missing": _("event #%(expected)s is missing (the next one is #%(next)s)"),
     "prev_hash": _("its prev_hash does not match the hash of event #%(sequence)s"),
     "altered": _("its content does not match its hash (the row was altered)"),
+    "content_hash": _("its stored content hash is not its content's (the row was altered)"),
     "anchor_hash": _(
         "Anchor of %(day)s disagrees: event #%(sequence)s has hash %(stored)s, the anchor says "
         "%(anchored)s."

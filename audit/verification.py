@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit.actions import AuditOwnAction
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, event_hash, legacy_event_hash
+from audit.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    content_hash,
+    legacy_event_hash,
+    link_hash,
+)
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.reasons import Reason, reason_english
 
@@ -46,7 +52,7 @@ class ChainReport:
 
 def _rows(*, up_to: int | None, chunk_size: int) -> Iterator[dict[str, Any]]:
     # Keyset pages on the unique sequence: constant memory, short queries, no open cursor.
-    columns = ("id", *HASHED_FIELDS, "hash")
+    columns = ("id", *HASHED_FIELDS, "hash", "content_hash")
     after = 0
     while True:
         page = AuditEvent.objects.filter(sequence__gt=after)
@@ -108,8 +114,13 @@ def chain_verify(
         if row["prev_hash"] != expected_prev:
             return _broken(row, checked, ("prev_hash", {"sequence": expected_sequence - 1}))
         # Events written before the content-hash scheme carry a version 1 hash (audit.chain).
-        if event_hash(row) != row["hash"] and legacy_event_hash(row) != row["hash"]:
+        content = content_hash(row)
+        linked = link_hash(row["prev_hash"], row["sequence"], content) == row["hash"]
+        if not linked and legacy_event_hash(row) != row["hash"]:
             return _broken(row, checked, ("altered", {}))
+        # The stored content hash (what exports carry) must be the content's.
+        if row["content_hash"] != (content if linked else ""):
+            return _broken(row, checked, ("content_hash", {}))
         checked += 1
         if progress is not None and checked % chunk_size == 0:
             progress(checked)
