@@ -11,11 +11,12 @@ import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Department
@@ -46,6 +47,7 @@ def import_job_start(
         file_name=file_name[:255],
         file_sha256=hashlib.sha256(data).hexdigest(),
         file_format=file_format,
+        language=translation.get_language() or settings.LANGUAGE_CODE,
     )
     job.file.save(f"{uuid.uuid4().hex}.{file_format}", ContentFile(data), save=False)
     job.save()
@@ -63,19 +65,20 @@ def import_job_validate(*, job_id: int) -> None:
     ):
         return
     job = ImportJob.objects.select_related("department").get(pk=job_id)
-    try:
-        report = recipients_import(
-            actor=None,
-            department=job.department,
-            data=_job_bytes(job),
-            file_name=job.file_name,
-            file_format=job.file_format,
-            dry_run=True,
-            progress=_job_progress(job_id),
-        )
-    except Exception:  # a job must end in a state the page can show, never hang
-        logger.exception("import job %s could not be checked", job_id)
-        report = _failed_report(job)
+    with translation.override(job.language):  # the row errors, in the starter's language
+        try:
+            report = recipients_import(
+                actor=None,
+                department=job.department,
+                data=_job_bytes(job),
+                file_name=job.file_name,
+                file_format=job.file_format,
+                dry_run=True,
+                progress=_job_progress(job_id),
+            )
+        except Exception:  # a job must end in a state the page can show, never hang
+            logger.exception("import job %s could not be checked", job_id)
+            report = _failed_report(job)
     ImportJob.objects.filter(pk=job_id).update(
         state=ImportState.VALIDATED if report.ok else ImportState.REJECTED,
         counts=report.as_dict(),
@@ -109,23 +112,26 @@ def import_job_apply(*, job_id: int) -> None:
     ):
         return
     job = ImportJob.objects.select_related("department", "confirmed_by").get(pk=job_id)
-    try:
-        report = recipients_import(
-            actor=job.confirmed_by,
-            department=job.department,
-            data=_job_bytes(job),
-            file_name=job.file_name,
-            file_format=job.file_format,
-            progress=_job_progress(job_id),
-        )
-    except PermissionDenied:
-        report = ImportReport(file_name=job.file_name, file_sha256=job.file_sha256, dry_run=False)
-        report.file_error = _(
-            "The person who confirmed this import may no longer manage this department's audience."
-        )
-    except Exception:  # nothing was written (one transaction); say so, never hang
-        logger.exception("import job %s could not be imported", job_id)
-        report = _failed_report(job)
+    with translation.override(job.language):
+        try:
+            report = recipients_import(
+                actor=job.confirmed_by,
+                department=job.department,
+                data=_job_bytes(job),
+                file_name=job.file_name,
+                file_format=job.file_format,
+                progress=_job_progress(job_id),
+            )
+        except PermissionDenied:
+            report = ImportReport(
+                file_name=job.file_name, file_sha256=job.file_sha256, dry_run=False
+            )
+            report.file_error = _(
+                "The person who confirmed this import may no longer manage this department's audience."
+            )
+        except Exception:  # nothing was written (one transaction); say so, never hang
+            logger.exception("import job %s could not be imported", job_id)
+            report = _failed_report(job)
     ImportJob.objects.filter(pk=job_id).update(
         state=ImportState.DONE if report.written else ImportState.FAILED,
         counts=report.as_dict(),

@@ -410,6 +410,8 @@ class ImportJob(models.Model):
     processed_rows = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True)
     errors = models.JSONField(default=list, blank=True)
+    # The language of the person who started the import: the worker writes the row errors in it.
+    language = models.CharField(max_length=16, default="en")
     created_at = models.DateTimeField(auto_now_add=True)
     # When a worker last claimed the job (validating/applying): the stale-work sweeper reads it.
     state_changed_at = models.DateTimeField(null=True, blank=True)
@@ -420,6 +422,11 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.get_state_display()})"
+
+    @property
+    def html_lang(self) -> str:
+        """The row errors' language as an HTML lang attribute."""
+        return "zh-Hant-HK" if self.language == "zh-hant" else "en-HK"
 
     @property
     def percent(self) -> int:

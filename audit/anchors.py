@@ -27,6 +27,7 @@ from accounts.models import Membership, Role
 from audit.actions import AuditOwnAction
 from audit.chain import lock_chain
 from audit.models import AuditCheckpoint, AuditEvent
+from audit.reasons import Reason, reason_english
 from audit.services import audit_record, chain_head
 from common.i18n import in_both_languages
 
@@ -35,6 +36,17 @@ logger = logging.getLogger("audit.anchors")
 
 class AnchorFileError(Exception):
     """The anchor file cannot be read as anchors (names the line)."""
+
+    def __init__(self, path: Path, line: int) -> None:
+        self.reason: Reason = ("anchor_line", {"path": str(path), "line": line})
+        super().__init__(reason_english(*self.reason))
+
+
+def anchor_file_problem(exc: AnchorFileError | OSError) -> Reason:
+    """Why the anchor file cannot be read, as a code of audit.reasons and its values."""
+    if isinstance(exc, AnchorFileError):
+        return exc.reason
+    return ("anchor_file", {"path": str(anchor_path()), "error": exc.strerror or str(exc)})
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,9 @@ class Anchor:
 class AnchorReport:
     ok: bool
     checked: int
-    message: str
+    message: str  # in English: the command line
     first_bad_day: str | None = None
+    reason: Reason | None = None  # a failure's code of audit.reasons and its values
 
 
 def anchor_path() -> Path:
@@ -67,7 +80,7 @@ def read_anchors(path: Path) -> list[Anchor]:
             raw = json.loads(line)
             anchors.append(Anchor(str(raw["day"]), int(raw["sequence"]), str(raw["hash"])))
         except (ValueError, KeyError, TypeError):
-            raise AnchorFileError(f"{path}: line {number} is not an anchor") from None
+            raise AnchorFileError(path, number) from None
     return anchors
 
 
@@ -137,30 +150,28 @@ def anchor_write(*, day: dt.date | None = None) -> Anchor | None:
     return anchor
 
 
-def _disagreement(anchor: Anchor, head_sequence: int, accept_restore: bool) -> str | None:
+def _disagreement(anchor: Anchor, head_sequence: int, accept_restore: bool) -> Reason | None:
     """Why the database does not match this anchor, or None if it does (or cannot tell)."""
     if anchor.sequence == 0:
         return None
     found = AuditEvent.objects.filter(sequence=anchor.sequence).values_list("hash", flat=True)
     stored = found.first()
+    said: dict[str, object] = {"day": anchor.day, "sequence": anchor.sequence}
     if stored is not None:
         if stored != anchor.hash:
-            return f"event #{anchor.sequence} has hash {stored}, the anchor says {anchor.hash}"
+            return ("anchor_hash", {**said, "stored": stored, "anchored": anchor.hash})
         return None
     if anchor.sequence > head_sequence:
         if accept_restore:
             return None
-        return (
-            f"the chain ends at #{head_sequence}, before the anchored event #{anchor.sequence}: "
-            "events were lost (a restore from an older backup, or deletion)"
-        )
+        return ("anchor_lost", {**said, "head": head_sequence})
     checkpoint = (
         AuditCheckpoint.objects.filter(sequence__gte=anchor.sequence).order_by("sequence").first()
     )
     if checkpoint is None:
-        return f"event #{anchor.sequence} is missing"
+        return ("anchor_missing", said)
     if checkpoint.sequence == anchor.sequence and checkpoint.hash != anchor.hash:
-        return f"the purge checkpoint #{anchor.sequence} has another hash than the anchor"
+        return ("anchor_checkpoint", said)
     return None  # purged past the retention period
 
 
@@ -171,8 +182,6 @@ def anchors_verify(anchors: list[Anchor], *, accept_restore: bool = False) -> An
     for anchor in sorted(anchors, key=lambda a: a.day):
         problem = _disagreement(anchor, head_sequence, accept_restore)
         if problem:
-            return AnchorReport(
-                False, checked, f"Anchor of {anchor.day} disagrees: {problem}.", anchor.day
-            )
+            return AnchorReport(False, checked, reason_english(*problem), anchor.day, problem)
         checked += 1
     return AnchorReport(True, checked, f"{checked} daily anchors agree with the audit chain.")

@@ -124,7 +124,9 @@ $$;
 """
 
 
-# Created by migration 0003 on PostgreSQL: the whole append in one round trip. Takes the chain
+# Created by migration 0003 on PostgreSQL (and again by 0007, which stores the content hash
+# in the new column; plpgsql checks columns when it runs, so 0003 creates it either way): the
+# whole append in one round trip. Takes the chain
 # lock, reads the head (the newest event, else the newest purge checkpoint, else genesis) with
 # a fresh snapshot, links the caller's content hash and inserts. The caller computed the
 # content hash over exactly the values passed here, so the row verifies like any other.
@@ -165,11 +167,11 @@ BEGIN
     RETURN QUERY INSERT INTO audit_auditevent AS e (
         sequence, occurred_at, actor_id, actor_label, actor_department, department_id,
         action, target_type, target_id, target_label, data, request_id, ip, otp_verified,
-        prev_hash, hash
+        content_hash, prev_hash, hash
     ) VALUES (
         head_sequence + 1, p_occurred_at, p_actor_id, p_actor_label, p_actor_department,
         p_department_id, p_action, p_target_type, p_target_id, p_target_label, p_data,
-        p_request_id, p_ip, p_otp_verified, head_hash,
+        p_request_id, p_ip, p_otp_verified, p_content_hash, head_hash,
         encode(sha256(convert_to(
             head_hash || ':' || (head_sequence + 1)::text || ':' || p_content_hash, 'UTF8'
         )), 'hex')

@@ -22,8 +22,16 @@ from django.utils import timezone
 from accounts import permissions as perms
 from audit import enqueue
 from audit.actions import AuditOwnAction
-from audit.anchors import Anchor, AnchorFileError, anchor_path, anchors_verify, read_anchors
+from audit.anchors import (
+    Anchor,
+    AnchorFileError,
+    anchor_file_problem,
+    anchor_path,
+    anchors_verify,
+    read_anchors,
+)
 from audit.models import AuditCheckpoint, AuditEvent, ChainVerification, ExportStatus
+from audit.reasons import Reason, reason_english, reason_text
 from audit.services import audit_record, chain_head
 from audit.verification import chain_verify
 
@@ -36,7 +44,12 @@ class AnchorState:
 
     anchor: Anchor | None
     matches: bool | None  # None: no anchor, or its event was purged
-    problem: str = ""
+    unreadable: Reason | None = None  # why the anchor file cannot be read
+
+    @property
+    def problem(self) -> str:
+        """Why the anchor file cannot be read, in the active language."""
+        return reason_text(*self.unreadable) if self.unreadable else ""
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ def _latest_anchor() -> AnchorState:
     try:
         anchors = read_anchors(anchor_path())
     except (AnchorFileError, OSError) as exc:
-        return AnchorState(None, False, str(exc))
+        return AnchorState(None, False, anchor_file_problem(exc))
     if not anchors:
         return AnchorState(None, None)
     anchor = max(anchors, key=lambda a: (a.day, a.sequence))
@@ -146,15 +159,15 @@ def verification_run(*, verification_id: str) -> ChainVerification | None:
         )
 
     chain = chain_verify(progress=report)
-    reason = chain.reason
+    reason: Reason = (chain.reason_code, chain.reason_params)
     ok = chain.ok
     if ok:
         try:
             anchors = anchors_verify(read_anchors(anchor_path()))
         except (AnchorFileError, OSError) as exc:
-            ok, reason = False, str(exc)
+            ok, reason = False, anchor_file_problem(exc)
         else:
-            ok, reason = anchors.ok, "" if anchors.ok else anchors.message
+            ok, reason = anchors.ok, anchors.reason or ("", {})
     run = ChainVerification.objects.select_related("requested_by").get(pk=verification_id)
     with transaction.atomic():
         run.status = ExportStatus.DONE
@@ -162,7 +175,7 @@ def verification_run(*, verification_id: str) -> ChainVerification | None:
         run.checked = chain.checked
         run.head_sequence = chain.head_sequence
         run.head_hash = chain.head_hash or ""
-        run.reason = reason
+        run.reason_code, run.reason_params = reason
         run.finished_at = timezone.now()
         run.save()
         audit_record(
@@ -174,7 +187,7 @@ def verification_run(*, verification_id: str) -> ChainVerification | None:
                 "head_sequence": chain.head_sequence,
                 "head_hash": chain.head_hash,
                 "bad_sequence": chain.bad_sequence,
-                "reason": reason,
+                "reason": reason_english(*reason),  # the record is hash-chained: one wording
                 "verification": str(run.pk),
             },
         )

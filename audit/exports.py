@@ -18,6 +18,7 @@ from django.db.models import QuerySet
 from accounts import permissions as perms
 from audit import reports
 from audit.actions import AuditOwnAction
+from audit.bridges import with_bridges
 from audit.export_jobs import (
     CONTENT_TYPES,
     ExportMode,
@@ -48,16 +49,21 @@ PAGE_ROWS = 5000
 def keyset_rows(
     queryset: QuerySet[AuditEvent], *, page_rows: int = PAGE_ROWS
 ) -> Iterator[dict[str, Any]]:
-    """Every row of `queryset` in sequence order, one page of `page_rows` in memory at a time."""
-    after = 0
-    while True:
-        page = list(
-            export_values(queryset.filter(sequence__gt=after).order_by("sequence"))[:page_rows]
-        )
-        if not page:
-            return
-        yield from page
-        after = page[-1]["sequence"]
+    """Every row of `queryset` in sequence order with its bridge (audit.bridges), one page of
+    `page_rows` in memory at a time."""
+
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        after = 0
+        while True:
+            page = list(
+                export_values(queryset.filter(sequence__gt=after).order_by("sequence"))[:page_rows]
+            )
+            if not page:
+                return
+            yield page
+            after = page[-1]["sequence"]
+
+    return with_bridges(pages())
 
 
 def export_chunks(

@@ -11,6 +11,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from audit.reasons import reason_text
+
 _APPEND_ONLY_TRIGGERS = [
     pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
     # TRUNCATE skips row triggers, so it needs its own statement-level guard. The one
@@ -72,6 +74,11 @@ class AuditEvent(models.Model):
     otp_verified = models.BooleanField(default=False, verbose_name=_("two-factor verified"))
     prev_hash = models.CharField(max_length=64, editable=False, verbose_name=_("previous hash"))
     hash = models.CharField(max_length=64, editable=False, verbose_name=_("hash"))
+    # SHA-256 of the canonical content (audit.chain.content_hash), kept so an export can carry
+    # it: hash = sha256(prev_hash:sequence:content_hash). Empty for version 1 events.
+    content_hash = models.CharField(
+        max_length=64, blank=True, default="", editable=False, verbose_name=_("content hash")
+    )
 
     class Meta:
         verbose_name = _("audit event")
@@ -169,7 +176,9 @@ class ChainVerification(models.Model):
     ok = models.BooleanField(null=True, blank=True)
     head_sequence = models.BigIntegerField(null=True, blank=True)
     head_hash = models.CharField(max_length=64, blank=True)
-    reason = models.TextField(blank=True)
+    # Why it failed: a code of audit.reasons and its values, worded in the reader's language.
+    reason_code = models.CharField(max_length=32, blank=True)
+    reason_params = models.JSONField(default=dict, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -178,3 +187,8 @@ class ChainVerification(models.Model):
 
     def __str__(self) -> str:
         return f"chain verification {self.id}"
+
+    @property
+    def reason(self) -> str:
+        """Why it failed, in the active language."""
+        return reason_text(self.reason_code, self.reason_params)

@@ -51,6 +51,7 @@ _INNER = (
     "otp_verified",
     "prev_hash",
     "hash",
+    "content_hash",
 )
 # Column aliases of the inner query: the same names with Django's "__" lookups flattened.
 _ALIASES = tuple(name.replace("__", "_") for name in _INNER)
@@ -97,6 +98,15 @@ def json_text_sql(column: str) -> str:
     )
 
 
+# The bridge cell (audit.bridges): the events between the previous exported row and this one.
+BRIDGE_SQL = (
+    "CASE WHEN t.sequence - t.prev_sequence > 1 THEN (SELECT string_agg(CASE WHEN "
+    "b.content_hash = '' THEN b.sequence::text || '=' || b.hash ELSE b.sequence::text || ':' "
+    "|| b.content_hash END, ' ' ORDER BY b.sequence) FROM audit_auditevent b "
+    "WHERE b.sequence > t.prev_sequence AND b.sequence < t.sequence) END"
+)
+
+
 def named_sql(names: dict[str, str], expression: str) -> str:
     """SQL for the name in `names` of the code `expression` (the code itself if it has none),
     as a neutralised cell. The names are neutralised here, once, so a row looks its code up
@@ -138,6 +148,8 @@ def _select_sql() -> str:
         "CASE WHEN t.otp_verified THEN 'True' ELSE 'False' END",
         neutralised_sql("t.prev_hash"),
         neutralised_sql("t.hash"),
+        "NULLIF(t.content_hash, '')",
+        BRIDGE_SQL,
     ]
     return ", ".join(cells)
 
@@ -158,10 +170,12 @@ def copy_statement(queryset: QuerySet[AuditEvent]) -> str:
     inner_sql, inner_params = queryset.order_by().values_list(*_INNER).query.sql_with_params()
     # Only constants, quoted literals ("%" doubled by named_sql, so the binding of the inner
     # query's parameters leaves them alone) and Django's compiled query are interpolated.
-    select = (
-        f"SELECT {_select_sql()} FROM ({inner_sql}) AS t({', '.join(_ALIASES)}) "  # noqa: S608
-        "ORDER BY t.sequence"
+    # The previous exported row's sequence beside each row, for the bridge cell.
+    rows = (
+        f"SELECT t.*, lag(t.sequence) OVER (ORDER BY t.sequence) AS prev_sequence "  # noqa: S608
+        f"FROM ({inner_sql}) AS t({', '.join(_ALIASES)})"
     )
+    select = f"SELECT {_select_sql()} FROM ({rows}) AS t ORDER BY t.sequence"  # noqa: S608
     return f"COPY ({mogrify(select, list(inner_params))}) TO STDOUT WITH (FORMAT csv)"
 
 

@@ -1,7 +1,13 @@
 """The export columns of the audit trail, as a django-import-export resource.
 
-Rows are the dictionaries of `EXPORT_VALUES` (one query, no model instances), so exporting a
+Rows are the dictionaries of `export_values` (one query, no model instances), so exporting a
 million events costs one dictionary per row. Every cell goes through neutralise_cell.
+
+The last two columns make the file check its own chain (README "Audit trail"): `content_hash`
+(hash = sha256(prev_hash:sequence:content_hash)) and `bridge`, on a row whose predecessor in
+the chain is not the file's previous row: the events in between, as "sequence:content_hash"
+separated by spaces ("sequence=hash" for a version 1 event), hashes only
+(audit.bridges).
 """
 
 from __future__ import annotations
@@ -100,6 +106,8 @@ class AuditEventResource(resources.ModelResource):  # type: ignore[misc]
     otp_verified = _field("otp_verified", "otp_verified", _Native())
     prev_hash = _field("prev_hash", "prev_hash", _Text())
     hash = _field("hash", "hash", _Text())
+    content_hash = _field("content_hash", "content_hash", _Text())
+    bridge = _field("bridge", "bridge", _Text())
 
     class Meta:
         model = AuditEvent
@@ -120,6 +128,8 @@ class AuditEventResource(resources.ModelResource):  # type: ignore[misc]
             "otp_verified",
             "prev_hash",
             "hash",
+            "content_hash",
+            "bridge",
         )
         export_order = fields
 
@@ -158,6 +168,7 @@ def export_values(queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent, Any]:
         "otp_verified",
         "prev_hash",
         "hash",
+        "content_hash",
         department_code=F("department__code"),
         data_text=Cast("data", output_field=TextField()),
     )

@@ -189,6 +189,7 @@ def audit_record(
                 sequence=sequence + 1,
                 prev_hash=prev_hash,
                 hash=link_hash(prev_hash, sequence + 1, content),
+                content_hash=content,
             )
             event.save(force_insert=True)
     timings = _timings.get()
@@ -222,7 +223,14 @@ def _append_postgresql(fields: dict[str, Any], content: str) -> AuditEvent:
             ],
         )
         row = cursor.fetchone()
-    event = AuditEvent(**fields, id=row[0], sequence=row[1], prev_hash=row[2], hash=row[3])
+    event = AuditEvent(
+        **fields,
+        id=row[0],
+        sequence=row[1],
+        prev_hash=row[2],
+        hash=row[3],
+        content_hash=content,
+    )
     # A saved row, as if loaded: nobody may save() it again as a new one.
     event._state.adding = False
     event._state.db = connection.alias

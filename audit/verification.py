@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audit.actions import AuditOwnAction
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, event_hash, legacy_event_hash
+from audit.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    content_hash,
+    legacy_event_hash,
+    link_hash,
+)
 from audit.models import AuditCheckpoint, AuditEvent
+from audit.reasons import Reason, reason_english
 
 CHUNK_SIZE = 5000
 
@@ -22,7 +29,14 @@ class ChainReport:
     head_hash: str | None = None
     bad_sequence: int | None = None
     bad_event_id: int | None = None
-    reason: str = ""
+    # Why it is broken: a code of audit.reasons and its values (worded in the reader's language).
+    reason_code: str = ""
+    reason_params: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        """The reason in English (the command line, the purge's refusal, logs)."""
+        return reason_english(self.reason_code, self.reason_params)
 
     @property
     def message(self) -> str:
@@ -38,7 +52,7 @@ class ChainReport:
 
 def _rows(*, up_to: int | None, chunk_size: int) -> Iterator[dict[str, Any]]:
     # Keyset pages on the unique sequence: constant memory, short queries, no open cursor.
-    columns = ("id", *HASHED_FIELDS, "hash")
+    columns = ("id", *HASHED_FIELDS, "hash", "content_hash")
     after = 0
     while True:
         page = AuditEvent.objects.filter(sequence__gt=after)
@@ -51,16 +65,13 @@ def _rows(*, up_to: int | None, chunk_size: int) -> Iterator[dict[str, Any]]:
         after = rows[-1]["sequence"]
 
 
-def _start(first: dict[str, Any]) -> tuple[str, str]:
+def _start(first: dict[str, Any]) -> tuple[str, Reason | None]:
     """The hash the first remaining event must follow, or a reason it cannot be trusted."""
     if first["sequence"] == 1:
-        return GENESIS_HASH, ""
+        return GENESIS_HASH, None
     checkpoint = AuditCheckpoint.objects.filter(sequence=first["sequence"] - 1).first()
     if checkpoint is None:
-        return (
-            "",
-            f"events before #{first['sequence']} are missing and no purge checkpoint covers them",
-        )
+        return "", ("missing_before", {"sequence": first["sequence"]})
     # The purge that made the checkpoint wrote its values into the chain; a checkpoint
     # inserted behind the chain's back has no such event.
     vouched = AuditEvent.objects.filter(
@@ -70,11 +81,8 @@ def _start(first: dict[str, Any]) -> tuple[str, str]:
         data__checkpoint_hash=checkpoint.hash,
     ).exists()
     if not vouched:
-        return (
-            "",
-            f"the checkpoint after #{checkpoint.sequence} is not confirmed by an audit.purged event",
-        )
-    return checkpoint.hash, ""
+        return "", ("checkpoint_unconfirmed", {"sequence": checkpoint.sequence})
+    return checkpoint.hash, None
 
 
 def chain_verify(
@@ -101,21 +109,18 @@ def chain_verify(
                 return _broken(row, checked, problem)
         if row["sequence"] != expected_sequence:
             return _broken(
-                row,
-                checked,
-                f"event #{expected_sequence} is missing (the next one is #{row['sequence']})",
+                row, checked, ("missing", {"expected": expected_sequence, "next": row["sequence"]})
             )
         if row["prev_hash"] != expected_prev:
-            return _broken(
-                row,
-                checked,
-                f"its prev_hash does not match the hash of event #{expected_sequence - 1}",
-            )
+            return _broken(row, checked, ("prev_hash", {"sequence": expected_sequence - 1}))
         # Events written before the content-hash scheme carry a version 1 hash (audit.chain).
-        if event_hash(row) != row["hash"] and legacy_event_hash(row) != row["hash"]:
-            return _broken(
-                row, checked, "its content does not match its hash (the row was altered)"
-            )
+        content = content_hash(row)
+        linked = link_hash(row["prev_hash"], row["sequence"], content) == row["hash"]
+        if not linked and legacy_event_hash(row) != row["hash"]:
+            return _broken(row, checked, ("altered", {}))
+        # The stored content hash (what exports carry) must be the content's.
+        if row["content_hash"] != (content if linked else ""):
+            return _broken(row, checked, ("content_hash", {}))
         checked += 1
         if progress is not None and checked % chunk_size == 0:
             progress(checked)
@@ -131,11 +136,12 @@ def chain_verify(
     )
 
 
-def _broken(row: dict[str, Any], checked: int, reason: str) -> ChainReport:
+def _broken(row: dict[str, Any], checked: int, reason: Reason) -> ChainReport:
     return ChainReport(
         ok=False,
         checked=checked,
         bad_sequence=row["sequence"],
         bad_event_id=row["id"],
-        reason=reason,
+        reason_code=reason[0],
+        reason_params=reason[1],
     )

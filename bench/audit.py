@@ -171,7 +171,7 @@ def _copy_fast(
                 lines.append(
                     f"{sequence}\t{when}\t{admin_id}\t{admin}\tWSD\t{dept_id}\t{action}\t"
                     f"accounts.Department\t{dept_id}\t{label}\t{data}\t{request_id}\t"
-                    f"10.0.0.1\tt\t{prev}\t{link}\n"
+                    f"10.0.0.1\tt\t{prev}\t{link}\t{digest}\n"
                 )
                 prev = link
                 if len(lines) >= 5000:
@@ -219,7 +219,7 @@ def phase_setup(events: int) -> dict[str, Any]:
 
     call_command("migrate", verbosity=0)
     from audit.actions import AuditAction
-    from audit.chain import event_hash, normalise_data
+    from audit.chain import content_hash, event_hash, normalise_data
     from audit.models import AuditEvent
     from audit.services import chain_head
     from common.testing.cast import make_cast
@@ -252,6 +252,7 @@ def phase_setup(events: int) -> dict[str, Any]:
         "otp_verified",
         "prev_hash",
         "hash",
+        "content_hash",
     ]
 
     def rows() -> Any:
@@ -280,6 +281,7 @@ def phase_setup(events: int) -> dict[str, Any]:
                 "otp_verified": True,
                 "prev_hash": prev,
             }
+            fields["content_hash"] = content_hash(fields)
             fields["hash"] = prev = event_hash(fields)
             yield fields
 

@@ -27,8 +27,11 @@ from typing import Any
 
 from django.core import signing
 from django.urls import reverse
+from django.utils.functional import Promise
+from django.utils.translation import pgettext_lazy
 
 from common.errors import ApplicationError
+from common.i18n import in_message_language
 from common.urls import portal_url
 from dingtalk import messages as dt
 from dingtalk.errors import MessageInvalid
@@ -44,35 +47,27 @@ OA_HEAD_BGCOLOR = "FF1F5FA8"
 MAX_BODY_BYTES = 1400  # the whole msg must stay under 2,048 bytes of JSON
 
 # What the text card of a file or voice notice says about the media sent beside it.
-ATTACHMENT_LINES: dict[str, dict[str, str]] = {
-    "en": {
-        MessageKind.FILE: "Attached file: {name} (sent as a separate message).",
-        MessageKind.VOICE: "Voice message of {seconds} seconds (sent as a separate message).",
-    },
-    "zh": {
-        MessageKind.FILE: "附件: {name} (另以訊息傳送)。",
-        MessageKind.VOICE: "{seconds} 秒語音訊息 (另以訊息傳送)。",
-    },
+ATTACHMENT_LINES: dict[str, Promise] = {
+    MessageKind.FILE: pgettext_lazy(
+        "dingtalk message", "Attached file: %(name)s (sent as a separate message)."
+    ),
+    MessageKind.VOICE: pgettext_lazy(
+        "dingtalk message", "Voice message of %(seconds)s seconds (sent as a separate message)."
+    ),
 }
 # A companion card (notices.models.COMPANION_KINDS) is its own dispatch, whose language is the
 # primary's with this suffix ("en+t"; Dispatch.language <= 8).
 COMPANION_SUFFIX = "+t"
-TAP_TO_CONFIRM = {"en": "Tap to read and confirm.", "zh": "請點擊閱讀並確認。"}
+TAP_TO_CONFIRM = pgettext_lazy("dingtalk message", "Tap to read and confirm.")
+CONFIRM_BUTTON = pgettext_lazy("dingtalk message", "Confirm")
+NOTICE_TITLE = pgettext_lazy("dingtalk message", "Notice")  # a card without a title
 
-REMINDER_OPENERS: dict[str, tuple[str, ...]] = {
-    "en": (
-        "Reminder: please read this notice.",
-        "Second reminder: this notice still needs your attention.",
-        "Final reminder: please act on this notice today.",
-        "Please read and confirm this notice as soon as possible.",
-    ),
-    "zh": (
-        "提示 - 請閱讀此通知。",
-        "第二次提示 - 此通知仍需要您處理。",
-        "最後提示 - 請於今日內處理此通知。",
-        "請盡快閱讀並確認此通知。",
-    ),
-}
+REMINDER_OPENERS: tuple[Promise, ...] = (
+    pgettext_lazy("dingtalk message", "Reminder: please read this notice."),
+    pgettext_lazy("dingtalk message", "Second reminder: this notice still needs your attention."),
+    pgettext_lazy("dingtalk message", "Final reminder: please act on this notice today."),
+    pgettext_lazy("dingtalk message", "Please read and confirm this notice as soon as possible."),
+)
 
 
 def recipient_language(preference: str, notice: Notice | None = None) -> str:
@@ -106,12 +101,7 @@ def _texts(notice: Notice, language: str) -> tuple[str, str]:
 def _opener(language: str, round_: int) -> str:
     if round_ <= 0:
         return ""
-    if language == "both":
-        en = REMINDER_OPENERS["en"][(round_ - 1) % len(REMINDER_OPENERS["en"])]
-        zh = REMINDER_OPENERS["zh"][(round_ - 1) % len(REMINDER_OPENERS["zh"])]
-        return f"{en} {zh}"
-    openers = REMINDER_OPENERS[language]
-    return openers[(round_ - 1) % len(openers)]
+    return in_message_language(language, REMINDER_OPENERS[(round_ - 1) % len(REMINDER_OPENERS)])
 
 
 def _truncate_bytes(text: str, limit: int) -> str:
@@ -153,19 +143,13 @@ def _text_card(notice: Notice, language: str, round_: int, extra: str = "") -> d
     if extra:
         body = f"{body}\n\n{extra}".strip()
     body = _truncate_bytes(body, MAX_BODY_BYTES)
-    card_title = (title or opener or "Notice")[:60]
+    card_title = (title or opener or in_message_language(language, NOTICE_TITLE))[:60]
     if notice.requires_confirmation:
-        button = {"en": "Confirm", "zh": "確認"}.get(language, "Confirm 確認")
+        button = in_message_language(language, CONFIRM_BUTTON)
         return dt.action_card_single(
             card_title, body or card_title, button, CONFIRM_PLACEHOLDER_URL
         )
     return dt.markdown(card_title, body or card_title)
-
-
-def _per_language(language: str, texts: dict[str, str]) -> str:
-    if language in texts:
-        return texts[language]
-    return f"{texts['en']} {texts['zh']}"
 
 
 def stored_media_id(notice: Notice) -> str:
@@ -191,11 +175,11 @@ def media_message(notice: Notice, language: str) -> dict[str, Any]:
         return dt.voice(media_id, duration)
     title, body = _texts(notice, language)
     if notice.requires_confirmation:
-        body = f"{_per_language(language, TAP_TO_CONFIRM)}\n{body}"
+        body = f"{in_message_language(language, TAP_TO_CONFIRM)}\n{body}"
         url = CONFIRM_PLACEHOLDER_URL
     else:
         url = notice_page_url(notice.pk)
-    card_title = (title or "Notice")[: dt.MAX_OA_TITLE_CHARS]
+    card_title = (title or in_message_language(language, NOTICE_TITLE))[: dt.MAX_OA_TITLE_CHARS]
     return dt.oa(
         url,
         OA_HEAD_BGCOLOR,
@@ -230,11 +214,10 @@ def companion_message(notice: Notice, language: str) -> dict[str, Any] | None:
     attachment = notice.attachment
     name = attachment.original_name if attachment is not None else ""
     seconds = attachment.duration_s if attachment is not None else None
-    lines = {
-        lang: ATTACHMENT_LINES[lang][notice.kind].format(name=name, seconds=seconds or "")
-        for lang in ("en", "zh")
-    }
-    return _text_card(notice, language, 0, extra=_per_language(language, lines))
+    line = in_message_language(
+        language, ATTACHMENT_LINES[notice.kind], name=name, seconds=seconds or ""
+    )
+    return _text_card(notice, language, 0, extra=line)
 
 
 def confirm_token(delivery_id: int) -> str:

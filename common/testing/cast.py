@@ -97,10 +97,12 @@ def verified_client_for(user: User, client: Client | None = None) -> Client:
     return client
 
 
-def unverified_client_for(user: User) -> Client:
-    """A client past the password step only."""
+def unverified_client_for(user: User, *, authenticator: bool = True) -> Client:
+    """A client past the password step only (``authenticator=False``: a user without one yet
+    stays without, as a newcomer who must enrol)."""
     client = Client()
-    give_authenticator(user)
+    if authenticator:
+        give_authenticator(user)
     client.force_login(user)
     session = client.session
     session[LOGIN_AT_SESSION_KEY] = time.time()

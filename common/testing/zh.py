@@ -77,9 +77,14 @@ ALLOWED_WORDS = {
     # the back office's title (Django's own zh-Hant catalogue keeps it in Latin letters).
     "Lines",
     "Django",
+    # Authenticator apps' product names, as the enrolment page suggests them.
+    "Microsoft",
+    "Google",
+    "Authenticator",
 }
 # Text fragments that are data or codes, not words to translate.
 ALLOWED_PATTERNS = [
+    re.compile(r"\b(?:[A-Z2-7]{4} ){3,}[A-Z2-7]{1,4}\b"),  # a TOTP key to type (base32, grouped)
     re.compile(r"\b[a-z]{2,5}\.(officer|supervisor2?|admin|auditor|sysadmin)\b"),  # usernames
     re.compile(r"\S+@\S+"),  # e-mail addresses
     re.compile(r"(https?|env|file):\S*"),  # addresses and secret references (env:NAME, file:/path)

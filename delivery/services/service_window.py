@@ -28,9 +28,11 @@ from audiences.models import DirectorySettings, Recipient, RecipientChannel, Sub
 from audiences.selectors import segments_recipients
 from audit.services import audit_record
 from common.errors import ApplicationError
+from common.i18n import in_message_language
 from delivery import enqueue
 from delivery.audit_actions import DeliveryAuditAction as Action
 from delivery.governor import GovernorUnavailable, department_app_key, get_governor
+from delivery.messages import NOTICE_TITLE
 from delivery.models import BatchStatus, DeliveryPlan, ServiceWindowBatch
 from dingtalk import service_window as sw
 from dingtalk.errors import DingTalkError, UuidRepeated
@@ -105,7 +107,8 @@ def follower_body(notice: Notice) -> sw.Body:
 
     The Service Window has no voice, file or confirmation message; followers get the text.
     """
-    title = " ".join(t for t in (notice.title_zh, notice.title_en) if t)[:60] or "Notice 通知"
+    title = " ".join(t for t in (notice.title_zh, notice.title_en) if t)[:60]
+    title = title or in_message_language("both", NOTICE_TITLE)
     parts = [p for p in (notice.body_zh, notice.body_en) if p]
     text = "\n\n".join(parts)[:MAX_TEXT_CHARS] or title
     return sw.markdown_body(title, f"### {title}\n\n{text}")

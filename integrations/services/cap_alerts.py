@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils.translation import pgettext_lazy
+
+from common.i18n import in_message_language
 from integrations import crypto
 from integrations.cap import CapAlert, CapInfo, CapMsgType, CapScope, CapStatus, parse_alert
 from integrations.districts import districts_for_areas
@@ -18,6 +21,8 @@ from integrations.services import cancellations, signing, triggers
 from integrations.services.triggers import MAX_VALUE_CHARS, TriggerResult
 
 # The message types that act; an Ack or Error prepares nothing.
+# The label of the districts line in the ready-made body of each language (a DingTalk message).
+AREAS = pgettext_lazy("dingtalk message", "Areas")
 ACTING_MSG_TYPES = frozenset({CapMsgType.ALERT, CapMsgType.UPDATE, CapMsgType.CANCEL})
 
 
@@ -36,7 +41,7 @@ def _cap_values(alert: CapAlert) -> dict[str, str]:
         districts = districts_for_areas(info.areas)
         named = [d.name_en if lang == "en" else d.name_zh for d in districts]
         areas = ", ".join(named or [a.description for a in info.areas])
-        label = "Areas" if lang == "en" else "地區"
+        label = in_message_language(lang, AREAS)
         # One ready-made body per language, for templates that take the alert as it is.
         message = "\n\n".join(
             part

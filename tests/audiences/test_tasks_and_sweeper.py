@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.test import override_settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts.services import department_update
 from audiences.import_jobs import import_job_confirm, import_job_start
@@ -30,6 +30,7 @@ from audiences.tasks import (
 )
 from audiences.testing import csv_bytes, recipient_row
 from audit.models import AuditEvent
+from common.testing.cast import verified_client_for
 from dingtalk.simulator.config import AppConfig, demo_aes_key
 from dingtalk.simulator.testing import running_simulator
 
@@ -58,6 +59,28 @@ def _connect(cast, monkeypatch) -> AppConfig:
 def _args(*values: object) -> list[object]:
     # Celery hands tasks JSON: prove the ids survive the trip.
     return list(json.loads(json.dumps(values)))
+
+
+def test_an_import_job_writes_its_row_errors_in_the_starter_s_language(
+    cast_a, django_capture_on_commit_callbacks
+) -> None:
+    """The worker has no reader: the job remembers who started it in which language, and the
+    page marks the errors with that language (lang attribute) for any other reader."""
+    with translation.override("zh-hant"):
+        job = import_job_start(
+            actor=cast_a.department_admin,
+            department=cast_a.department,
+            data=csv_bytes([recipient_row(1, district="Nowhere")]),
+            file_name="one.csv",
+            file_format="csv",
+        )
+    validate_import_job_task.apply(args=_args(job.pk))
+    job.refresh_from_db()
+    assert job.state == ImportState.REJECTED
+    assert job.errors[0]["reason"] == "地區 'Nowhere' 不屬於 18 區之一（請使用 SS 或 KC 等代碼）"  # noqa: RUF001
+    client = verified_client_for(cast_a.department_admin)
+    page = client.get(f"/audiences/{cast_a.department.code}/imports/{job.pk}/").content.decode()
+    assert '<span lang="zh-Hant-HK">地區 &#x27;Nowhere&#x27; 不屬於' in page
 
 
 def test_import_job_tasks_run_twice_do_the_work_once(cast_a, django_capture_on_commit_callbacks):

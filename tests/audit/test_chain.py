@@ -13,7 +13,7 @@ from django.utils import translation
 
 from accounts import services as accounts_services
 from audit.actions import AuditAction, action_label, is_registered
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, event_hash
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, content_hash, event_hash
 from audit.context import AuditContext, audit_context
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -137,11 +137,28 @@ def test_verify_names_the_event_after_a_deleted_one(cast_a):
 def test_verify_notices_a_rehashed_event_at_the_next_link(cast_a):
     victim = AuditEvent.objects.order_by("sequence")[2]
     forged = {**_fields(victim), "target_label": "forged"}
-    tamper_event(victim.pk, target_label="forged", hash=event_hash(forged))
+    tamper_event(
+        victim.pk,
+        target_label="forged",
+        hash=event_hash(forged),
+        content_hash=content_hash(forged),
+    )
     report = chain_verify()
     assert not report.ok
     assert report.bad_sequence == victim.sequence + 1
     assert "prev_hash" in report.reason
+
+
+def test_verify_notices_a_stored_content_hash_that_is_not_the_content_s(cast_a):
+    """Exports carry the stored content hash: it must be the content's, or a file would link
+    rows whose cells say something else."""
+    victim = AuditEvent.objects.order_by("sequence")[2]
+    forged = {**_fields(victim), "target_label": "forged"}
+    tamper_event(victim.pk, content_hash=content_hash(forged))
+    report = chain_verify()
+    assert not report.ok
+    assert report.bad_sequence == victim.sequence
+    assert "stored content hash" in report.reason
 
 
 def test_audit_verify_command_succeeds_and_records_the_head(cast_a, capsys):

@@ -94,6 +94,44 @@ def test_a_tampered_chain_is_reported_broken(cast_a, anchor_file) -> None:
     assert "Broken" in page
 
 
+def test_the_breakage_reason_is_shown_in_the_reader_s_language(cast_a, anchor_file) -> None:
+    """The worker has no reader: it keeps the reason as a code and its values, and the Chain
+    page and its progress words it in English or Traditional Chinese."""
+    victim = AuditEvent.objects.order_by("sequence")[1]
+    tamper_event(victim.pk, target_label="forged")
+    run = ChainVerification.objects.create(requested_by=cast_a.auditor)
+    verification_run(verification_id=str(run.pk))
+    client = verified_client_for(cast_a.auditor)
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-hant"}
+    page = client.get(reverse("audit:chain"), **zh).content.decode()
+    assert "其內容與雜湊值不符（該記錄已被改動）" in page  # noqa: RUF001
+    assert "altered" not in page
+    progress = client.get(reverse("audit:chain-progress", args=[run.pk]), **zh).json()
+    assert "其內容與雜湊值不符" in progress["outcome"]
+    english = client.get(reverse("audit:chain"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "its content does not match its hash (the row was altered)" in english
+    # The hash-chained record keeps one wording, English.
+    recorded = AuditEvent.objects.get(action=AuditOwnAction.VERIFIED)
+    assert recorded.data["reason"] == "its content does not match its hash (the row was altered)"
+
+
+def test_a_broken_anchor_is_explained_in_the_reader_s_language(cast_a, anchor_file) -> None:
+    anchor_file.write_text('{"day": "2026-12-01", "sequence": 1, "hash": "00"}\n', "utf-8")
+    run = ChainVerification.objects.create(requested_by=cast_a.auditor)
+    finished = verification_run(verification_id=str(run.pk))
+    assert finished is not None
+    assert finished.ok is False
+    page = verified_client_for(cast_a.auditor).get(
+        reverse("audit:chain"), HTTP_ACCEPT_LANGUAGE="zh-hant"
+    )
+    assert "2026-12-01 的錨點不符：第 #1 項事件的雜湊值是" in page.content.decode()  # noqa: RUF001
+    anchor_file.write_text("not an anchor\n", "utf-8")
+    page = verified_client_for(cast_a.auditor).get(
+        reverse("audit:chain"), HTTP_ACCEPT_LANGUAGE="zh-hant"
+    )
+    assert "第 1 行不是錨點" in page.content.decode()
+
+
 def test_a_bad_run_parameter_is_ignored(cast_a) -> None:
     page = verified_client_for(cast_a.auditor).get(reverse("audit:chain") + "?run=nonsense")
     assert page.status_code == 200

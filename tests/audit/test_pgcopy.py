@@ -95,6 +95,16 @@ def test_copy_gives_the_python_paths_cells(varied):
     assert len(got) == len(expected) == varied.count() + 1
     for want, have in zip(expected, got, strict=True):
         assert have == want
+    assert got[0][-2:] == ["content_hash", "bridge"]
+
+
+def test_copy_gives_the_python_paths_bridges(varied):
+    """Rows with other events between them carry the same bridge cells in both paths."""
+    sequences = list(varied.order_by("sequence").values_list("sequence", flat=True))
+    every_other = varied.filter(sequence__in=sequences[::2])
+    got = _copy_csv(every_other)
+    assert got == _python_csv(every_other)
+    assert all(row[-1] for row in got[2:])
 
 
 def test_every_formula_trigger_opens_as_text(varied):

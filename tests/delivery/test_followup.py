@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.models import AuditEvent
 from common.errors import ApplicationError
@@ -93,6 +93,25 @@ def test_each_reminder_round_has_its_own_content(db, cast_a) -> None:
     notice = make_notice(cast_a.department, tier=Tier.CLOSED_LOOP)
     fingerprints = {content_fingerprint(messages.build_message(notice, "en", r)) for r in range(4)}
     assert len(fingerprints) == 4
+
+
+def test_a_message_s_fixed_text_is_in_its_own_language_whatever_the_active_one(db, cast_a) -> None:
+    """Reminder openers and the Confirm button come from the translation catalogue in the
+    message's language ("both": English then Chinese), not in whatever language is active."""
+    notice = make_notice(cast_a.department, tier=Tier.CLOSED_LOOP, requires_confirmation=True)
+    with translation.override("zh-hant"):
+        english = messages.build_message(notice, "en", 1)["action_card"]
+    with translation.override("en"):
+        chinese = messages.build_message(notice, "zh", 2)["action_card"]
+        both = messages.build_message(notice, "both", 1)["action_card"]
+    assert english["single_title"] == "Confirm"
+    assert english["markdown"].startswith("**Reminder: please read this notice.** (1)")
+    assert chinese["single_title"] == "確認"
+    assert chinese["markdown"].startswith("**第二次提示 - 此通知仍需要您處理。** (2)")
+    assert both["single_title"] == "Confirm 確認"
+    assert both["markdown"].startswith(
+        "**Reminder: please read this notice. 提示 - 請閱讀此通知。** (1)"
+    )
 
 
 @pytest.mark.django_db

@@ -205,7 +205,7 @@ def test_an_image_notice_that_needs_confirmation_links_each_person_to_their_page
         url = card["oa"]["message_url"]
         assert url.startswith(sender.confirm_url(person.pk).rsplit("/", 2)[0] + "/")
         assert messages.delivery_from_token(url.rstrip("/").rsplit("/", 1)[1]) == person.pk
-        assert card["oa"]["body"]["content"].startswith(messages.TAP_TO_CONFIRM["en"])
+        assert card["oa"]["body"]["content"].startswith("Tap to read and confirm.")
 
 
 def test_a_voice_notice_sends_the_clip_with_its_length(sim, wsd) -> None:
@@ -401,7 +401,7 @@ def test_file_and_voice_text_travels_in_a_companion_card_and_reminders_are_text(
     assert "附件" in both["markdown"]["text"]
     reminder = messages.build_message(notice, "zh", 1)
     assert reminder["msgtype"] == "markdown"
-    assert messages.REMINDER_OPENERS["zh"][0] in reminder["markdown"]["text"]
+    assert "提示 - 請閱讀此通知。" in reminder["markdown"]["text"]
     # With a confirmation the companion carries the Confirm button, personalised per person.
     Notice.objects.filter(pk=notice.pk).update(requires_confirmation=True)
     notice.refresh_from_db()
