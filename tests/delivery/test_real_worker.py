@@ -458,12 +458,13 @@ def test_an_urgent_notice_approved_mid_bulk_send_goes_first_on_workers_of_every_
         span = urgent_batches.aggregate(first=Min("accepted_at"), last=Max("accepted_at"))
         assert (span["first"] - approved).total_seconds() <= 2.0
         assert span["last"] < bulk_batches.aggregate(last=Max("accepted_at"))["last"]
-        # Bulk calls granted before the urgent notice's first may land just after it; from
-        # then on the bulk notice waits for the urgent one.
-        overlap = bulk_batches.filter(
-            accepted_at__gt=span["first"] + timedelta(seconds=1), accepted_at__lt=span["last"]
-        )
-        assert not overlap.exists()
+        # Bulk calls granted before the urgent notice's first may land just after it (one a
+        # worker process: two workers of two); from then on the bulk notice waits for the
+        # urgent one. The simulator numbers tasks in the order calls reach it, so this is
+        # DingTalk's order, not when a loaded worker got round to recording its calls.
+        tasks = urgent_batches.aggregate(first=Min("task_id"), last=Max("task_id"))
+        overlap = bulk_batches.filter(task_id__gt=tasks["first"], task_id__lt=tasks["last"])
+        assert overlap.count() <= 4, sorted(overlap.values_list("task_id", flat=True))
         counters = dt.sim.counters()
         assert counters["throttled_90018"] == 0
         assert counters["forbidden"].get("143103", 0) == 0
