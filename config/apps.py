@@ -16,6 +16,17 @@ class PortalAdminConfig(AdminConfig):
 class PortalAxesConfig(AxesAppConfig):  # type: ignore[misc]  # django-axes' AppConfig, untyped
     verbose_name = _("Sign-in protection")
 
+    def ready(self) -> None:
+        from axes.models import AccessAttempt
+        from django.contrib import admin
+
+        from config.thirdparty import PortalAccessAttemptAdmin
+
+        super().ready()
+        if admin.site.is_registered(AccessAttempt):  # AXES_ENABLE_ADMIN
+            admin.site.unregister(AccessAttempt)
+            admin.site.register(AccessAttempt, PortalAccessAttemptAdmin)
+
 
 class PortalTOTPConfig(TOTPAppConfig):  # type: ignore[misc]  # django-otp ships no type hints
     verbose_name = _("Authenticator apps")

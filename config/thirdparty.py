@@ -1,7 +1,8 @@
 """Third-party apps' text in the reader's language (locale_thirdparty/, README "Translations").
 
 django-axes marks its text for translation but ships no Chinese: locale_thirdparty/ translates
-it as it is. django-otp (1.7) marks none of the text its back-office pages show: the TOTP
+it as it is, save the attempt list's status column, which Django titles from the method's name
+(``PortalAccessAttemptAdmin``). django-otp (1.7) marks none of the text its back-office pages show: the TOTP
 device's model and field names, help texts, fieldset titles and the QR code column are plain
 English. ``translate_model_text`` and ``PortalTOTPDeviceAdmin`` hand that same English to gettext,
 so the catalogue, keyed by the library's own English, translates it. The English stays the
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.apps import apps
 from django.db.models import Field
+from django.forms.utils import pretty_name
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import translation
@@ -73,3 +77,12 @@ class PortalTOTPDeviceAdmin(TOTPDeviceAdmin):  # type: ignore[misc]  # django-ot
     qrcode_link.short_description = translatable(  # type: ignore[attr-defined]
         TOTPDeviceAdmin.qrcode_link.short_description
     )
+
+
+class PortalAccessAttemptAdmin(AccessAttemptAdmin):  # type: ignore[misc]  # django-axes: untyped
+    """django-axes' attempt list with its status column's title handed to gettext."""
+
+    def status(self, obj: AccessAttempt) -> str:
+        return str(super().status(obj))
+
+    status.short_description = translatable(pretty_name("status"))  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -71,6 +72,8 @@ def test_zh_thirdparty_catalogue_keys_are_the_libraries_english() -> None:
 
     import axes
     import django_otp
+    from axes.admin import AccessAttemptAdmin
+    from django.forms.utils import pretty_name
     from django.utils import translation
 
     from config.thirdparty import PortalTOTPDeviceAdmin
@@ -85,6 +88,7 @@ def test_zh_thirdparty_catalogue_keys_are_the_libraries_english() -> None:
     with translation.override(None):
         derived = {str(opts.verbose_name_plural), str(PortalTOTPDeviceAdmin.search_help_text)}
         derived |= {str(f.verbose_name) for f in opts.get_fields() if hasattr(f, "verbose_name")}
+        derived |= {pretty_name(name) for name in AccessAttemptAdmin.list_display}  # column titles
     mo = PO_FILES[1].with_suffix(".mo")
     with mo.open("rb") as handle:
         msgids = [m for m in gettext.GNUTranslations(handle)._catalog if m]
@@ -126,6 +130,10 @@ def _typed_names() -> list[str]:
     # (typed, or the name enrolment gives a new one).
     names.extend(Group.objects.values_list("name", flat=True))
     names.extend(TOTPDevice.objects.values_list("name", flat=True))
+    # What django-axes stored of a sign-in attempt: the username typed (mistyped ones too), the
+    # path and the form's fields (name=value, the password masked), as the request carried them.
+    for stored in AccessAttempt.objects.values_list("username", "path_info", "post_data"):
+        names.extend(line for value in stored if value for line in value.splitlines())
     # Permissions' names, stored in English by Django (common.testing.zh.permission_labels).
     names.extend(permission_labels())
     return names
@@ -233,8 +241,12 @@ def test_zh_untranslated_checker_catches_english_and_lets_codes_and_names_throug
     assert english_in(page) == ["策略 user_batches", "Read: 20", "Search"]
     assert english_in("<p>Chan Tai Man 已確認</p>", ["Chan Tai Man"]) == []
     # django-axes' row titles and stored placeholders are let through; nothing else of axes' English.
-    row = "修改 Access Log for wsd.officer @ 2026-12-05 17:28:10.744617+00:00 &lt;unknown&gt;"
-    assert english_in(f"<p>{row}</p>") == []
+    rows = [
+        "修改 Access Log for wsd.officer @ 2026-12-05 17:28:10.744617+00:00 &lt;unknown&gt;",
+        "Attempted Access: 2026-12-05 17:28:10.744617+00:00",
+        "Failed access: user wsd.officer locked out on 2026-12-05 17:28:10+00:00 from 127.0.0.1",
+    ]
+    assert english_in("".join(f"<p>{row}</p>" for row in rows)) == []
     assert english_in("<p>Access Log for wsd.officer</p><p>Access logs</p>") == [
         "Access Log for wsd.officer",
         "Access logs",

@@ -87,6 +87,9 @@ ALLOWED_WORDS = {
     "Google",
     "Authenticator",
 }
+_AXES_TIME = (
+    r"[\d-]+ [\d:.]+[+-]\d\d:\d\d"  # a datetime as str() gives it: 2026-12-05 17:28:10.7+00:00
+)
 # Text fragments that are data or codes, not words to translate.
 ALLOWED_PATTERNS = [
     re.compile(r"\b(?:[A-Z2-7]{4} ){3,}[A-Z2-7]{1,4}\b"),  # a TOTP key to type (base32, grouped)
@@ -101,11 +104,12 @@ ALLOWED_PATTERNS = [
     re.compile(r"\{[a-z_]+\}"),  # template placeholders ({district})
     re.compile(r"\bmd5\b"),  # the test settings' password hasher, named in the user form
     re.compile(r"\S{1,8}\*{4,}"),  # masked secrets and password hashes (Yz********)
-    # django-axes' rows, as its lists and pages title them: AccessLog.__str__ is English built
-    # in code ("Access Log for wsd.officer @ 2026-12-05 17:28:10.744617+00:00"), and what it
-    # stores for a header the request did not send is "<unknown>".
-    # (The username may already be blanked out as a name or code by then.)
-    re.compile(r"\bAccess Log for\s+(?:\S+\s+)?@ [\d-]+ [\d:.]+[+-]\d\d:\d\d"),
+    # django-axes' rows, as its lists and pages title them: its models' __str__ is English
+    # built in code (axes/models.py), and what it stores for a header the request did not send
+    # is "<unknown>". The username may already be blanked out as a name or code by then.
+    re.compile(r"\bAccess Log for\s+(?:\S+\s+)?@ " + _AXES_TIME),
+    re.compile(r"\bAttempted Access: " + _AXES_TIME),
+    re.compile(r"\bFailed access: user\s+(?:\S+\s+)?(?:locked out )?on " + _AXES_TIME + r" from "),
     re.compile(r"<unknown>"),
 ]
 _WORD = re.compile("[A-Za-z][A-Za-z'\u2019]+")
