@@ -27,6 +27,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
+# makemessages updates our catalogue (locale/) only; compilemessages compiles it and
+# locale_thirdparty/ (the third-party apps' zh-Hant, edited by hand: README).
 messages: $(STAMP)
 	$(BIN)/python manage.py makemessages -l zh_Hant --ignore=.venv --ignore=var
 	$(BIN)/python manage.py compilemessages -l zh_Hant --ignore=.venv

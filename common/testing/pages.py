@@ -4,7 +4,7 @@ tests/browser/test_axe_pages.py runs axe-core on each page and tests/test_zh_unt
 looks for English in each page rendered in zh-Hant; both open the pages listed here. The
 scenario is one department wired to the simulator with recipients, a notice sent with
 confirmation (dashboard with read receipts and a held batch, outreach, receipts report, the
-recipient's confirmation and notice pages), the second factor's pages (a code, an enrolment), a submitted notice, a segment, an import with a row
+recipient's confirmation and notice pages), a mistyped sign-in (django-axes' lists), the second factor's pages (a code, an enrolment), a submitted notice, a segment, an import with a row
 error, an integration, an audit export and a chain verification; every back-office (Django
 admin) index, list, add and change page; and the error pages 400, 403, 404 and 500.
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from axes.models import AccessAttempt
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.core.cache import cache
@@ -274,6 +275,9 @@ def _filled(cast: Cast, dt: RunningSimulator) -> tuple[Scenario, dict[str, Any]]
     run = verification_start(actor=cast.auditor)
     verification_run(verification_id=str(run.pk))
     event = AuditEvent.objects.filter(department=wsd).latest("sequence")
+    # A mistyped sign-in: django-axes' attempt and failure lists get a row each.
+    Client().post(reverse("accounts:login"), {"username": "wsd.visitor", "password": "wrong"})
+    _expect(AccessAttempt.objects.filter(username="wsd.visitor").exists(), "axes saw the attempt")
     # Every back-office page, as the one person who may open them all.
     superuser = User.objects.create_superuser("root", "root@example.invalid", "x" * 20)
     Membership.objects.create(user=superuser, department=wsd, role=Role.SYSTEM_ADMIN)

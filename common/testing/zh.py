@@ -13,7 +13,12 @@ from collections.abc import Iterable
 from html.parser import HTMLParser
 from pathlib import Path
 
-PO_FILE = Path(__file__).resolve().parents[2] / "locale" / "zh_Hant" / "LC_MESSAGES" / "django.po"
+_ROOT = Path(__file__).resolve().parents[2]
+# Ours, and the third-party apps' (django-axes, django-otp) that they do not ship.
+PO_FILES = tuple(
+    _ROOT / catalogue / "zh_Hant" / "LC_MESSAGES" / "django.po"
+    for catalogue in ("locale", "locale_thirdparty")
+)
 
 # Words that may stay in Latin letters in a Chinese page, and why. Codes and proper names only.
 ALLOWED_WORDS = {
@@ -82,6 +87,9 @@ ALLOWED_WORDS = {
     "Google",
     "Authenticator",
 }
+_AXES_TIME = (
+    r"[\d-]+ [\d:.]+[+-]\d\d:\d\d"  # a datetime as str() gives it: 2026-12-05 17:28:10.7+00:00
+)
 # Text fragments that are data or codes, not words to translate.
 ALLOWED_PATTERNS = [
     re.compile(r"\b(?:[A-Z2-7]{4} ){3,}[A-Z2-7]{1,4}\b"),  # a TOTP key to type (base32, grouped)
@@ -96,6 +104,13 @@ ALLOWED_PATTERNS = [
     re.compile(r"\{[a-z_]+\}"),  # template placeholders ({district})
     re.compile(r"\bmd5\b"),  # the test settings' password hasher, named in the user form
     re.compile(r"\S{1,8}\*{4,}"),  # masked secrets and password hashes (Yz********)
+    # django-axes' rows, as its lists and pages title them: its models' __str__ is English
+    # built in code (axes/models.py), and what it stores for a header the request did not send
+    # is "<unknown>". The username may already be blanked out as a name or code by then.
+    re.compile(r"\bAccess Log for\s+(?:\S+\s+)?@ " + _AXES_TIME),
+    re.compile(r"\bAttempted Access: " + _AXES_TIME),
+    re.compile(r"\bFailed access: user\s+(?:\S+\s+)?(?:locked out )?on " + _AXES_TIME + r" from "),
+    re.compile(r"<unknown>"),
 ]
 _WORD = re.compile("[A-Za-z][A-Za-z'\u2019]+")
 _SKIP_TAGS = {"script", "style", "template", "noscript"}
@@ -117,8 +132,15 @@ _VOID = {
 }
 
 
-def untranslated_entries(path: Path = PO_FILE) -> list[str]:
-    """msgids with an empty translation or marked fuzzy."""
+def untranslated_entries(paths: Iterable[Path] = PO_FILES) -> list[str]:
+    """msgids with an empty translation or marked fuzzy, in each catalogue."""
+    problems: list[str] = []
+    for path in paths:
+        problems.extend(f"{path.parents[2].name}: {gap}" for gap in _catalogue_gaps(path))
+    return problems
+
+
+def _catalogue_gaps(path: Path) -> list[str]:
     problems: list[str] = []
     for block in path.read_text(encoding="utf-8").split("\n\n"):
         lines = [ln for ln in block.strip().splitlines() if ln and not ln.startswith("#~")]
@@ -134,6 +156,21 @@ def untranslated_entries(path: Path = PO_FILE) -> list[str]:
         if not strs or not all(strs):
             problems.append(f"untranslated: {msgid!r}")
     return problems
+
+
+def permission_labels() -> list[str]:
+    """Each permission as the group and user pages list it in zh-Hant: "app | model | name".
+
+    The name is data: Django stores it in English when it creates the permission at migrate
+    ("Can add access log", or a model's Meta.permissions text) and never translates it. The
+    app and model parts are whatever the reader's language gives them.
+    """
+    from django.contrib.auth.models import Permission
+    from django.utils import translation
+
+    permissions = Permission.objects.select_related("content_type")
+    with translation.override("zh-hant"):
+        return [str(permission) for permission in permissions]
 
 
 def _has(lines: list[str], prefix: str) -> bool:

@@ -31,10 +31,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "config.apps.PortalTOTPConfig",  # django_otp.plugins.otp_totp, named and translated
     "guardian",
     "import_export",
-    "axes",
+    "config.apps.PortalAxesConfig",  # axes, named
     "csp",
     "pgtrigger",
     "common",
@@ -177,7 +177,8 @@ GUARDIAN_AUTO_PREFETCH = False
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hant", _("Traditional Chinese"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Ours first (it wins); then the third-party apps' zh-Hant, which they do not ship (README).
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "locale_thirdparty"]
 # Our overrides of Django's per-language formats (config/formats/<locale>/formats.py).
 FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "Asia/Hong_Kong"
