@@ -209,6 +209,18 @@ class Batch(models.Model):
                 name="batch_poll_due_idx",
                 condition=models.Q(receipts_done=False, status="accepted"),
             ),
+            # The dashboard's last and next receipt poll, per message, without reading every
+            # batch of the plan (delivery.reach._poll_times).
+            models.Index(
+                fields=["dispatch", "last_polled_at"],
+                name="batch_dispatch_polled_idx",
+                condition=models.Q(last_polled_at__isnull=False),
+            ),
+            models.Index(
+                fields=["dispatch", "next_poll_at"],
+                name="batch_dispatch_due_idx",
+                condition=models.Q(receipts_done=False, status="accepted"),
+            ),
         ]
 
     def __str__(self) -> str:

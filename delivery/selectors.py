@@ -13,9 +13,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import Http404
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts import permissions as perms
 from accounts.models import Department
@@ -140,6 +141,22 @@ def _district_rows(rollup: Rollup) -> list[dict[str, Any]]:
         }
         for district, n in ordered
     ]
+
+
+def dashboard_figures(plan: DeliveryPlan) -> dict[str, Any]:
+    """plan_figures as the dashboard's JSON serves them: computed at most once every
+    DELIVERY_DASHBOARD_CACHE_S seconds per plan and language, however many people watch (the
+    permission check stays with each request; the figures are the same for everyone who may
+    see the plan)."""
+    seconds = int(settings.DELIVERY_DASHBOARD_CACHE_S)
+    if seconds <= 0:
+        return plan_figures(plan)
+    key = f"delivery:figures:{plan.pk}:{translation.get_language()}"
+    figures: dict[str, Any] | None = cache.get(key)
+    if figures is None:
+        figures = plan_figures(plan)
+        cache.set(key, figures, seconds)
+    return figures
 
 
 def plan_figures(plan: DeliveryPlan, *, now: datetime | None = None) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def dashboard(request: AuthenticatedRequest, notice_id: int) -> HttpResponse:
 @require_GET
 def dashboard_json(request: AuthenticatedRequest, notice_id: int) -> JsonResponse:
     plan = selectors.plan_get_for_user(user=request.user, notice_id=notice_id)
-    return JsonResponse(selectors.plan_figures(plan))
+    return JsonResponse(selectors.dashboard_figures(plan))
 
 
 @require_POST

@@ -69,6 +69,10 @@ DELIVERY_CLAIM_STALE_S = float(env_str("DELIVERY_CLAIM_STALE_S", "60"))
 DELIVERY_QUEUED_STALE_S = float(env_str("DELIVERY_QUEUED_STALE_S", "30"))
 # Longest countdown a retry may use: far below the broker's visibility timeout (3600 s).
 DELIVERY_MAX_COUNTDOWN_S = env_int("DELIVERY_MAX_COUNTDOWN_S", 300)
+# Seconds the dashboard's figures of a plan are shared by everyone watching it (0: computed
+# for every poll). Pages poll every 2 s: with many staff watching on a storm day, one
+# computation a second serves them all (delivery.selectors.dashboard_figures).
+DELIVERY_DASHBOARD_CACHE_S = env_int("DELIVERY_DASHBOARD_CACHE_S", 1)
 
 DELIVERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "delivery-sweep": {

@@ -36,3 +36,6 @@ AXES_FAILURE_LIMIT = 5
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]
 LOGGING = {**LOGGING, "loggers": {"axes": {"level": "ERROR"}, "django.request": {"level": "ERROR"}}}
 LANGUAGE_CODE = "en"
+# A plan id is reused across tests on SQLite: a figure cached by one test must not reach the next
+# (tests/delivery/test_views.py turns the sharing on where it tests it).
+DELIVERY_DASHBOARD_CACHE_S = 0

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from delivery.models import Batch, DeliveryPlan, PauseCode
+from delivery.models import Batch, Delivery, DeliveryPlan, DeliveryState, PauseCode
+from delivery.reach import plan_reach
 from delivery.services import lifecycle, planner, receipts
 from delivery.testing import connect_department, make_notice, make_recipients
 from dingtalk.simulator.testing import running_simulator
@@ -51,6 +57,35 @@ def test_the_dashboard_shows_progress_curve_districts_and_reference(
     assert data["reach_rate"] == pytest.approx(data["read"] * 100 / 150, abs=0.1)
     assert data["curve"]["median_first_read_min"] is not None
     assert sum(row["planned"] for row in data["districts"]) == 150
+
+
+@pytest.mark.django_db
+def test_everyone_watching_a_plan_shares_one_computation_a_second(
+    sent, cast_a, cast_b, verified_client, settings
+) -> None:
+    settings.DELIVERY_DASHBOARD_CACHE_S = 1
+    cache.clear()
+    url = f"/delivery/notices/{sent.pk}/status.json"
+    first = verified_client(cast_a.pr_officer).get(url).json()
+    supervisor = verified_client(cast_a.supervisor)
+    with CaptureQueriesContext(connection) as queries:
+        shared = supervisor.get(url).json()
+    assert shared == first
+    assert not [q for q in queries.captured_queries if "delivery_plantally" in q["sql"]]
+    # Each language has its own figures (labels, district names); the permission check stays
+    # with each request.
+    chinese = supervisor.get(url, HTTP_ACCEPT_LANGUAGE="zh-hant").json()
+    assert chinese["status_label"] != first["status_label"]
+    assert verified_client(cast_b.supervisor).get(url).status_code == 404
+    # A second later the figures are computed again: a read recorded meanwhile shows.
+    unread = Delivery.objects.filter(plan__notice=sent, state=DeliveryState.UNREAD)
+    updated = Delivery.objects.filter(pk__in=list(unread.values_list("pk", flat=True)[:5])).update(
+        state=DeliveryState.READ, first_read_at=timezone.now()
+    )
+    assert updated == 5
+    assert supervisor.get(url).json()["read"] == first["read"]
+    with time_machine.travel(timezone.now() + timedelta(seconds=2), tick=False):
+        assert supervisor.get(url).json()["read"] > first["read"]
 
 
 @pytest.mark.django_db
@@ -107,3 +142,21 @@ def test_a_supervisor_resumes_a_paused_notice_and_reads_why_it_paused(
     plan = DeliveryPlan.objects.get(notice=sent)
     assert plan.status == "done"
     assert plan.pause_reason == ""
+
+
+@pytest.mark.django_db
+def test_the_last_and_next_poll_are_the_plans_newest_and_soonest_batch(sent) -> None:
+    plan = DeliveryPlan.objects.get(notice=sent)
+    batches = Batch.objects.filter(dispatch__plan=plan).order_by("pk")
+    soon = timezone.now() + timedelta(minutes=3)
+    batches.update(next_poll_at=timezone.now() + timedelta(hours=1), receipts_done=False)
+    Batch.objects.filter(pk=batches[1].pk).update(next_poll_at=soon)
+    # A batch whose receipts are done is not due, however soon its stale time.
+    Batch.objects.filter(pk=batches[0].pk).update(
+        next_poll_at=soon - timedelta(minutes=2), receipts_done=True
+    )
+    newest = Batch.objects.filter(pk=batches[0].pk)
+    newest.update(last_polled_at=timezone.now() + timedelta(minutes=1))
+    figures = plan_reach(plan)
+    assert figures["next_poll_at"] == soon.isoformat()
+    assert figures["last_poll_at"] == newest.get().last_polled_at.isoformat()
