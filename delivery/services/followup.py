@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, QuerySet, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -43,7 +43,6 @@ from delivery.models import (
     Dispatch,
     OutreachStatus,
     PlanStatus,
-    effective_state_in,
 )
 from delivery.privacy import ERASED_PREFIX
 from delivery.services import service_window
@@ -64,10 +63,24 @@ def _silent(plan: DeliveryPlan, notice: Notice) -> QuerySet[Delivery]:
     )
     if notice.remind_whom == RemindWhom.UNCONFIRMED or notice.requires_confirmation:
         return people.filter(
-            effective_state_in((DeliveryState.ACCEPTED, DeliveryState.UNREAD, DeliveryState.READ)),
+            _reached(plan, (DeliveryState.UNREAD, DeliveryState.READ)),
             confirmed_at__isnull=True,
         )
-    return people.filter(effective_state_in((DeliveryState.ACCEPTED, DeliveryState.UNREAD)))
+    return people.filter(_reached(plan, (DeliveryState.UNREAD,)))
+
+
+def _reached(plan: DeliveryPlan, states: tuple[str, ...]) -> Q:
+    """People whose effective state is accepted or one of ``states`` (models.effective_state_in)
+    on their own row's columns, the accepted batches in a subquery: with no join, an UPDATE
+    filtered by it checks a row's state again when a receipt poll changed it meanwhile (a
+    person who has just read is not put on the outreach list)."""
+    accepted = Batch.objects.filter(
+        dispatch_id__in=Dispatch.objects.filter(plan=plan).values("pk"),
+        status=BatchStatus.ACCEPTED,
+    ).values("pk")
+    return Q(state__in=(DeliveryState.ACCEPTED, *states)) | Q(
+        state=DeliveryState.QUEUED, batch_id__in=accepted
+    )
 
 
 def plan_send_reminder(plan_id: int, *, now: datetime | None = None) -> int:

@@ -4,7 +4,8 @@ A person still queued in a batch counts as accepted once the batch is (rollup_sq
 state), so a statement that moves people out of "queued" and the acceptance of their batch each
 count from what the other changes. Each test holds one transaction open after its statements,
 runs the other against it, then commits, and checks the rollups against a recount
-(plan_drift) and the people's states against what DingTalk did.
+(plan_drift) and the people's states against what DingTalk did. The last test is the same race
+between a receipt poll and the outreach list (an UPDATE that must check each row's state again).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,9 +22,16 @@ from django.utils import timezone
 
 from accounts.models import Department
 from delivery import messages
-from delivery.models import Batch, BatchStatus, Delivery, DeliveryPlan, DeliveryState
+from delivery.models import (
+    Batch,
+    BatchStatus,
+    Delivery,
+    DeliveryPlan,
+    DeliveryState,
+    OutreachStatus,
+)
 from delivery.rollups import plan_drift, plan_rollup
-from delivery.services import followup, planner
+from delivery.services import followup, planner, receipts
 from delivery.services.outcomes import record_accepted_many
 from delivery.testing import connect_demo_app, make_notice, make_recipients, stopped_clock_simulator
 from notices.models import Notice, Tier
@@ -37,7 +46,7 @@ def _postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip(
             "two transactions writing at once need PostgreSQL: SQLite lets one writer in at a "
-            "time, so neither can count from the other's uncommitted change"
+            "time, so these interleavings cannot happen there"
         )
 
 
@@ -227,3 +236,36 @@ def test_a_confirmation_racing_its_batchs_acceptance_is_counted_once(
     assert _states(plan) == expected
     assert plan_rollup(plan.pk).states == expected
     assert plan_rollup(plan.pk).confirmed == 1
+
+
+def test_people_a_poll_finds_read_while_the_outreach_list_is_drawn_stay_off_it(wsd, sim) -> None:
+    # The poll's reads are written (not yet committed) when the last reminder round lists the
+    # silent for staff: the list waits for them and leaves the 40 readers out.
+    make_recipients(wsd, 150, languages=("en",))
+    notice = make_notice(
+        wsd, tier=Tier.CLOSED_LOOP, max_reminders=1, remind_after_minutes=30, remind_whom="unread"
+    )
+    planner.plan_notice(notice.pk)
+    plan = DeliveryPlan.objects.get(notice=notice)
+    first = Batch.objects.filter(dispatch__plan=plan, dispatch__round=0).order_by("seq").first()
+    assert first is not None
+    assert first.task_id is not None
+    due = timezone.now() + timedelta(minutes=31)
+    assert followup.reminders_due_send(now=due) > 0  # the one reminder round
+    sim.sim.advance(120)
+    for userid in first.userids[:40]:
+        sim.sim.mark_read(first.task_id, userid)
+    Batch.objects.filter(pk=first.pk).update(next_poll_at=timezone.now())
+
+    def poll() -> None:
+        assert receipts.batch_poll_receipts(first.pk) == "polled"
+
+    def list_the_silent() -> None:
+        followup.plan_send_reminder(plan.pk, now=due + timedelta(minutes=31))
+
+    _race(poll, list_the_silent)
+    assert plan_drift(plan.pk) == {}
+    listed = Delivery.objects.filter(plan=plan, outreach=OutreachStatus.OPEN)
+    assert not listed.filter(first_read_at__isnull=False).exists()
+    assert listed.count() == 110
+    assert plan_rollup(plan.pk).outreach_open == 110
