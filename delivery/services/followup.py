@@ -234,9 +234,15 @@ def delivery_confirm(
             if _lock_unaccepted_batch(delivery.pk)
             else {}
         )
-        # Re-checked in the update: an erasure committed since the read leaves nothing to record.
+        # Re-checked in the update: an erasure or a recall committed since the read (a recall
+        # of a batch not yet accepted is waited for above) leaves nothing to record.
+        sending = DeliveryPlan.objects.filter(pk=delivery.plan_id).exclude(
+            status__in=WITHDRAWN_PLAN_STATUSES
+        )
         moved = (
-            Delivery.objects.filter(pk=delivery.pk, confirmed_at__isnull=True)
+            Delivery.objects.filter(
+                pk=delivery.pk, confirmed_at__isnull=True, plan_id__in=sending.values("pk")
+            )
             .exclude(dingtalk_user_id__startswith=ERASED_PREFIX)
             .update(
                 confirmed_at=now,
@@ -261,6 +267,8 @@ def delivery_confirm(
                 department=delivery.plan.department,
                 data={"delivery": delivery.pk, "located": located},
             )
+        elif not sending.exists():
+            raise ApplicationError(_("This notice was withdrawn."), code="recalled")
     delivery.refresh_from_db()
     return delivery
 

@@ -21,6 +21,8 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from accounts.models import Department
+from audit.models import AuditEvent
+from common.errors import ApplicationError
 from delivery import messages
 from delivery.models import (
     Batch,
@@ -236,6 +238,28 @@ def test_a_confirmation_racing_its_batchs_acceptance_is_counted_once(
     assert _states(plan) == expected
     assert plan_rollup(plan.pk).states == expected
     assert plan_rollup(plan.pk).confirmed == 1
+
+
+def test_a_confirmation_waiting_for_a_recall_records_nothing(wsd, cast_a) -> None:
+    # The person's link was checked before the recall committed; the recall holds their batch
+    # (its call on its way), so the confirmation waits, then finds the notice withdrawn.
+    plan, batch, _task_id = _in_flight_plan(wsd)
+    person = Delivery.objects.filter(plan=plan, batch=batch).order_by("pk").first()
+    assert person is not None
+    refused: list[str] = []
+
+    def confirm() -> None:
+        try:
+            followup.delivery_confirm(token=messages.confirm_token(person.pk))
+        except ApplicationError as exc:
+            refused.append(exc.code)
+
+    assert _race(_recall(plan, cast_a.supervisor), confirm) == "waiting"
+    assert refused == ["recalled"]
+    person.refresh_from_db()
+    assert (person.state, person.confirmed_at) == (DeliveryState.CANCELLED, None)
+    assert not AuditEvent.objects.filter(action="delivery.confirmed").exists()
+    assert plan_drift(plan.pk) == {}
 
 
 def test_people_a_poll_finds_read_while_the_outreach_list_is_drawn_stay_off_it(wsd, sim) -> None:
