@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -42,7 +43,6 @@ from delivery.models import (
     Dispatch,
     OutreachStatus,
     PlanStatus,
-    effective_state_in,
 )
 from delivery.privacy import ERASED_PREFIX
 from delivery.services import service_window
@@ -63,10 +63,24 @@ def _silent(plan: DeliveryPlan, notice: Notice) -> QuerySet[Delivery]:
     )
     if notice.remind_whom == RemindWhom.UNCONFIRMED or notice.requires_confirmation:
         return people.filter(
-            effective_state_in((DeliveryState.ACCEPTED, DeliveryState.UNREAD, DeliveryState.READ)),
+            _reached(plan, (DeliveryState.UNREAD, DeliveryState.READ)),
             confirmed_at__isnull=True,
         )
-    return people.filter(effective_state_in((DeliveryState.ACCEPTED, DeliveryState.UNREAD)))
+    return people.filter(_reached(plan, (DeliveryState.UNREAD,)))
+
+
+def _reached(plan: DeliveryPlan, states: tuple[str, ...]) -> Q:
+    """People whose effective state is accepted or one of ``states`` (models.effective_state_in)
+    on their own row's columns, the accepted batches in a subquery: with no join, an UPDATE
+    filtered by it checks a row's state again when a receipt poll changed it meanwhile (a
+    person who has just read is not put on the outreach list)."""
+    accepted = Batch.objects.filter(
+        dispatch_id__in=Dispatch.objects.filter(plan=plan).values("pk"),
+        status=BatchStatus.ACCEPTED,
+    ).values("pk")
+    return Q(state__in=(DeliveryState.ACCEPTED, *states)) | Q(
+        state=DeliveryState.QUEUED, batch_id__in=accepted
+    )
 
 
 def plan_send_reminder(plan_id: int, *, now: datetime | None = None) -> int:
@@ -212,16 +226,32 @@ def delivery_confirm(
     )
     with transaction.atomic():
         now = timezone.now()
-        # Re-checked in the update: an erasure committed since the read leaves nothing to record.
+        # Clicked before the sender wrote the batch's acceptance: the call reached the person
+        # by now. Their own time keeps the rollups' latency (0 either way) from depending on
+        # the batch's, which the acceptance writes later.
+        reached = (
+            {"accepted_at": Coalesce(F("accepted_at"), Value(now))}
+            if _lock_unaccepted_batch(delivery.pk)
+            else {}
+        )
+        # Re-checked in the update: an erasure or a recall committed since the read (a recall
+        # of a batch not yet accepted is waited for above) leaves nothing to record.
+        sending = DeliveryPlan.objects.filter(pk=delivery.plan_id).exclude(
+            status__in=WITHDRAWN_PLAN_STATUSES
+        )
         moved = (
-            Delivery.objects.filter(pk=delivery.pk, confirmed_at__isnull=True)
+            Delivery.objects.filter(
+                pk=delivery.pk, confirmed_at__isnull=True, plan_id__in=sending.values("pk")
+            )
             .exclude(dingtalk_user_id__startswith=ERASED_PREFIX)
             .update(
                 confirmed_at=now,
-                first_read_at=delivery.first_read_at or now,
+                # A read a receipt poll recorded since the page was read is kept.
+                first_read_at=Coalesce(F("first_read_at"), Value(now)),
                 state=DeliveryState.READ,
                 latitude=latitude if located else None,
                 longitude=longitude if located else None,
+                **reached,
             )
         )
         if moved == 1:
@@ -237,8 +267,32 @@ def delivery_confirm(
                 department=delivery.plan.department,
                 data={"delivery": delivery.pk, "located": located},
             )
+        elif not sending.exists():
+            raise ApplicationError(_("This notice was withdrawn."), code="recalled")
     delivery.refresh_from_db()
     return delivery
+
+
+def _lock_unaccepted_batch(delivery_id: int) -> bool:
+    """Lock the person's batch unless it is accepted; True if it is locked (not accepted).
+
+    A queued person counts as accepted once their batch is (models.effective_state), and the
+    rollups' triggers count each side from the other's row: the confirmation from the batch's
+    status, the acceptance from how many of the batch's people are still queued. Locking the
+    batch first (as acceptance, failure and recall lock it) puts one of the two after the
+    other's commit, so neither counts the person from the state the other is changing. An
+    accepted batch stays accepted: it needs no lock.
+    """
+    batch_id = Delivery.objects.filter(pk=delivery_id).values_list("batch_id", flat=True).first()
+    if batch_id is None:
+        return False
+    locked = (
+        Batch.objects.select_for_update(no_key=True)
+        .filter(pk=batch_id)
+        .exclude(status=BatchStatus.ACCEPTED)
+        .values_list("pk", flat=True)
+    )
+    return bool(list(locked))
 
 
 # --- recall ----------------------------------------------------------------------------------
@@ -268,13 +322,8 @@ def notice_recall(*, actor: Actor, notice: Notice, reason: str = "") -> Delivery
         ).update(status=PlanStatus.RECALLING, recalled_at=timezone.now(), next_reminder_at=None)
         if moved != 1:
             raise ApplicationError("This notice is already recalled.", code="recalled")
-        Batch.objects.filter(dispatch__plan=plan, status=BatchStatus.QUEUED).update(
-            status=BatchStatus.CANCELLED
-        )
+        _cancel_unsent(plan)
         service_window.cancel_queued(plan)
-        Delivery.objects.filter(effective_state_in((DeliveryState.QUEUED,)), plan=plan).update(
-            state=DeliveryState.CANCELLED
-        )
         notice_mark_recalled(notice.pk, reason=reason)
         audit_record(
             actor=actor,
@@ -286,6 +335,32 @@ def notice_recall(*, actor: Actor, notice: Notice, reason: str = "") -> Delivery
         transaction.on_commit(lambda: enqueue.recall_notice(plan.pk))
     plan.refresh_from_db()
     return plan
+
+
+def _cancel_unsent(plan: DeliveryPlan) -> None:
+    """Cancel the plan's queued batches and the people no accepted call carries.
+
+    Every batch of the plan not accepted is locked first, in id order (as claims and
+    acceptances lock them), so none becomes accepted until the recall commits: an acceptance
+    written but not committed is waited for, and its people then stay accepted; one that comes
+    after finds its people cancelled and moves nobody. Without the lock both counted the same
+    people, the recall as cancelled and the acceptance as accepted. The statements then name
+    the old state in their own WHERE (no join), so a row another writer changed meanwhile is
+    checked again, not overwritten (a batch just claimed is not cancelled under its call).
+    """
+    dispatches = Dispatch.objects.filter(plan=plan).values("pk")
+    batches = Batch.objects.filter(dispatch_id__in=dispatches)
+    list(
+        batches.select_for_update(no_key=True)
+        .exclude(status=BatchStatus.ACCEPTED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    batches.filter(status=BatchStatus.QUEUED).update(status=BatchStatus.CANCELLED)
+    accepted = batches.filter(status=BatchStatus.ACCEPTED).values("pk")
+    Delivery.objects.filter(plan=plan, state=DeliveryState.QUEUED).exclude(
+        batch_id__in=accepted
+    ).update(state=DeliveryState.CANCELLED)
 
 
 def plan_recall_calls(plan_id: int) -> int:
