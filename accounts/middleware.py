@@ -1,4 +1,4 @@
-"""Default-deny for staff pages, and the absolute session lifetime."""
+"""Default-deny for staff pages, and the session's idle and absolute lifetimes."""
 
 from __future__ import annotations
 
@@ -17,19 +17,34 @@ from django.utils.translation import gettext as _
 from accounts.auth import LOGIN_AT_SESSION_KEY
 from common.types import is_verified
 
+# Where a session keeps when it was last saved for activity, and how often activity saves it.
+TOUCHED_SESSION_KEY = "portal_touched_at"
+TOUCH_EVERY_S = 60
+
 
 class SessionLifetimeMiddleware:
-    """Ends a session a fixed time after login, however active it is (idle timeout is the cookie age)."""
+    """Ends a session a fixed time after login, however active it is, and keeps an active one
+    from idling out.
+
+    The idle timeout is the session's age (SESSION_COOKIE_AGE after its last save). Activity
+    saves it at most once every TOUCH_EVERY_S seconds, not on every request: a dashboard's
+    poll every 2 s would otherwise be a database write every 2 s for each person watching.
+    A session then idles out between SESSION_COOKIE_AGE - TOUCH_EVERY_S and SESSION_COOKIE_AGE
+    after the last request.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
+            now = time.time()
             started = request.session.get(LOGIN_AT_SESSION_KEY)
-            if started is None or time.time() - float(started) > settings.SESSION_ABSOLUTE_SECONDS:
+            if started is None or now - float(started) > settings.SESSION_ABSOLUTE_SECONDS:
                 logout(request)
                 messages.info(request, _("Your session has ended. Please log in again."))
+            elif now - float(request.session.get(TOUCHED_SESSION_KEY, 0)) >= TOUCH_EVERY_S:
+                request.session[TOUCHED_SESSION_KEY] = int(now)  # saved with a new expiry
         return self.get_response(request)
 
 

@@ -145,9 +145,11 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
-# Sessions: idle timeout by re-saving on every request, absolute timeout in our middleware.
+# Sessions: idle timeout by re-saving the session as people use the portal (at most once a
+# minute: accounts.middleware.SessionLifetimeMiddleware, so a dashboard polled every 2 s is not
+# a database write every 2 s), absolute timeout in the same middleware.
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60)
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_SAVE_EVERY_REQUEST = False
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 10 * 60 * 60)
 SESSION_COOKIE_HTTPONLY = True

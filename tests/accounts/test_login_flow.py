@@ -6,7 +6,9 @@ import time
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -154,9 +156,30 @@ def test_sessions_end_after_the_absolute_lifetime(cast_a, settings) -> None:
     assert response["Location"].startswith(reverse("accounts:login"))
 
 
-def test_idle_timeout_is_enforced_by_a_short_rolling_cookie(settings) -> None:
-    assert settings.SESSION_SAVE_EVERY_REQUEST is True
+@pytest.mark.django_db
+def test_activity_keeps_a_session_and_idling_ends_it_with_one_write_a_minute(
+    cast_a, settings
+) -> None:
     assert settings.SESSION_COOKIE_AGE <= 30 * 60
+    client = verified_client_for(cast_a.supervisor)
+    home = reverse("accounts:home")
+    start = time.time()
+    # Used every 20 minutes for an hour: never idle for the session's age, never logged out.
+    for minutes in (20, 40, 60):
+        with time_machine.travel(start + minutes * 60, tick=False):
+            assert client.get(home).status_code == 200
+    # A dashboard polling every 2 s writes the session at most once a minute.
+    with CaptureQueriesContext(connection) as queries:
+        for second in range(2, 122, 2):
+            with time_machine.travel(start + 3600 + second, tick=False):
+                assert client.get(home).status_code == 200
+    writes = [q for q in queries.captured_queries if q["sql"].startswith('UPDATE "django_session"')]
+    assert 1 <= len(writes) <= 3
+    # Then idle for longer than the session's age: logged out.
+    with time_machine.travel(start + 3600 + 122 + settings.SESSION_COOKIE_AGE + 1, tick=False):
+        response = client.get(home)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("accounts:login"))
 
 
 @pytest.mark.django_db
