@@ -39,7 +39,9 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = os.environ.get("BENCH_DATABASE_NAME", "bench_delivery")
@@ -448,22 +450,30 @@ def main() -> None:
             )
         )
         return
+    print(json.dumps(in_scratch_database(url, SCRATCH, lambda: run(args))))
+
+
+def in_scratch_database(
+    url: str, scratch: str, work: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """`work()` with DATABASE_URL pointing at a new database `scratch` on the server of `url`
+    (BENCH_SERVER_URL keeps `url`), dropped afterwards whatever happens."""
     import psycopg
 
-    base, _, _name = url.rpartition("/")
-    os.environ["DATABASE_URL"] = f"{base}/{SCRATCH}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {SCRATCH}")
+    server, _, _name = url.rpartition("/")
+    os.environ["BENCH_SERVER_URL"] = url
+    os.environ["DATABASE_URL"] = f"{server}/{scratch}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {scratch}")
     try:
-        result = run(args)
+        return work()
     finally:
         from django.db import connections
 
         connections.close_all()
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-    print(json.dumps(result))
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -747,23 +747,7 @@ def main() -> None:
     if not url.startswith("postgres") or not broker.startswith("redis://"):
         print(json.dumps({"skipped": "needs DATABASE_URL=postgres://... and a redis:// broker"}))
         return
-    import psycopg
-
-    server, _, _name = url.rpartition("/")
-    os.environ["BENCH_SERVER_URL"] = url
-    os.environ["DATABASE_URL"] = f"{server}/{SCRATCH}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {SCRATCH}")
-    try:
-        result = run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-    print(json.dumps(result))
+    print(json.dumps(base.in_scratch_database(url, SCRATCH, lambda: run(args))))
 
 
 if __name__ == "__main__":
